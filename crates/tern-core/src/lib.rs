@@ -1,1 +1,27 @@
-//! placeholder
+//! The broker's logic, with no sockets, no clock and no async runtime.
+//!
+//! [`Broker`] owns the shared state: the session registry, the subscription index, retained
+//! messages, delayed wills and the counters. [`Connection`] is the protocol state machine of one
+//! network connection; the runtime feeds it decoded packets and the current time and drains the
+//! bytes it wants to send and the next deadline it needs (see its driving contract).
+//!
+//! Nothing here blocks on IO. Locks are `std::sync` locks held for short sections, never across
+//! anything that waits; lock order is always subscription index → session (see `broker`).
+
+mod broker;
+mod config;
+mod connection;
+mod message;
+mod metrics;
+mod retained;
+mod session;
+mod subscriptions;
+mod timers;
+mod topic;
+
+pub use broker::{Broker, Wake};
+pub use config::{BrokerConfig, ListenerPolicy};
+pub use connection::{Connection, ConnectionInfo};
+pub use message::Message;
+pub use metrics::{DropReason, Metrics};
+pub use topic::topic_matches;

@@ -1,0 +1,644 @@
+//! The shared broker state and routing.
+//!
+//! # Lock order
+//!
+//! `sessions` (registry) → `subscriptions` → `retained` → a session's own lock. A section may
+//! skip levels but never takes an earlier lock while holding a later one, and no lock is held
+//! while publishing a will or another message (which takes `subscriptions` and session locks).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tern_codec::{ByteString, PublishProperties, QoS, RetainHandling, SubscriptionOptions};
+
+use crate::BrokerConfig;
+use crate::message::Message;
+use crate::metrics::{DropReason, Metrics, inc};
+use crate::retained::RetainedStore;
+use crate::session::{Delivery, Enqueued, Link, Session, SubscriptionRecord};
+use crate::subscriptions::{Match, Subscriber, SubscriptionTree};
+use crate::timers::Timers;
+
+/// Wakes the task that drives a connection (or the broker's timers) when there is new work:
+/// deliveries queued for its session, a takeover, or an earlier deadline.
+///
+/// Implementations must not block; they are called with a session lock held.
+pub trait Wake: Send + Sync {
+    /// Signals the task; a signal sent while the task is busy must not be lost.
+    fn wake(&self);
+}
+
+/// The broker: sessions, subscriptions, retained messages, delayed wills and counters, shared
+/// by every connection. Cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: BrokerConfig,
+    sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
+    subscriptions: RwLock<SubscriptionTree>,
+    retained: RwLock<RetainedStore>,
+    timers: Mutex<Timers>,
+    timer_waker: Mutex<Option<Arc<dyn Wake>>>,
+    metrics: Metrics,
+    generation: AtomicU64,
+    id_hasher: RandomState,
+}
+
+/// A Will waiting for its connection to end.
+pub(crate) struct WillSpec {
+    pub(crate) topic: ByteString,
+    pub(crate) payload: Bytes,
+    pub(crate) qos: QoS,
+    pub(crate) retain: bool,
+    pub(crate) properties: PublishProperties,
+    pub(crate) delay_interval: u32,
+    pub(crate) publisher: ByteString,
+}
+
+impl WillSpec {
+    fn into_message(self, now: Instant) -> Arc<Message> {
+        Arc::new(Message {
+            expires_at: Message::expiry_from(self.properties.message_expiry_interval, now),
+            topic: self.topic,
+            payload: self.payload,
+            qos: self.qos,
+            retain: self.retain,
+            properties: self.properties,
+            publisher: Some(self.publisher),
+        })
+    }
+}
+
+/// Work decided under locks and carried out after they are released.
+#[derive(Default)]
+#[must_use]
+struct Aftermath {
+    wills: Vec<WillSpec>,
+    ended: Vec<EndedSession>,
+    wake: Vec<Arc<dyn Wake>>,
+}
+
+struct EndedSession {
+    client_id: ByteString,
+    subscriptions: Vec<ByteString>,
+    redeliveries: Vec<Delivery>,
+}
+
+/// The outcome of attaching a connection to a session.
+pub(crate) struct Attached {
+    pub(crate) session: Arc<Session>,
+    pub(crate) session_present: bool,
+    /// The client id, assigned by the broker if the client sent none.
+    pub(crate) client_id: ByteString,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Broker {
+    /// A broker with no sessions, subscriptions or retained messages.
+    #[must_use]
+    pub fn new(config: BrokerConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                sessions: Mutex::default(),
+                subscriptions: RwLock::default(),
+                retained: RwLock::default(),
+                timers: Mutex::default(),
+                timer_waker: Mutex::new(None),
+                metrics: Metrics::default(),
+                generation: AtomicU64::new(1),
+                id_hasher: RandomState::new(),
+            }),
+        }
+    }
+
+    /// The settings in force.
+    #[must_use]
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    /// The broker's counters.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Number of sessions, connected or not.
+    #[must_use]
+    pub fn session_count(&self) -> usize {
+        lock(&self.inner.sessions).len()
+    }
+
+    /// Number of subscriptions, shared memberships included.
+    #[must_use]
+    pub fn subscription_count(&self) -> usize {
+        self.subs().len()
+    }
+
+    /// Number of shared subscription memberships.
+    #[must_use]
+    pub fn shared_subscription_count(&self) -> usize {
+        self.subs().shared_len()
+    }
+
+    /// Number of retained messages.
+    #[must_use]
+    pub fn retained_count(&self) -> usize {
+        self.retained().len()
+    }
+
+    /// Sets the waker of the task that calls [`Broker::handle_timeout`]; it is woken when a
+    /// deadline earlier than the previous earliest is scheduled.
+    pub fn set_timer_waker(&self, waker: Arc<dyn Wake>) {
+        *lock(&self.inner.timer_waker) = Some(waker);
+    }
+
+    /// The earliest time [`Broker::handle_timeout`] has work to do.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        lock(&self.inner.timers).next()
+    }
+
+    /// Publishes delayed wills and ends expired sessions that are due at `now`.
+    pub fn handle_timeout(&self, now: Instant) {
+        let due = lock(&self.inner.timers).due(now);
+        if due.is_empty() {
+            return;
+        }
+        let mut after = Aftermath::default();
+        {
+            let mut sessions = lock(&self.inner.sessions);
+            for id in due {
+                let Some(session) = sessions.get(&id).cloned() else {
+                    continue;
+                };
+                let mut st = session.lock();
+                let Some(since) = st.disconnected_at else {
+                    continue;
+                };
+                if st.link.is_some() {
+                    continue;
+                }
+                let expiry = self.session_lifetime(st.expiry_interval);
+                let expired = expiry.is_some_and(|e| since + e <= now);
+                let will_due = st.will.as_ref().is_some_and(|w| {
+                    since + Duration::from_secs(u64::from(w.delay_interval)) <= now
+                });
+                if will_due || expired {
+                    after.wills.extend(st.will.take());
+                }
+                if expired {
+                    inc(&self.inner.metrics.sessions_expired, 1);
+                    sessions.remove(&id);
+                    after.ended.push(end_locked(&session, &mut st));
+                }
+            }
+        }
+        self.finish(after, now);
+    }
+
+    /// Routes a message to every matching subscription and, if it is retained, updates the
+    /// retained store first. Returns how many subscriptions matched.
+    pub fn publish(&self, message: Arc<Message>, now: Instant) -> usize {
+        if message.retain && self.inner.config.retain_available {
+            self.retained_mut().set(message.clone());
+        }
+        let tree = self.subs();
+        let mut matched = 0;
+        tree.for_each_match(&message.topic, |m| {
+            matched += 1;
+            match m {
+                Match::Direct(sub) => self.deliver(sub, &message, None, now),
+                Match::Shared(group) => {
+                    if let Some(sub) = group.pick() {
+                        self.deliver(sub, &message, Some(&group.key), now);
+                    }
+                }
+            }
+        });
+        if matched == 0 {
+            inc(&self.inner.metrics.publish_no_subscribers, 1);
+        }
+        matched
+    }
+
+    /// Publishes a message on behalf of the broker itself (no publisher client id).
+    pub fn publish_internal(
+        &self,
+        topic: ByteString,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        now: Instant,
+    ) -> usize {
+        let message = Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties: PublishProperties::default(),
+            expires_at: None,
+            publisher: None,
+        };
+        self.publish(Arc::new(message), now)
+    }
+
+    fn deliver(
+        &self,
+        sub: &Subscriber,
+        message: &Arc<Message>,
+        shared: Option<&ByteString>,
+        now: Instant,
+    ) {
+        let session = &sub.session;
+        if sub.options.no_local && message.publisher.as_ref() == Some(&session.client_id) {
+            return;
+        }
+        if message.is_expired(now) {
+            self.inner.metrics.record_drop(DropReason::Expired);
+            return;
+        }
+        let delivery = Delivery {
+            message: message.clone(),
+            qos: message.qos.min(sub.options.qos),
+            retain: message.retain && sub.options.retain_as_published,
+            subscription_identifier: sub.identifier,
+            shared: shared.cloned(),
+        };
+        self.enqueue(session, delivery);
+    }
+
+    fn enqueue(&self, session: &Session, delivery: Delivery) {
+        let cfg = &self.inner.config;
+        let mut st = session.lock();
+        if st.ended {
+            return;
+        }
+        if st.link.is_none() && delivery.qos == QoS::AtMostOnce && !cfg.queue_qos0_messages {
+            self.inner.metrics.record_drop(DropReason::Offline);
+            return;
+        }
+        let was_empty = st.queue.is_empty();
+        match st.enqueue(delivery, cfg.max_queued_messages, cfg.max_queued_bytes) {
+            Enqueued::Yes => {}
+            Enqueued::DisplacedQos0 | Enqueued::Full => {
+                self.inner.metrics.record_drop(DropReason::QueueFull);
+            }
+        }
+        // The connection drains its whole queue when woken, so only the first delivery into an
+        // empty queue needs to wake it.
+        if was_empty && !st.queue.is_empty() {
+            if let Some(link) = &st.link {
+                link.waker.wake();
+            }
+        }
+    }
+
+    /// A fresh connection generation, distinct from every other connection's.
+    pub(crate) fn next_generation(&self) -> u64 {
+        self.inner.generation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// How long a disconnected session with this expiry interval lives, after the configured
+    /// cap; `None` means forever.
+    fn session_lifetime(&self, expiry_interval: u32) -> Option<Duration> {
+        let requested =
+            (expiry_interval != u32::MAX).then(|| Duration::from_secs(u64::from(expiry_interval)));
+        match (requested, self.inner.config.persistent_client_expiration) {
+            (Some(r), Some(cap)) => Some(r.min(cap)),
+            (r, cap) => r.or(cap),
+        }
+    }
+
+    fn assign_client_id(&self, sessions: &HashMap<ByteString, Arc<Session>>) -> ByteString {
+        loop {
+            let n = self.inner.generation.fetch_add(1, Ordering::Relaxed);
+            let id = format!(
+                "{}{:016x}",
+                self.inner.config.auto_id_prefix,
+                self.inner.id_hasher.hash_one(n)
+            );
+            if !sessions.contains_key(id.as_str()) {
+                return ByteString::from(id);
+            }
+        }
+    }
+
+    /// Attaches a new connection to the session of `client_id` (assigning an id if `None`),
+    /// taking over any connection attached to it (MQTT-3.1.4-2, MQTT-3.1.4-3) and applying
+    /// Clean Start (MQTT-3.1.2-4..6).
+    pub(crate) fn attach(
+        &self,
+        client_id: Option<ByteString>,
+        clean_start: bool,
+        expiry_interval: u32,
+        link: Link,
+        will: Option<WillSpec>,
+        now: Instant,
+    ) -> Attached {
+        let mut after = Aftermath::default();
+        let mut replaced_live = false;
+        let attached = {
+            let mut sessions = lock(&self.inner.sessions);
+            let client_id = match client_id {
+                Some(id) => id,
+                None => self.assign_client_id(&sessions),
+            };
+            let existing = sessions.get(&client_id).cloned();
+            let resumed = existing.and_then(|session| {
+                let mut st = session.lock();
+                if let Some(old) = st.link.take() {
+                    replaced_live = true;
+                    // A live connection is taken over: its will goes out now if it has no delay
+                    // or if the session is about to end with it.
+                    after.wake.push(old.waker);
+                    if let Some(w) = st.will.take() {
+                        if w.delay_interval == 0 || clean_start || st.expiry_interval == 0 {
+                            after.wills.push(w);
+                        }
+                    }
+                } else if clean_start {
+                    // A will still waiting for its delay goes out when the session ends.
+                    after.wills.extend(st.will.take());
+                }
+                if clean_start {
+                    sessions.remove(&client_id);
+                    after.ended.push(end_locked(&session, &mut st));
+                    None
+                } else {
+                    // Reconnected in time: a delayed will is not published (MQTT-3.1.3-9).
+                    st.will = None;
+                    drop(st);
+                    Some(session)
+                }
+            });
+            let session_present = resumed.is_some();
+            let session = resumed.unwrap_or_else(|| {
+                let s = Arc::new(Session::new(client_id.clone(), expiry_interval));
+                sessions.insert(client_id.clone(), s.clone());
+                s
+            });
+            {
+                let mut st = session.lock();
+                st.link = Some(link);
+                st.disconnected_at = None;
+                st.expiry_interval = expiry_interval;
+                st.will = will;
+                session.set_online(true);
+            }
+            Attached {
+                session,
+                session_present,
+                client_id,
+            }
+        };
+        inc(&self.inner.metrics.connects, 1);
+        if !replaced_live {
+            inc(&self.inner.metrics.connections, 1);
+        }
+        self.finish(after, now);
+        attached
+    }
+
+    /// Detaches the connection `generation` from its session when the connection ends.
+    /// `publish_will` is false only after a normal DISCONNECT. Does nothing if the connection
+    /// was already taken over.
+    pub(crate) fn detach(
+        &self,
+        session: &Arc<Session>,
+        generation: u64,
+        publish_will: bool,
+        now: Instant,
+    ) {
+        let mut after = Aftermath::default();
+        {
+            let mut sessions = lock(&self.inner.sessions);
+            let mut st = session.lock();
+            if !st.is_current(generation) {
+                return;
+            }
+            st.link = None;
+            session.set_online(false);
+            st.disconnected_at = Some(now);
+            self.inner
+                .metrics
+                .connections
+                .fetch_sub(1, Ordering::Relaxed);
+            if !publish_will {
+                st.will = None;
+            }
+            let lifetime = self.session_lifetime(st.expiry_interval);
+            let ends_now = lifetime == Some(Duration::ZERO);
+            let mut deadline = lifetime.map(|l| now + l);
+            if let Some(w) = &st.will {
+                if w.delay_interval == 0 || ends_now {
+                    after.wills.extend(st.will.take());
+                } else {
+                    let at = now + Duration::from_secs(u64::from(w.delay_interval));
+                    deadline = Some(deadline.map_or(at, |d| d.min(at)));
+                }
+            }
+            if ends_now {
+                if sessions
+                    .get(&session.client_id)
+                    .is_some_and(|s| Arc::ptr_eq(s, session))
+                {
+                    sessions.remove(&session.client_id);
+                }
+                after.ended.push(end_locked(session, &mut st));
+            } else if let Some(at) = deadline {
+                self.schedule(at, session.client_id.clone());
+            }
+        }
+        self.finish(after, now);
+    }
+
+    /// Changes the expiry interval of a session (MQTT 5 DISCONNECT), before [`Broker::detach`].
+    pub(crate) fn set_session_expiry(&self, session: &Session, expiry_interval: u32) {
+        session.lock().expiry_interval = expiry_interval;
+    }
+
+    fn schedule(&self, at: Instant, client_id: ByteString) {
+        if lock(&self.inner.timers).schedule(at, client_id) {
+            if let Some(w) = lock(&self.inner.timer_waker).as_ref() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Adds or replaces a subscription of `session`; returns whether the same filter existed.
+    /// `None` if the session has ended meanwhile.
+    pub(crate) fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        key: &ByteString,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> Option<bool> {
+        let (share, filter) = split_key(key);
+        let mut tree = self.subs_mut();
+        let mut st = session.lock();
+        if st.ended {
+            return None;
+        }
+        let sub = Subscriber {
+            session: session.clone(),
+            options,
+            identifier,
+        };
+        let existed = tree.insert(filter, share, key, sub);
+        st.subscriptions.insert(
+            key.clone(),
+            SubscriptionRecord {
+                options,
+                identifier,
+            },
+        );
+        Some(existed)
+    }
+
+    /// Removes a subscription of `session`; returns whether it existed.
+    pub(crate) fn unsubscribe(&self, session: &Session, key: &ByteString) -> bool {
+        let (share, filter) = split_key(key);
+        let mut tree = self.subs_mut();
+        let mut st = session.lock();
+        if st.subscriptions.remove(key).is_none() {
+            return false;
+        }
+        tree.remove(filter, share, &session.client_id)
+    }
+
+    /// Queues the retained messages matching `filter` for `session` (MQTT-3.3.1-6), with
+    /// RETAIN set (MQTT-3.3.1-8).
+    pub(crate) fn send_retained(
+        &self,
+        session: &Session,
+        filter: &str,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+        now: Instant,
+    ) {
+        let retained = self.retained();
+        retained.for_each_match(filter, now, |message| {
+            let delivery = Delivery {
+                message: message.clone(),
+                qos: message.qos.min(options.qos),
+                retain: true,
+                subscription_identifier: identifier,
+                shared: None,
+            };
+            self.enqueue(session, delivery);
+        });
+    }
+
+    /// Whether retained messages should be sent for a subscription that `existed` before.
+    pub(crate) fn wants_retained(options: SubscriptionOptions, existed: bool) -> bool {
+        match options.retain_handling {
+            RetainHandling::SendAtSubscribe => true,
+            RetainHandling::SendIfNew => !existed,
+            RetainHandling::DoNotSend => false,
+        }
+    }
+
+    /// Carries out what was decided under the locks: wakes taken-over connections, removes
+    /// ended sessions' subscriptions, re-routes their shared deliveries and publishes wills.
+    fn finish(&self, after: Aftermath, now: Instant) {
+        for w in after.wake {
+            w.wake();
+        }
+        for ended in after.ended {
+            {
+                let mut tree = self.subs_mut();
+                for key in &ended.subscriptions {
+                    let (share, filter) = split_key(key);
+                    tree.remove(filter, share, &ended.client_id);
+                }
+            }
+            self.redeliver_shared(&ended.client_id, ended.redeliveries, now);
+        }
+        for will in after.wills {
+            self.publish(will.into_message(now), now);
+        }
+    }
+
+    /// Hands deliveries of a shared subscription to another member of the same group.
+    fn redeliver_shared(&self, from: &str, deliveries: Vec<Delivery>, now: Instant) {
+        if deliveries.is_empty() {
+            return;
+        }
+        let tree = self.subs();
+        for d in deliveries {
+            let Some(key) = &d.shared else { continue };
+            let (share, filter) = split_key(key);
+            let Some(group) = share.and_then(|s| tree.shared_group(filter, s)) else {
+                self.inner.metrics.record_drop(DropReason::QueueFull);
+                continue;
+            };
+            if let Some(sub) = group.pick_other(from) {
+                self.deliver(sub, &d.message, Some(&group.key), now);
+            }
+        }
+    }
+
+    fn subs(&self) -> RwLockReadGuard<'_, SubscriptionTree> {
+        self.inner
+            .subscriptions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn subs_mut(&self) -> RwLockWriteGuard<'_, SubscriptionTree> {
+        self.inner
+            .subscriptions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn retained(&self) -> RwLockReadGuard<'_, RetainedStore> {
+        self.inner
+            .retained
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn retained_mut(&self) -> RwLockWriteGuard<'_, RetainedStore> {
+        self.inner
+            .retained
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Marks a session ended (its lock held) and takes what must be cleaned up after the locks are
+/// released.
+fn end_locked(session: &Session, st: &mut crate::session::SessionState) -> EndedSession {
+    st.ended = true;
+    if let Some(link) = st.link.take() {
+        link.waker.wake();
+    }
+    session.set_online(false);
+    EndedSession {
+        client_id: session.client_id.clone(),
+        subscriptions: st.subscriptions.drain().map(|(k, _)| k).collect(),
+        redeliveries: st.take_shared_redeliveries(),
+    }
+}
+
+/// Splits a subscription key into (share name, plain filter).
+fn split_key(key: &str) -> (Option<&str>, &str) {
+    match tern_codec::split_shared(key) {
+        Some(Ok((share, filter))) => (Some(share), filter),
+        _ => (None, key),
+    }
+}

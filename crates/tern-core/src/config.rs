@@ -1,0 +1,79 @@
+//! The limits and options the broker logic needs.
+
+use std::time::Duration;
+
+use tern_codec::QoS;
+
+/// Broker-wide settings used by the protocol logic. Defaults are those of a broker with no
+/// configuration file; each field names the Mosquitto directive it corresponds to, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// Largest packet accepted from clients, fixed header included (`max_packet_size`).
+    pub max_packet_size: u32,
+    /// How many QoS 1/2 messages may be unacknowledged towards one client at once
+    /// (`max_inflight_messages`); the client's Receive Maximum lowers it further.
+    pub max_inflight_messages: u16,
+    /// How many QoS 2 PUBLISHes a client may have awaiting PUBREL; announced as Receive Maximum.
+    pub receive_maximum: u16,
+    /// Messages queued per session beyond those in flight (`max_queued_messages`); 0 = no limit.
+    pub max_queued_messages: usize,
+    /// Payload bytes queued per session (`max_queued_bytes`); 0 = no limit.
+    pub max_queued_bytes: usize,
+    /// Whether QoS 0 messages are queued for offline persistent sessions (`queue_qos0_messages`).
+    pub queue_qos0_messages: bool,
+    /// Largest Keep Alive granted (`max_keepalive`); longer or zero requests from MQTT 5
+    /// clients get this value as Server Keep Alive.
+    pub max_keepalive: u16,
+    /// Whether retained messages are supported (`retain_available`).
+    pub retain_available: bool,
+    /// Highest QoS supported (`max_qos`).
+    pub max_qos: QoS,
+    /// How many topic aliases a client may use towards the broker (`max_topic_alias`).
+    pub max_topic_alias: u16,
+    /// Upper bound on how long a disconnected persistent session is kept
+    /// (`persistent_client_expiration`); `None` keeps them as long as they ask.
+    pub persistent_client_expiration: Option<Duration>,
+    /// Whether a client may connect with an empty client id and get one assigned
+    /// (`allow_zero_length_clientid`).
+    pub allow_zero_length_clientid: bool,
+    /// Prefix of assigned client ids (`auto_id_prefix`).
+    pub auto_id_prefix: String,
+    /// How long a connection may stay open without sending CONNECT.
+    pub connect_timeout: Duration,
+}
+
+/// Per-listener settings the protocol logic needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerPolicy {
+    /// Whether clients without a user name may connect (`allow_anonymous`).
+    pub allow_anonymous: bool,
+}
+
+impl Default for ListenerPolicy {
+    fn default() -> Self {
+        Self {
+            allow_anonymous: true,
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 1024 * 1024,
+            max_inflight_messages: 20,
+            receive_maximum: 1024,
+            max_queued_messages: 1000,
+            max_queued_bytes: 64 * 1024 * 1024,
+            queue_qos0_messages: false,
+            max_keepalive: 65535,
+            retain_available: true,
+            max_qos: QoS::ExactlyOnce,
+            max_topic_alias: 10,
+            persistent_client_expiration: None,
+            allow_zero_length_clientid: true,
+            auto_id_prefix: "auto-".to_owned(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,822 @@
+//! The protocol state machine of one network connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tern_codec::{
+    Ack, ByteString, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, Packet,
+    PacketId, ProtocolVersion, Publish, PublishView, QoS, ReasonCode, SubAck, Subscribe, UnsubAck,
+    Unsubscribe, is_valid_topic_filter, split_shared,
+};
+
+use crate::ListenerPolicy;
+use crate::broker::{Broker, Wake, WillSpec};
+use crate::message::Message;
+use crate::metrics::{DropReason, inc};
+use crate::session::{Awaiting, Delivery, Inflight, Link, Session};
+
+/// What the runtime knows about a connection before CONNECT.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionInfo {
+    /// The client's address, for logs.
+    pub remote_addr: Option<SocketAddr>,
+    /// The settings of the listener the connection came through.
+    pub policy: ListenerPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitingConnect,
+    Connected,
+    /// Write what is pending, then close the network connection.
+    Closing,
+}
+
+/// Client-sendable DISCONNECT reason codes (Table 3-10, sender C or C/S).
+const CLIENT_DISCONNECT_CODES: &[u8] = &[
+    0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99,
+];
+
+/// The protocol state machine of one connection, from the first byte to the close.
+///
+/// # Driving contract
+///
+/// The runtime owns the socket and the packet decoder. It
+/// 1. passes every decoded packet to [`Connection::handle_packet`], a decoding failure to
+///    [`Connection::handle_decode_error`], the loss of the connection to
+///    [`Connection::handle_connection_lost`], a server shutdown to [`Connection::handle_shutdown`];
+/// 2. calls [`Connection::handle_timeout`] once the instant from [`Connection::poll_timeout`]
+///    has passed;
+/// 3. after any of the above, and whenever the [`Wake`] it supplied is signalled, calls
+///    [`Connection::poll_transmit`] and writes what it appended, calling it again while it
+///    returns `true` and the write buffer has room;
+/// 4. closes the network connection once [`Connection::is_closing`] is true and everything
+///    written so far has been flushed.
+///
+/// Every input takes `now`; the state machine never reads a clock.
+pub struct Connection {
+    broker: Broker,
+    info: ConnectionInfo,
+    waker: Arc<dyn Wake>,
+    phase: Phase,
+    generation: u64,
+    version: ProtocolVersion,
+    /// Packets other than deliveries, written before any delivery, in order.
+    control: VecDeque<Packet>,
+    connect_deadline: Instant,
+    last_received: Instant,
+    keep_alive: Option<Duration>,
+    session: Option<Arc<Session>>,
+    client_id: ByteString,
+    /// Session Expiry Interval granted at CONNECT (for the DISCONNECT rule of §3.14.2.2.2).
+    connect_session_expiry: u32,
+    /// How many QoS 1/2 deliveries may be unacknowledged: min(client Receive Maximum, ours).
+    send_window: usize,
+    client_max_packet_size: u32,
+    client_topic_alias_max: u16,
+    inbound_aliases: HashMap<u16, ByteString>,
+    outbound_aliases: HashMap<ByteString, u16>,
+    /// Inflight deliveries of a resumed session still to be re-sent (MQTT-4.4.0-1).
+    resend_pending: bool,
+}
+
+impl Connection {
+    /// A connection that has just been accepted at `now`.
+    pub fn new(broker: Broker, info: ConnectionInfo, waker: Arc<dyn Wake>, now: Instant) -> Self {
+        let connect_deadline = now + broker.config().connect_timeout;
+        let generation = broker.next_generation();
+        Self {
+            broker,
+            info,
+            waker,
+            phase: Phase::AwaitingConnect,
+            generation,
+            version: ProtocolVersion::V311,
+            control: VecDeque::new(),
+            connect_deadline,
+            last_received: now,
+            keep_alive: None,
+            session: None,
+            client_id: ByteString::new(),
+            connect_session_expiry: 0,
+            send_window: 0,
+            client_max_packet_size: u32::MAX,
+            client_topic_alias_max: 0,
+            inbound_aliases: HashMap::new(),
+            outbound_aliases: HashMap::new(),
+            resend_pending: false,
+        }
+    }
+
+    /// The protocol version (MQTT 3.1.1 until CONNECT says otherwise).
+    #[must_use]
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The client id, once connected (assigned ids included).
+    #[must_use]
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Whether CONNECT has been accepted and the connection is not closing.
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.phase == Phase::Connected
+    }
+
+    /// Whether the runtime should flush what has been written and close the connection.
+    #[must_use]
+    pub fn is_closing(&self) -> bool {
+        self.phase == Phase::Closing
+    }
+
+    /// The instant at which [`Connection::handle_timeout`] must be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::AwaitingConnect => Some(self.connect_deadline),
+            Phase::Connected => self.keep_alive.map(|ka| self.last_received + ka * 3 / 2),
+            Phase::Closing => None,
+        }
+    }
+
+    /// Handles the passing of time: the CONNECT deadline and keep-alive (MQTT-3.1.2-24,
+    /// MQTT-3.1.2-22).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.phase {
+            Phase::AwaitingConnect if now >= self.connect_deadline => {
+                tracing::debug!(peer = ?self.info.remote_addr, "no CONNECT in time");
+                self.phase = Phase::Closing;
+            }
+            Phase::Connected => {
+                if let Some(ka) = self.keep_alive {
+                    if now >= self.last_received + ka * 3 / 2 {
+                        tracing::debug!(client = %self.client_id, "keep-alive expired");
+                        self.fail(ReasonCode::KEEP_ALIVE_TIMEOUT, now);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Handles the loss of the network connection (EOF or IO error): the will is published.
+    pub fn handle_connection_lost(&mut self, now: Instant) {
+        self.detach(true, now);
+        self.phase = Phase::Closing;
+    }
+
+    /// Handles server shutdown: MQTT 5 clients get DISCONNECT 0x8B (server shutting down).
+    /// The will is not published: the client did nothing wrong and its session survives.
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        if self.phase == Phase::Connected {
+            self.send_disconnect(ReasonCode::SERVER_SHUTTING_DOWN);
+            self.detach(false, now);
+        }
+        self.phase = Phase::Closing;
+    }
+
+    /// Handles a packet that could not be decoded: the connection is closed, with a CONNACK or
+    /// DISCONNECT carrying the reason code where the protocol version allows.
+    pub fn handle_decode_error(
+        &mut self,
+        error: DecodeError,
+        version: Option<ProtocolVersion>,
+        now: Instant,
+    ) {
+        tracing::debug!(peer = ?self.info.remote_addr, client = %self.client_id, %error, "bad packet");
+        inc(&self.broker.metrics().protocol_errors, 1);
+        match self.phase {
+            Phase::AwaitingConnect => {
+                match error {
+                    // MQTT-3.1.2-2: 3.x-style CONNACK 0x01 is understood by every version.
+                    DecodeError::UnsupportedProtocolLevel(_) => {
+                        self.version = ProtocolVersion::V311;
+                        self.control.push_back(Packet::ConnAck(ConnAck {
+                            reason: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                            ..ConnAck::default()
+                        }));
+                    }
+                    _ if version == Some(ProtocolVersion::V5) => {
+                        self.version = ProtocolVersion::V5;
+                        self.control.push_back(Packet::ConnAck(ConnAck {
+                            reason: error.reason_code(),
+                            ..ConnAck::default()
+                        }));
+                    }
+                    // A malformed 3.x CONNECT is closed without CONNACK (MQTT-3.1.4-1).
+                    _ => {}
+                }
+                self.phase = Phase::Closing;
+            }
+            Phase::Connected => self.fail(error.reason_code(), now),
+            Phase::Closing => {}
+        }
+    }
+
+    /// Handles one decoded packet.
+    pub fn handle_packet(&mut self, packet: Packet, now: Instant) {
+        self.last_received = now;
+        match self.phase {
+            Phase::AwaitingConnect => match packet {
+                Packet::Connect(connect) => self.handle_connect(*connect, now),
+                // MQTT-3.1.0-1: anything else first is closed without an answer.
+                _ => self.phase = Phase::Closing,
+            },
+            Phase::Connected => self.handle_connected(packet, now),
+            // Nothing after DISCONNECT or an error is acted on (MQTT-3.14.4-2, MQTT-3.1.4-5).
+            Phase::Closing => {}
+        }
+    }
+
+    fn handle_connected(&mut self, packet: Packet, now: Instant) {
+        match packet {
+            Packet::Publish(p) => self.handle_publish(p, now),
+            Packet::PubAck(ack) => self.handle_puback(ack.packet_id, Awaiting::PubAck),
+            Packet::PubRec(ack) => self.handle_pubrec(ack),
+            Packet::PubRel(ack) => self.handle_pubrel(ack.packet_id),
+            Packet::PubComp(ack) => self.handle_puback(ack.packet_id, Awaiting::PubComp),
+            Packet::Subscribe(s) => self.handle_subscribe(s, now),
+            Packet::Unsubscribe(u) => self.handle_unsubscribe(u),
+            Packet::PingReq => self.control.push_back(Packet::PingResp),
+            Packet::Disconnect(d) => self.handle_disconnect(d, now),
+            // MQTT-3.1.0-2: a second CONNECT is a protocol violation.
+            Packet::Connect(_) => self.fail(ReasonCode::PROTOCOL_ERROR, now),
+            // MQTT-4.12.0-7: no AUTH without an Authentication Method in CONNECT.
+            Packet::Auth(_) => self.fail(ReasonCode::PROTOCOL_ERROR, now),
+            // Server-to-client packets from a client (§2.1.2).
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                self.fail(ReasonCode::PROTOCOL_ERROR, now);
+            }
+        }
+    }
+
+    /// Refuses a CONNECT with a CONNACK carrying `reason`, then closes (MQTT-3.2.2-7).
+    fn refuse(&mut self, reason: ReasonCode) {
+        tracing::debug!(peer = ?self.info.remote_addr, %reason, "CONNECT refused");
+        self.control.push_back(Packet::ConnAck(ConnAck {
+            reason,
+            ..ConnAck::default()
+        }));
+        self.phase = Phase::Closing;
+    }
+
+    fn handle_connect(&mut self, c: Connect, now: Instant) {
+        self.version = c.protocol;
+        let v5 = c.protocol.is_v5();
+        let cfg = self.broker.config().clone();
+        if v5 && c.properties.authentication_method.is_some() {
+            // No enhanced authentication method is supported yet (MQTT-4.12.0-1).
+            return self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD);
+        }
+        if !self.info.policy.allow_anonymous {
+            // Anonymous access is off and no authentication source exists to check
+            // credentials against, so nobody gets in (Mosquitto behaves the same).
+            return self.refuse(if c.username.is_none() {
+                ReasonCode::NOT_AUTHORIZED
+            } else {
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD
+            });
+        }
+        let client_id = if c.client_id.is_empty() {
+            let allowed = match c.protocol {
+                // 3.1 has no assigned client ids (§3.1-clientid).
+                ProtocolVersion::V31 => false,
+                // MQTT-3.1.3-8: an empty id needs CleanSession = 1.
+                ProtocolVersion::V311 => c.clean_start && cfg.allow_zero_length_clientid,
+                ProtocolVersion::V5 => cfg.allow_zero_length_clientid,
+            };
+            if !allowed {
+                return self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+            }
+            None
+        } else {
+            Some(c.client_id.clone())
+        };
+        if let Some(w) = &c.will {
+            if w.qos > cfg.max_qos {
+                return self.refuse(ReasonCode::QOS_NOT_SUPPORTED); // MQTT-3.2.2-12
+            }
+            if w.retain && !cfg.retain_available {
+                return self.refuse(ReasonCode::RETAIN_NOT_SUPPORTED); // MQTT-3.2.2-13
+            }
+            if is_sys_topic(&w.topic) {
+                return self.refuse(ReasonCode::NOT_AUTHORIZED);
+            }
+        }
+
+        // Keep alive: MQTT 5 clients asking for more than the cap (or none) get the cap as
+        // Server Keep Alive; 3.x clients cannot be told, so they are held to the cap.
+        let mut server_keep_alive = None;
+        let keep_alive = if cfg.max_keepalive < u16::MAX
+            && (c.keep_alive == 0 || c.keep_alive > cfg.max_keepalive)
+        {
+            if v5 {
+                server_keep_alive = Some(cfg.max_keepalive);
+                cfg.max_keepalive
+            } else if c.keep_alive == 0 {
+                0
+            } else {
+                cfg.max_keepalive
+            }
+        } else {
+            c.keep_alive
+        };
+        self.keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
+
+        let expiry = if v5 {
+            c.properties.session_expiry_interval.unwrap_or(0)
+        } else if c.clean_start {
+            0
+        } else {
+            u32::MAX
+        };
+        self.connect_session_expiry = expiry;
+        let will = c.will.map(|w| WillSpec {
+            topic: w.topic,
+            payload: w.payload,
+            qos: w.qos,
+            retain: w.retain,
+            delay_interval: w.properties.will_delay_interval.unwrap_or(0),
+            properties: w.properties.message,
+            publisher: ByteString::new(),
+        });
+        let link = Link {
+            generation: self.generation,
+            waker: self.waker.clone(),
+        };
+        let assigned = client_id.is_none();
+        let mut will = will;
+        if let (Some(w), Some(id)) = (&mut will, &client_id) {
+            w.publisher = id.clone();
+        }
+        let attached = self
+            .broker
+            .attach(client_id, c.clean_start, expiry, link, will, now);
+        self.client_id = attached.client_id.clone();
+        self.session = Some(attached.session);
+        self.resend_pending = attached.session_present;
+
+        let client_receive_max = c.properties.receive_maximum.unwrap_or(u16::MAX);
+        self.send_window = usize::from(client_receive_max.min(cfg.max_inflight_messages.max(1)));
+        self.client_max_packet_size = c.properties.maximum_packet_size.unwrap_or(u32::MAX);
+        self.client_topic_alias_max = c.properties.topic_alias_maximum.unwrap_or(0);
+
+        let mut properties = ConnAckProperties::default();
+        if v5 {
+            properties.receive_maximum = Some(cfg.receive_maximum);
+            properties.maximum_packet_size = Some(cfg.max_packet_size);
+            if cfg.max_qos < QoS::ExactlyOnce {
+                properties.maximum_qos = Some(cfg.max_qos);
+            }
+            if !cfg.retain_available {
+                properties.retain_available = Some(false);
+            }
+            if cfg.max_topic_alias > 0 {
+                properties.topic_alias_maximum = Some(cfg.max_topic_alias);
+            }
+            if assigned {
+                properties.assigned_client_identifier = Some(self.client_id.clone());
+            }
+            properties.server_keep_alive = server_keep_alive;
+        }
+        self.control.push_back(Packet::ConnAck(ConnAck {
+            session_present: attached.session_present,
+            reason: ReasonCode::SUCCESS,
+            properties,
+        }));
+        self.phase = Phase::Connected;
+        tracing::debug!(client = %self.client_id, version = %self.version, peer = ?self.info.remote_addr, "connected");
+    }
+
+    /// Ends the connection for a protocol violation: MQTT 5 clients get DISCONNECT with the
+    /// reason, 3.x clients a close (MQTT-4.8.0-1, MQTT-4.13.1-1). The will is published.
+    fn fail(&mut self, reason: ReasonCode, now: Instant) {
+        if self.phase != Phase::Connected {
+            self.phase = Phase::Closing;
+            return;
+        }
+        tracing::debug!(client = %self.client_id, %reason, "closing connection");
+        self.send_disconnect(reason);
+        self.detach(true, now);
+        self.phase = Phase::Closing;
+    }
+
+    fn send_disconnect(&mut self, reason: ReasonCode) {
+        if self.version.is_v5() {
+            self.control
+                .push_back(Packet::Disconnect(Disconnect::with_reason(reason)));
+        }
+    }
+
+    fn detach(&mut self, publish_will: bool, now: Instant) {
+        if let Some(session) = self.session.take() {
+            self.broker
+                .detach(&session, self.generation, publish_will, now);
+        }
+    }
+
+    fn handle_publish(&mut self, mut p: Publish, now: Instant) {
+        let cfg = self.broker.config();
+        if self.version.is_v5() {
+            if !p.properties.subscription_identifiers.is_empty() {
+                return self.fail(ReasonCode::PROTOCOL_ERROR, now); // MQTT-3.3.4-6
+            }
+            if let Some(alias) = p.properties.topic_alias.take() {
+                if alias == 0 || alias > cfg.max_topic_alias {
+                    return self.fail(ReasonCode::TOPIC_ALIAS_INVALID, now); // MQTT-3.3.2-8/9
+                }
+                if p.topic.is_empty() {
+                    match self.inbound_aliases.get(&alias) {
+                        Some(topic) => p.topic = topic.clone(),
+                        None => return self.fail(ReasonCode::PROTOCOL_ERROR, now),
+                    }
+                } else {
+                    self.inbound_aliases.insert(alias, p.topic.clone());
+                }
+            } else if p.topic.is_empty() {
+                return self.fail(ReasonCode::PROTOCOL_ERROR, now); // §3.3.2.1
+            }
+        }
+        if p.qos > cfg.max_qos {
+            return self.fail(ReasonCode::QOS_NOT_SUPPORTED, now); // MQTT-3.2.2-11
+        }
+        if p.retain && !cfg.retain_available {
+            return self.fail(ReasonCode::RETAIN_NOT_SUPPORTED, now); // MQTT-3.2.2-14
+        }
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let metrics = self.broker.metrics();
+        inc(&metrics.publish_received, 1);
+        inc(&metrics.publish_bytes_received, p.payload.len() as u64);
+
+        if let (QoS::ExactlyOnce, Some(id)) = (p.qos, p.packet_id) {
+            let st = session.lock();
+            if st.incoming_qos2.contains(&id.get()) {
+                // A resend before PUBREL: acknowledge again, do not deliver twice
+                // (MQTT-4.3.3-10).
+                drop(st);
+                self.control.push_back(Packet::PubRec(Ack::new(id)));
+                return;
+            }
+            if st.incoming_qos2.len() >= usize::from(cfg.receive_maximum) {
+                drop(st);
+                return self.fail(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now); // MQTT-3.3.4-7
+            }
+        }
+
+        let reason = if is_sys_topic(&p.topic) {
+            // Clients may not publish into the broker's own tree.
+            metrics.record_drop(DropReason::NotAuthorized);
+            ReasonCode::NOT_AUTHORIZED
+        } else {
+            let mut properties = p.properties;
+            let interval = properties.message_expiry_interval.take();
+            let message = Message {
+                topic: p.topic,
+                payload: p.payload,
+                qos: p.qos,
+                retain: p.retain,
+                properties,
+                expires_at: Message::expiry_from(interval, now),
+                publisher: Some(self.client_id.clone()),
+            };
+            match self.broker.publish(Arc::new(message), now) {
+                0 => ReasonCode::NO_MATCHING_SUBSCRIBERS,
+                _ => ReasonCode::SUCCESS,
+            }
+        };
+        // MQTT 3.x has no negative acknowledgement: the refused message is acknowledged and
+        // dropped (MQTT-3.3.5-2).
+        let reason = if self.version.is_v5() {
+            reason
+        } else {
+            ReasonCode::SUCCESS
+        };
+        match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                self.control
+                    .push_back(Packet::PubAck(Ack::with_reason(id, reason)));
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                if !reason.is_error() {
+                    session.lock().incoming_qos2.insert(id.get());
+                }
+                self.control
+                    .push_back(Packet::PubRec(Ack::with_reason(id, reason)));
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_pubrel(&mut self, id: PacketId) {
+        let known = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.lock().incoming_qos2.remove(&id.get()));
+        let reason = if known || !self.version.is_v5() {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND // MQTT-3.7.2-1
+        };
+        self.control
+            .push_back(Packet::PubComp(Ack::with_reason(id, reason)));
+    }
+
+    /// PUBACK or PUBCOMP: the delivery is complete and its identifier free again.
+    fn handle_puback(&mut self, id: PacketId, awaiting: Awaiting) {
+        if let Some(session) = &self.session {
+            let mut st = session.lock();
+            if let Some(pos) = st.inflight_position(id, awaiting) {
+                st.inflight.remove(pos);
+            }
+        }
+    }
+
+    fn handle_pubrec(&mut self, ack: Ack) {
+        let Some(session) = &self.session else { return };
+        let mut st = session.lock();
+        match st.inflight_position(ack.packet_id, Awaiting::PubRec) {
+            Some(pos) if ack.reason.is_error() => {
+                // MQTT-4.4.0-2, MQTT-4.8.2-6: a failed PUBREC ends the delivery.
+                st.inflight.remove(pos);
+            }
+            Some(pos) => {
+                st.inflight[pos].awaiting = Awaiting::PubComp;
+                drop(st);
+                self.control
+                    .push_back(Packet::PubRel(Ack::new(ack.packet_id)));
+            }
+            None => {
+                let resend = st
+                    .inflight_position(ack.packet_id, Awaiting::PubComp)
+                    .is_some();
+                drop(st);
+                if resend {
+                    self.control
+                        .push_back(Packet::PubRel(Ack::new(ack.packet_id)));
+                } else if self.version.is_v5() {
+                    self.control.push_back(Packet::PubRel(Ack::with_reason(
+                        ack.packet_id,
+                        ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                    )));
+                }
+            }
+        }
+    }
+
+    fn handle_subscribe(&mut self, s: Subscribe, now: Instant) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let cfg = self.broker.config();
+        let v5 = self.version.is_v5();
+        let identifier = s.properties.subscription_identifier;
+        let mut reasons = Vec::with_capacity(s.filters.len());
+        let mut retained = Vec::new();
+        for (filter, mut options) in s.filters {
+            if !is_valid_topic_filter(&filter) {
+                reasons.push(if v5 {
+                    ReasonCode::TOPIC_FILTER_INVALID
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
+            let shared = split_shared(&filter).is_some();
+            if shared && options.no_local {
+                return self.fail(ReasonCode::PROTOCOL_ERROR, now); // MQTT-3.8.3-4
+            }
+            options.qos = options.qos.min(cfg.max_qos);
+            let Some(existed) = self
+                .broker
+                .subscribe(&session, &filter, options, identifier)
+            else {
+                return;
+            };
+            // Shared subscriptions get no retained messages (§3.8.4).
+            if !shared && Broker::wants_retained(options, existed) {
+                retained.push((filter, options));
+            }
+            reasons.push(ReasonCode(options.qos as u8));
+        }
+        self.control.push_back(Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            properties: Default::default(),
+            reasons,
+        }));
+        for (filter, options) in retained {
+            self.broker
+                .send_retained(&session, &filter, options, identifier, now);
+        }
+    }
+
+    fn handle_unsubscribe(&mut self, u: Unsubscribe) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let reasons = u
+            .filters
+            .iter()
+            .map(|filter| {
+                if self.broker.unsubscribe(&session, filter) {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::NO_SUBSCRIPTION_EXISTED
+                }
+            })
+            .collect();
+        let reasons = if self.version.is_v5() {
+            reasons
+        } else {
+            Vec::new()
+        };
+        self.control.push_back(Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            properties: Default::default(),
+            reasons,
+        }));
+    }
+
+    fn handle_disconnect(&mut self, d: Disconnect, now: Instant) {
+        if self.version.is_v5() {
+            if !CLIENT_DISCONNECT_CODES.contains(&d.reason.0) {
+                return self.fail(ReasonCode::PROTOCOL_ERROR, now); // MQTT-3.14.2-1
+            }
+            if let Some(expiry) = d.properties.session_expiry_interval {
+                if self.connect_session_expiry == 0 && expiry != 0 {
+                    return self.fail(ReasonCode::PROTOCOL_ERROR, now); // §3.14.2.2.2
+                }
+                if let Some(session) = &self.session {
+                    self.broker.set_session_expiry(session, expiry);
+                }
+            }
+        }
+        // Only a normal disconnection discards the will (MQTT-3.14.4-3).
+        let publish_will = self.version.is_v5() && d.reason != ReasonCode::NORMAL_DISCONNECTION;
+        self.detach(publish_will, now);
+        self.phase = Phase::Closing;
+    }
+
+    /// Appends pending packets to `out`: control packets first, then re-sent and new
+    /// deliveries while the client's window and `high_water` bytes allow. Returns whether
+    /// anything was appended.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut, high_water: usize) -> bool {
+        let start = out.len();
+        while let Some(packet) = self.control.pop_front() {
+            // Control packets are small; one too large for the client is dropped.
+            if let Err(e) = packet.encode_limited(self.version, self.client_max_packet_size, out) {
+                tracing::debug!(client = %self.client_id, error = %e, "packet not sent");
+            }
+        }
+        if self.phase == Phase::Connected {
+            self.transmit_deliveries(now, out, high_water);
+        }
+        out.len() > start
+    }
+
+    fn transmit_deliveries(&mut self, now: Instant, out: &mut BytesMut, high_water: usize) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let mut st = session.lock();
+        if !st.is_current(self.generation) {
+            // Taken over by a new connection, which has dealt with the will (MQTT-3.1.4-3).
+            drop(st);
+            self.session = None;
+            self.send_disconnect(ReasonCode::SESSION_TAKEN_OVER);
+            self.phase = Phase::Closing;
+            while let Some(packet) = self.control.pop_front() {
+                let _ = packet.encode_limited(self.version, self.client_max_packet_size, out);
+            }
+            return;
+        }
+        let broker = self.broker.clone();
+        let metrics = broker.metrics();
+        if self.resend_pending {
+            self.resend_pending = false;
+            let resend: Vec<(PacketId, Delivery, Awaiting)> = st
+                .inflight
+                .iter()
+                .map(|i| (i.packet_id, i.delivery.clone(), i.awaiting))
+                .collect();
+            for (id, delivery, awaiting) in resend {
+                if awaiting == Awaiting::PubComp {
+                    let _ = Packet::PubRel(Ack::new(id)).encode(self.version, out);
+                } else if self
+                    .encode_delivery(&delivery, Some(id), true, now, out)
+                    .is_ok()
+                {
+                    inc(&metrics.publish_sent, 1);
+                }
+            }
+        }
+        while out.len() < high_water {
+            let Some(front) = st.queue.front() else { break };
+            if front.qos != QoS::AtMostOnce && st.inflight.len() >= self.send_window {
+                break; // MQTT-3.3.4-9: the rest waits for acknowledgements
+            }
+            let Some(delivery) = st.pop_queued() else {
+                break;
+            };
+            if delivery.message.is_expired(now) {
+                metrics.record_drop(DropReason::Expired); // MQTT-3.3.2-5
+                continue;
+            }
+            let packet_id = if delivery.qos == QoS::AtMostOnce {
+                None
+            } else {
+                let Some(id) = st.allocate_packet_id() else {
+                    break;
+                };
+                Some(id)
+            };
+            match self.encode_delivery(&delivery, packet_id, false, now, out) {
+                Ok(_) => {
+                    inc(&metrics.publish_sent, 1);
+                    inc(
+                        &metrics.publish_bytes_sent,
+                        delivery.message.payload.len() as u64,
+                    );
+                    if let Some(packet_id) = packet_id {
+                        let awaiting = if delivery.qos == QoS::AtLeastOnce {
+                            Awaiting::PubAck
+                        } else {
+                            Awaiting::PubRec
+                        };
+                        st.inflight.push_back(Inflight {
+                            packet_id,
+                            delivery,
+                            awaiting,
+                        });
+                    }
+                }
+                // MQTT-3.1.2-25: too large for this client; dropped as if delivered.
+                Err(_) => metrics.record_drop(DropReason::TooLarge),
+            }
+        }
+    }
+
+    fn encode_delivery(
+        &mut self,
+        d: &Delivery,
+        packet_id: Option<PacketId>,
+        dup: bool,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<usize, tern_codec::EncodeError> {
+        let message = &d.message;
+        let v5 = self.version.is_v5();
+        let (send_topic, topic_alias, new_alias) = if v5 {
+            self.outbound_alias(&message.topic)
+        } else {
+            (true, None, false)
+        };
+        let topic: &str = if send_topic { &message.topic } else { "" };
+        let view = PublishView {
+            dup,
+            qos: d.qos,
+            retain: d.retain,
+            topic,
+            packet_id,
+            topic_alias,
+            message_expiry_interval: message.remaining_expiry(now),
+            subscription_identifiers: d.subscription_identifier.as_slice(),
+            properties: &message.properties,
+            payload: &message.payload,
+        };
+        let written = view.encode(self.version, self.client_max_packet_size, out)?;
+        if let (true, Some(alias)) = (new_alias, topic_alias) {
+            self.outbound_aliases.insert(message.topic.clone(), alias);
+        }
+        Ok(written)
+    }
+
+    /// Topic alias for an outgoing message: (send the topic?, alias, alias is new). A known
+    /// alias replaces the topic; a new one is assigned while the client's Topic Alias Maximum
+    /// allows (MQTT-3.3.2-11); after that topics go without alias. None at all if the client
+    /// accepts none (MQTT-3.1.2-27).
+    fn outbound_alias(&self, topic: &ByteString) -> (bool, Option<u16>, bool) {
+        if self.client_topic_alias_max == 0 {
+            return (true, None, false);
+        }
+        if let Some(alias) = self.outbound_aliases.get(topic) {
+            return (false, Some(*alias), false);
+        }
+        match u16::try_from(self.outbound_aliases.len() + 1) {
+            Ok(alias) if alias <= self.client_topic_alias_max => (true, Some(alias), true),
+            _ => (true, None, false),
+        }
+    }
+}
+
+/// Whether `topic` is in the broker's own `$SYS` tree.
+fn is_sys_topic(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
+}

@@ -1,0 +1,224 @@
+//! Session state: what the broker keeps for a client id across connections (MQTT §4.1).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tern_codec::{ByteString, PacketId, QoS, SubscriptionOptions};
+
+use crate::Message;
+use crate::broker::{Wake, WillSpec};
+
+/// One client id's session. The registry, the subscription index and queued deliveries refer to
+/// it by `Arc`; its mutable state sits behind one short-held mutex.
+pub(crate) struct Session {
+    pub(crate) client_id: ByteString,
+    /// Mirrors `state.link.is_some()` so that shared-subscription routing can prefer online
+    /// members without taking every member's lock.
+    online: AtomicBool,
+    state: Mutex<SessionState>,
+}
+
+impl Session {
+    pub(crate) fn new(client_id: ByteString, expiry_interval: u32) -> Self {
+        Self {
+            client_id,
+            online: AtomicBool::new(false),
+            state: Mutex::new(SessionState::new(expiry_interval)),
+        }
+    }
+
+    /// Locks the state. A panic while the lock was held cannot leave the state half-updated in
+    /// a way later users could not cope with, so a poisoned lock is used as is.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::Relaxed);
+    }
+}
+
+/// The connection currently attached to a session.
+pub(crate) struct Link {
+    /// Identifies the attached connection; a connection whose generation no longer matches has
+    /// been taken over.
+    pub(crate) generation: u64,
+    pub(crate) waker: Arc<dyn Wake>,
+}
+
+/// A subscription as the session remembers it (for resumption and replacement).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SubscriptionRecord {
+    pub(crate) options: SubscriptionOptions,
+    pub(crate) identifier: Option<u32>,
+}
+
+/// One message on its way to this session, with the parts decided per recipient.
+#[derive(Clone)]
+pub(crate) struct Delivery {
+    pub(crate) message: Arc<Message>,
+    pub(crate) qos: QoS,
+    pub(crate) retain: bool,
+    pub(crate) subscription_identifier: Option<u32>,
+    /// The shared subscription (`$share/group/filter`) this delivery was chosen through, so it
+    /// can go to another member if this session ends before acknowledging it.
+    pub(crate) shared: Option<ByteString>,
+}
+
+/// Where an outgoing QoS 1/2 delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Awaiting {
+    PubAck,
+    PubRec,
+    PubComp,
+}
+
+pub(crate) struct Inflight {
+    pub(crate) packet_id: PacketId,
+    pub(crate) delivery: Delivery,
+    pub(crate) awaiting: Awaiting,
+}
+
+/// What happened to a delivery offered to a session queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    Yes,
+    /// Taken, but an older QoS 0 message was dropped to make room.
+    DisplacedQos0,
+    Full,
+}
+
+pub(crate) struct SessionState {
+    pub(crate) link: Option<Link>,
+    /// Set once the session is removed from the registry; nothing is queued to it after that.
+    pub(crate) ended: bool,
+    pub(crate) subscriptions: HashMap<ByteString, SubscriptionRecord>,
+    /// Deliveries not yet sent, oldest first.
+    pub(crate) queue: VecDeque<Delivery>,
+    pub(crate) queued_bytes: usize,
+    /// Sent and not yet fully acknowledged, in send order.
+    pub(crate) inflight: VecDeque<Inflight>,
+    next_packet_id: u16,
+    /// Incoming QoS 2 packet ids answered with PUBREC and awaiting PUBREL (MQTT-4.3.3-10).
+    pub(crate) incoming_qos2: HashSet<u16>,
+    /// Session Expiry Interval in seconds; `u32::MAX` never expires.
+    pub(crate) expiry_interval: u32,
+    /// When the last connection went away.
+    pub(crate) disconnected_at: Option<Instant>,
+    /// The Will of the attached (or last) connection, until published or discarded.
+    pub(crate) will: Option<WillSpec>,
+}
+
+impl SessionState {
+    fn new(expiry_interval: u32) -> Self {
+        Self {
+            link: None,
+            ended: false,
+            subscriptions: HashMap::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inflight: VecDeque::new(),
+            next_packet_id: 1,
+            incoming_qos2: HashSet::new(),
+            expiry_interval,
+            disconnected_at: None,
+            will: None,
+        }
+    }
+
+    pub(crate) fn is_current(&self, generation: u64) -> bool {
+        !self.ended
+            && self
+                .link
+                .as_ref()
+                .is_some_and(|l| l.generation == generation)
+    }
+
+    /// Adds a delivery within the bounds. At the bound a QoS 0 delivery is refused; a QoS 1/2
+    /// delivery displaces the oldest queued QoS 0 one if there is any, and is refused otherwise.
+    pub(crate) fn enqueue(
+        &mut self,
+        delivery: Delivery,
+        max_messages: usize,
+        max_bytes: usize,
+    ) -> Enqueued {
+        let size = delivery.message.size();
+        let full = |s: &Self| {
+            (max_messages != 0 && s.queue.len() >= max_messages)
+                || (max_bytes != 0 && s.queued_bytes + size > max_bytes)
+        };
+        let mut outcome = Enqueued::Yes;
+        if full(self) {
+            if delivery.qos == QoS::AtMostOnce {
+                return Enqueued::Full;
+            }
+            let Some(pos) = self.queue.iter().position(|d| d.qos == QoS::AtMostOnce) else {
+                return Enqueued::Full;
+            };
+            if let Some(old) = self.queue.remove(pos) {
+                self.queued_bytes -= old.message.size();
+            }
+            if full(self) {
+                return Enqueued::Full;
+            }
+            outcome = Enqueued::DisplacedQos0;
+        }
+        self.queued_bytes += size;
+        self.queue.push_back(delivery);
+        outcome
+    }
+
+    pub(crate) fn pop_queued(&mut self) -> Option<Delivery> {
+        let d = self.queue.pop_front()?;
+        self.queued_bytes -= d.message.size();
+        Some(d)
+    }
+
+    /// The next packet identifier not in use by an outgoing delivery (MQTT-2.2.1-4).
+    pub(crate) fn allocate_packet_id(&mut self) -> Option<PacketId> {
+        for _ in 0..=u16::MAX {
+            let candidate = PacketId::new(self.next_packet_id)?;
+            self.next_packet_id = candidate.next().get();
+            if !self.inflight.iter().any(|i| i.packet_id == candidate) {
+                return Some(candidate);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn inflight_position(
+        &self,
+        packet_id: PacketId,
+        awaiting: Awaiting,
+    ) -> Option<usize> {
+        self.inflight
+            .iter()
+            .position(|i| i.packet_id == packet_id && i.awaiting == awaiting)
+    }
+
+    /// Empties the queues and returns the deliveries that came through a shared subscription
+    /// and may go to another member: queued QoS 1/2 ones and unacknowledged QoS 1 ones. A QoS 2
+    /// message already sent must not go to anyone else (MQTT-4.8.2-5).
+    pub(crate) fn take_shared_redeliveries(&mut self) -> Vec<Delivery> {
+        let inflight = self
+            .inflight
+            .drain(..)
+            .filter(|i| i.delivery.qos == QoS::AtLeastOnce)
+            .map(|i| i.delivery);
+        let queued = self.queue.drain(..).filter(|d| d.qos != QoS::AtMostOnce);
+        let out = inflight
+            .chain(queued)
+            .filter(|d| d.shared.is_some())
+            .collect();
+        self.queued_bytes = 0;
+        out
+    }
+}
