@@ -1,1 +1,11 @@
-//! placeholder
+//! Tern, an MQTT 3.1 / 3.1.1 / 5.0 broker: the runtime around [`tern_core`].
+//!
+//! This crate owns everything that touches the operating system: listeners and connection
+//! tasks, configuration files, logging, signals and the command line. The protocol logic lives
+//! in `tern-core` and the wire format in `tern-codec`.
+
+pub mod cli;
+pub mod config;
+mod connection;
+mod logging;
+pub mod server;

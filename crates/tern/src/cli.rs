@@ -1,0 +1,207 @@
+//! The command line.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use tern_core::ListenerPolicy;
+
+use crate::config::{self, Config};
+use crate::server::{ListenerSpec, Server};
+
+/// The listener of a broker started without any listener configured: loopback only, like
+/// Mosquitto 2.
+const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tern",
+    version,
+    about = "Tern, an MQTT 3.1, 3.1.1 and 5.0 broker",
+    long_about = "Tern, an MQTT 3.1, 3.1.1 and 5.0 broker.\n\n\
+        With no arguments, `tern` runs the broker on 127.0.0.1:1883 and lets anonymous clients in \
+        there. `tern -c FILE` runs it on a configuration file, either Tern's TOML or an existing \
+        mosquitto.conf."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Configuration file (TOML or mosquitto.conf) when no subcommand is given, as Mosquitto's
+    /// `-c`.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+    /// Validate a configuration file without starting: exit status 0 if it is valid.
+    CheckConfig {
+        /// The file to check (TOML or mosquitto.conf).
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args, Default)]
+struct ServeArgs {
+    /// Configuration file: Tern's TOML or a mosquitto.conf (detected by content).
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Listen on HOST:PORT (repeatable); replaces the listeners of the configuration file.
+    /// A bare PORT listens on 127.0.0.1. Port 0 picks a free port.
+    #[arg(short, long = "listen", value_name = "HOST:PORT")]
+    listen: Vec<String>,
+
+    /// Let clients connect without credentials on every listener (by default only loopback
+    /// listeners of a broker without configuration file allow it).
+    #[arg(long)]
+    allow_anonymous: bool,
+
+    /// Log filter: error, warn, info, debug, trace, or tracing directives such as
+    /// `tern=debug`. Overrides RUST_LOG and the configuration file.
+    #[arg(long, value_name = "FILTER", env = "TERN_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+/// Runs the command line; the process exit status is the result.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(ServeArgs { config: cli.config, ..ServeArgs::default() }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tern: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match config::load(file) {
+        Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!("{}: configuration is valid", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => config::load(path)?,
+        None => Config::default(),
+    };
+    crate::logging::init(
+        args.log_level.as_deref(),
+        config.log.level.as_deref(),
+        config.log.timestamps.unwrap_or(true),
+    )?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let listeners = listener_specs(&args, &config)?;
+    for l in &listeners {
+        if !l.policy.allow_anonymous {
+            tracing::warn!(
+                "listener {} refuses every client: anonymous access is off and no password file \
+                 is configured (set `allow_anonymous true` to let clients in)",
+                l.bind
+            );
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tern-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config.broker.clone(), listeners).await?;
+        server.run(shutdown_signal()).await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves the listeners: `--listen` flags, else the file's, else the loopback default.
+fn listener_specs(args: &ServeArgs, config: &Config) -> anyhow::Result<Vec<ListenerSpec>> {
+    let from_file = config.source.is_some();
+    let mut specs = Vec::new();
+    if !args.listen.is_empty() {
+        for text in &args.listen {
+            specs.push((parse_listen(text)?, None));
+        }
+    } else if !config.listeners.is_empty() {
+        specs.extend(config.listeners.iter().map(|l| (l.bind, l.max_connections)));
+    } else {
+        specs.push((parse_listen(DEFAULT_LISTEN)?, None));
+    }
+    Ok(specs
+        .into_iter()
+        .map(|(bind, max_connections)| {
+            let allow_anonymous = args.allow_anonymous
+                || config.allow_anonymous.unwrap_or(!from_file && bind.ip().is_loopback());
+            ListenerSpec { bind, max_connections, policy: ListenerPolicy { allow_anonymous } }
+        })
+        .collect())
+}
+
+fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let mut addrs = text
+        .to_socket_addrs()
+        .with_context(|| format!("invalid listen address `{text}` (expected HOST:PORT)"))?;
+    match addrs.next() {
+        Some(addr) => Ok(addr),
+        None => bail!("listen address `{text}` resolves to nothing"),
+    }
+}
+
+/// Completes on the first SIGINT or SIGTERM; a second one exits at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("tern: second signal, exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

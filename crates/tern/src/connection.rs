@@ -1,0 +1,136 @@
+//! The task that drives one network connection: it reads and decodes, feeds the protocol state
+//! machine, and writes what the state machine produces (see `tern_core::Connection`'s driving
+//! contract).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tern_codec::Decoder;
+use tern_core::{Broker, Connection, ConnectionInfo, Wake};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Smallest read buffer; an idle connection keeps only this much.
+const MIN_READ_BUFFER: usize = 512;
+/// Largest read buffer, reached by doubling while reads fill the buffer.
+const MAX_READ_BUFFER: usize = 64 * 1024;
+/// Stop pulling deliveries into the write buffer above this many bytes: the rest waits in the
+/// session queue, where the queue limits apply.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// A write buffer grown larger than this is released once it has been flushed.
+const KEEP_WRITE_BUFFER: usize = 16 * 1024;
+/// How long a closing connection may take to flush what is left.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Wakes the connection task when deliveries arrive or the session is taken over.
+struct TaskWaker(Notify);
+
+impl Wake for TaskWaker {
+    fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Runs one connection to its end.
+pub(crate) async fn drive<S>(stream: S, broker: Broker, info: ConnectionInfo, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let waker = Arc::new(TaskWaker(Notify::new()));
+    let mut conn = Connection::new(broker.clone(), info, waker.clone(), Instant::now());
+    let mut decoder = Decoder::new(broker.config().max_packet_size);
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut rbuf = BytesMut::with_capacity(MIN_READ_BUFFER);
+    let mut read_chunk = MIN_READ_BUFFER;
+    let mut wbuf = BytesMut::new();
+    let mut shutting_down = false;
+    // One timer, moved only when the deadline comes earlier; a later deadline just lets it fire
+    // early, and the state machine re-arms it.
+    let far = || tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    let sleep = tokio::time::sleep_until(far());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
+
+    loop {
+        let now = Instant::now();
+        while wbuf.len() < WRITE_HIGH_WATER && conn.poll_transmit(now, &mut wbuf, WRITE_HIGH_WATER) {}
+        if conn.is_closing() {
+            break;
+        }
+        if let Some(deadline) = conn.poll_timeout() {
+            if armed.is_none_or(|a| deadline < a) {
+                sleep.as_mut().reset(deadline.into());
+                armed = Some(deadline);
+            }
+        }
+        if rbuf.capacity() - rbuf.len() < read_chunk / 2 {
+            rbuf.reserve(read_chunk);
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                conn.handle_shutdown(Instant::now());
+            }
+            result = writer.write_buf(&mut wbuf), if !wbuf.is_empty() => {
+                if result.is_err() || result.is_ok_and(|n| n == 0) {
+                    conn.handle_connection_lost(Instant::now());
+                } else if wbuf.is_empty() && wbuf.capacity() > KEEP_WRITE_BUFFER {
+                    wbuf = BytesMut::new();
+                }
+            }
+            result = reader.read_buf(&mut rbuf) => {
+                let now = Instant::now();
+                match result {
+                    Ok(0) | Err(_) => conn.handle_connection_lost(now),
+                    Ok(n) => {
+                        if n >= read_chunk && read_chunk < MAX_READ_BUFFER {
+                            read_chunk *= 2;
+                        }
+                        decode_all(&mut decoder, &mut rbuf, &mut conn, now);
+                        if rbuf.is_empty() && rbuf.capacity() > MIN_READ_BUFFER * 4 {
+                            rbuf = BytesMut::with_capacity(MIN_READ_BUFFER);
+                            read_chunk = MIN_READ_BUFFER;
+                        }
+                    }
+                }
+            }
+            () = waker.0.notified() => {}
+            () = &mut sleep, if armed.is_some() => {
+                armed = None;
+                sleep.as_mut().reset(far());
+                conn.handle_timeout(Instant::now());
+            }
+        }
+    }
+
+    // Flush what is left (a CONNACK refusal, a DISCONNECT), bounded in time.
+    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
+        writer.write_all_buf(&mut wbuf).await?;
+        writer.shutdown().await
+    })
+    .await;
+    conn.handle_connection_lost(Instant::now());
+}
+
+/// Decodes and handles every complete packet in `buf`; a decoding error ends the connection.
+fn decode_all(decoder: &mut Decoder, buf: &mut BytesMut, conn: &mut Connection, now: Instant) {
+    while !conn.is_closing() {
+        match decoder.decode(buf) {
+            Ok(Some(packet)) => conn.handle_packet(packet, now),
+            Ok(None) => {
+                // Make room for the rest of a large packet in one allocation.
+                if let Ok(Some(len)) = decoder.frame_len(buf) {
+                    buf.reserve(len.saturating_sub(buf.len()));
+                }
+                return;
+            }
+            Err(error) => {
+                conn.handle_decode_error(error, decoder.version(), now);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The `tern` command.
+
+fn main() -> std::process::ExitCode {
+    tern::cli::main()
+}

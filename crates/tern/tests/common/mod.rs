@@ -1,0 +1,424 @@
+//! Shared test harness: starts the real `tern` binary on an ephemeral loopback port and talks to
+//! it with raw MQTT packets. Every wait has a timeout.
+
+#![allow(dead_code, unreachable_pub)] // each test file uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tern_codec::{
+    Ack, ByteString, Connect, ConnectProperties, Decoder, Disconnect, LastWill, Packet, PacketId,
+    ProtocolVersion, Publish, PublishProperties, QoS, ReasonCode, Subscribe, SubscribeProperties,
+    SubscriptionOptions, Unsubscribe,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long any single wait may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait when asserting that nothing arrives.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+/// A running `tern` process; killed when dropped.
+pub struct Tern {
+    child: Child,
+    /// The MQTT listener's address.
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    _config: Option<TempFile>,
+}
+
+impl Tern {
+    /// `tern serve --listen 127.0.0.1:0`.
+    pub fn start() -> Self {
+        Self::start_args(&[])
+    }
+
+    /// `tern serve --listen 127.0.0.1:0 ARGS...`.
+    pub fn start_args(args: &[&str]) -> Self {
+        let mut full = vec!["serve", "--listen", "127.0.0.1:0"];
+        full.extend_from_slice(args);
+        Self::spawn(&full, None)
+    }
+
+    /// `tern serve --config FILE --listen 127.0.0.1:0` with `contents` written to a file whose
+    /// name ends in `extension` (`toml` or `conf`).
+    pub fn start_config(contents: &str, extension: &str) -> Self {
+        let file = TempFile::new(extension, contents);
+        let path = file.path.to_string_lossy().into_owned();
+        Self::spawn(&["serve", "--config", &path, "--listen", "127.0.0.1:0"], Some(file))
+    }
+
+    fn spawn(args: &[&str], config: Option<TempFile>) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tern");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    if let Ok(addr) = addr.trim().parse::<SocketAddr>() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("tern did not start: {:?}", logs.lock().unwrap());
+            }
+        };
+        Self { child, addr, logs, _config: config }
+    }
+
+    /// Everything the process has logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "tern did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Tern {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A file in the temporary directory, removed when dropped.
+pub struct TempFile {
+    pub path: PathBuf,
+}
+
+impl TempFile {
+    pub fn new(extension: &str, contents: &str) -> Self {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir()
+            .join(format!("tern-test-{}-{n}.{extension}", std::process::id()));
+        std::fs::write(&path, contents).expect("write temp file");
+        Self { path }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A client that speaks raw MQTT through the project codec, for exact bytes and reason codes.
+pub struct RawClient {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: Decoder,
+    pub version: ProtocolVersion,
+}
+
+impl RawClient {
+    /// Opens a TCP connection; no packet is sent yet.
+    pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> Self {
+        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+            .await
+            .expect("connect timeout")
+            .expect("connect");
+        stream.set_nodelay(true).unwrap();
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::with_version(version, u32::MAX),
+            version,
+        }
+    }
+
+    /// Opens a connection, sends CONNECT and asserts a successful CONNACK.
+    pub async fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> Self {
+        let mut c = Self::open(addr, version).await;
+        c.send(&connect(version, client_id, true)).await;
+        let ack = c.connack().await;
+        assert_eq!(ack.reason, ReasonCode::SUCCESS, "CONNACK for {client_id}");
+        c
+    }
+
+    /// Like [`RawClient::connect`] with a CONNECT of the caller's making; returns the CONNACK.
+    pub async fn connect_with(addr: SocketAddr, packet: Connect) -> (Self, tern_codec::ConnAck) {
+        let mut c = Self::open(addr, packet.protocol).await;
+        c.send(&Packet::Connect(Box::new(packet))).await;
+        let ack = c.connack().await;
+        (c, ack)
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        tokio::time::timeout(TIMEOUT, self.stream.write_all(bytes))
+            .await
+            .expect("write timeout")
+            .expect("write");
+    }
+
+    pub async fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        packet.encode(self.version, &mut out).expect("encode");
+        self.send_bytes(&out).await;
+    }
+
+    /// The next packet, or `None` if the server closed the connection.
+    pub async fn next(&mut self, wait: Duration) -> Result<Option<Packet>, tokio::time::error::Elapsed> {
+        tokio::time::timeout(wait, async {
+            loop {
+                if let Some(p) = self.decoder.decode(&mut self.buf).expect("server sent a bad packet") {
+                    return Some(p);
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+    }
+
+    /// The next packet; fails on timeout or close.
+    pub async fn recv(&mut self) -> Packet {
+        match self.next(TIMEOUT).await {
+            Ok(Some(p)) => p,
+            Ok(None) => panic!("connection closed while waiting for a packet"),
+            Err(_) => panic!("no packet within {TIMEOUT:?}"),
+        }
+    }
+
+    pub async fn connack(&mut self) -> tern_codec::ConnAck {
+        match self.recv().await {
+            Packet::ConnAck(a) => a,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    pub async fn recv_publish(&mut self) -> Publish {
+        match self.recv().await {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Asserts that no packet arrives for a short while (and the connection stays open).
+    pub async fn expect_nothing(&mut self) {
+        match self.next(QUIET).await {
+            Err(_) => {}
+            Ok(Some(p)) => panic!("expected nothing, got {p:?}"),
+            Ok(None) => panic!("expected nothing, but the connection was closed"),
+        }
+    }
+
+    /// Asserts that the server closes the connection without sending anything more.
+    pub async fn expect_closed(&mut self) {
+        match self.next(TIMEOUT).await {
+            Ok(None) => {}
+            Ok(Some(p)) => panic!("expected the connection to close, got {p:?}"),
+            Err(_) => panic!("connection still open after {TIMEOUT:?}"),
+        }
+    }
+
+    /// Asserts a DISCONNECT with `reason` followed by the close (MQTT 5).
+    pub async fn expect_disconnect(&mut self, reason: ReasonCode) {
+        match self.recv().await {
+            Packet::Disconnect(d) => assert_eq!(d.reason, reason, "DISCONNECT reason"),
+            other => panic!("expected DISCONNECT {reason}, got {other:?}"),
+        }
+        self.expect_closed().await;
+    }
+
+    /// Subscribes to one filter and returns the SUBACK codes.
+    pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Vec<ReasonCode> {
+        self.subscribe_with(filter, SubscriptionOptions::with_qos(qos), None).await
+    }
+
+    pub async fn subscribe_with(
+        &mut self,
+        filter: &str,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> Vec<ReasonCode> {
+        let id = PacketId::new(0x4242).unwrap();
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id: id,
+            properties: SubscribeProperties { subscription_identifier: identifier, ..Default::default() },
+            filters: vec![(ByteString::from(filter), options)],
+        }))
+        .await;
+        match self.recv().await {
+            Packet::SubAck(a) => {
+                assert_eq!(a.packet_id, id);
+                a.reasons
+            }
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    pub async fn unsubscribe(&mut self, filter: &str) -> Vec<ReasonCode> {
+        let id = PacketId::new(0x4343).unwrap();
+        self.send(&Packet::Unsubscribe(Unsubscribe {
+            packet_id: id,
+            user_properties: Vec::new(),
+            filters: vec![ByteString::from(filter)],
+        }))
+        .await;
+        match self.recv().await {
+            Packet::UnsubAck(a) => {
+                assert_eq!(a.packet_id, id);
+                a.reasons
+            }
+            other => panic!("expected UNSUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publishes and completes the QoS flow; returns the PUBACK/PUBREC reason (success for QoS 0).
+    pub async fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> ReasonCode {
+        let id = PacketId::new(0x0101).unwrap();
+        self.send(&Packet::Publish(publish(topic, payload, qos, retain, Some(id)))).await;
+        match qos {
+            QoS::AtMostOnce => ReasonCode::SUCCESS,
+            QoS::AtLeastOnce => match self.recv().await {
+                Packet::PubAck(a) => {
+                    assert_eq!(a.packet_id, id);
+                    a.reason
+                }
+                other => panic!("expected PUBACK, got {other:?}"),
+            },
+            QoS::ExactlyOnce => {
+                let reason = match self.recv().await {
+                    Packet::PubRec(a) => {
+                        assert_eq!(a.packet_id, id);
+                        a.reason
+                    }
+                    other => panic!("expected PUBREC, got {other:?}"),
+                };
+                if !reason.is_error() {
+                    self.send(&Packet::PubRel(Ack::new(id))).await;
+                    match self.recv().await {
+                        Packet::PubComp(a) => assert_eq!(a.packet_id, id),
+                        other => panic!("expected PUBCOMP, got {other:?}"),
+                    }
+                }
+                reason
+            }
+        }
+    }
+
+    /// Acknowledges a received PUBLISH according to its QoS.
+    pub async fn ack(&mut self, p: &Publish) {
+        match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.send(&Packet::PubAck(Ack::new(id))).await,
+            (QoS::ExactlyOnce, Some(id)) => {
+                self.send(&Packet::PubRec(Ack::new(id))).await;
+                match self.recv().await {
+                    Packet::PubRel(a) => assert_eq!(a.packet_id, id),
+                    other => panic!("expected PUBREL, got {other:?}"),
+                }
+                self.send(&Packet::PubComp(Ack::new(id))).await;
+            }
+            _ => {}
+        }
+    }
+
+    pub async fn disconnect(mut self) {
+        self.send(&Packet::Disconnect(Disconnect::default())).await;
+        let _ = self.next(TIMEOUT).await;
+    }
+
+    /// Round trip with PINGREQ: everything the server sent before PINGRESP is returned.
+    pub async fn sync(&mut self) -> Vec<Packet> {
+        self.send(&Packet::PingReq).await;
+        let mut before = Vec::new();
+        loop {
+            match self.recv().await {
+                Packet::PingResp => return before,
+                p => before.push(p),
+            }
+        }
+    }
+}
+
+/// A CONNECT with the given id and clean start, keep-alive 60 s, nothing else.
+pub fn connect(version: ProtocolVersion, client_id: &str, clean_start: bool) -> Packet {
+    Packet::Connect(Box::new(connect_packet(version, client_id, clean_start)))
+}
+
+pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean_start: bool) -> Connect {
+    Connect {
+        protocol: version,
+        clean_start,
+        keep_alive: 60,
+        properties: ConnectProperties::default(),
+        client_id: ByteString::from(client_id),
+        will: None,
+        username: None,
+        password: None,
+    }
+}
+
+/// A Will with the given topic, payload, QoS and retain.
+pub fn will(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> LastWill {
+    LastWill {
+        topic: ByteString::from(topic),
+        payload: Bytes::copy_from_slice(payload),
+        qos,
+        retain,
+        properties: Default::default(),
+    }
+}
+
+pub fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, id: Option<PacketId>) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: ByteString::from(topic),
+        packet_id: if qos == QoS::AtMostOnce { None } else { id },
+        properties: PublishProperties::default(),
+        payload: Bytes::copy_from_slice(payload),
+    }
+}
+
+/// Decodes a hex string such as `"10 0c 00 04"` into bytes.
+pub fn hex(s: &str) -> Vec<u8> {
+    let digits: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+pub use ProtocolVersion::{V5, V31, V311};
