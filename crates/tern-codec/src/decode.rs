@@ -529,6 +529,12 @@ fn check_pubrel_like_flags(
 
 fn decode_connack(r: &mut Reader, version: ProtocolVersion) -> Result<Packet, DecodeError> {
     let ack_flags = r.u8()?;
+    // MQTT 3.1 does not use this byte at all: it carries no Session Present flag.
+    let ack_flags = if version == ProtocolVersion::V31 {
+        0
+    } else {
+        ack_flags
+    };
     if ack_flags & 0xFE != 0 {
         return Err(DecodeError::Malformed(
             "[MQTT-3.2.2-1] reserved CONNACK flags are set",

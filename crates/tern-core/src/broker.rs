@@ -210,23 +210,44 @@ impl Broker {
 
     /// Routes a message to every matching subscription and, if it is retained, updates the
     /// retained store first. Returns how many subscriptions matched.
+    ///
+    /// A session whose subscriptions overlap gets one copy, at the highest QoS among them and
+    /// with all their subscription identifiers (MQTT-3.3.4-2, MQTT-3.3.4-4). Each shared
+    /// subscription sends its own copy to one of its members.
     pub fn publish(&self, message: Arc<Message>, now: Instant) -> usize {
         if message.retain && self.inner.config.retain_available {
             self.retained_mut().set(message.clone());
         }
+        if message.is_expired(now) {
+            self.inner.metrics.record_drop(DropReason::Expired);
+            return 0;
+        }
         let tree = self.subs();
+        let mut direct: Vec<&Subscriber> = Vec::new();
         let mut matched = 0;
         tree.for_each_match(&message.topic, |m| {
             matched += 1;
             match m {
-                Match::Direct(sub) => self.deliver(sub, &message, None, now),
+                Match::Direct(sub) => {
+                    if !(sub.options.no_local
+                        && message.publisher.as_ref() == Some(&sub.session.client_id))
+                    {
+                        direct.push(sub);
+                    }
+                }
                 Match::Shared(group) => {
                     if let Some(sub) = group.pick() {
-                        self.deliver(sub, &message, Some(&group.key), now);
+                        self.deliver(&[sub], &message, Some(&group.key));
                     }
                 }
             }
         });
+        if direct.len() > 1 {
+            direct.sort_unstable_by_key(|s| Arc::as_ptr(&s.session));
+        }
+        for same_session in direct.chunk_by(|a, b| Arc::ptr_eq(&a.session, &b.session)) {
+            self.deliver(same_session, &message, None);
+        }
         if matched == 0 {
             inc(&self.inner.metrics.publish_no_subscribers, 1);
         }
@@ -254,29 +275,23 @@ impl Broker {
         self.publish(Arc::new(message), now)
     }
 
-    fn deliver(
-        &self,
-        sub: &Subscriber,
-        message: &Arc<Message>,
-        shared: Option<&ByteString>,
-        now: Instant,
-    ) {
-        let session = &sub.session;
-        if sub.options.no_local && message.publisher.as_ref() == Some(&session.client_id) {
-            return;
-        }
-        if message.is_expired(now) {
-            self.inner.metrics.record_drop(DropReason::Expired);
-            return;
-        }
+    /// Queues one copy of `message` for the session of `subs` (all of the same session), merging
+    /// their QoS, RETAIN and identifiers.
+    fn deliver(&self, subs: &[&Subscriber], message: &Arc<Message>, shared: Option<&ByteString>) {
+        let Some(first) = subs.first() else { return };
+        let granted = subs
+            .iter()
+            .map(|s| s.options.qos)
+            .max()
+            .unwrap_or(QoS::AtMostOnce);
         let delivery = Delivery {
             message: message.clone(),
-            qos: message.qos.min(sub.options.qos),
-            retain: message.retain && sub.options.retain_as_published,
-            subscription_identifier: sub.identifier,
+            qos: message.qos.min(granted),
+            retain: message.retain && subs.iter().any(|s| s.options.retain_as_published),
+            subscription_identifiers: subs.iter().filter_map(|s| s.identifier).collect(),
             shared: shared.cloned(),
         };
-        self.enqueue(session, delivery);
+        self.enqueue(&first.session, delivery);
     }
 
     fn enqueue(&self, session: &Session, delivery: Delivery) {
@@ -535,7 +550,7 @@ impl Broker {
                 message: message.clone(),
                 qos: message.qos.min(options.qos),
                 retain: true,
-                subscription_identifier: identifier,
+                subscription_identifiers: identifier.into_iter().collect(),
                 shared: None,
             };
             self.enqueue(session, delivery);
@@ -586,7 +601,9 @@ impl Broker {
                 continue;
             };
             if let Some(sub) = group.pick_other(from) {
-                self.deliver(sub, &d.message, Some(&group.key), now);
+                if !d.message.is_expired(now) {
+                    self.deliver(&[sub], &d.message, Some(&group.key));
+                }
             }
         }
     }

@@ -787,7 +787,7 @@ impl Connection {
             packet_id,
             topic_alias,
             message_expiry_interval: message.remaining_expiry(now),
-            subscription_identifiers: d.subscription_identifier.as_slice(),
+            subscription_identifiers: &d.subscription_identifiers,
             properties: &message.properties,
             payload: &message.payload,
         };

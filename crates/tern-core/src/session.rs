@@ -67,14 +67,16 @@ pub(crate) struct Delivery {
     pub(crate) message: Arc<Message>,
     pub(crate) qos: QoS,
     pub(crate) retain: bool,
-    pub(crate) subscription_identifier: Option<u32>,
+    /// Identifiers of every subscription of the session the message matched (MQTT-3.3.4-4).
+    pub(crate) subscription_identifiers: Box<[u32]>,
     /// The shared subscription (`$share/group/filter`) this delivery was chosen through, so it
     /// can go to another member if this session ends before acknowledging it.
     pub(crate) shared: Option<ByteString>,
 }
 
-/// Where an outgoing QoS 1/2 delivery stands.
+/// Where an outgoing QoS 1/2 delivery stands: which packet it waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // named after the packets of the specification
 pub(crate) enum Awaiting {
     PubAck,
     PubRec,

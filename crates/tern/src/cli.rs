@@ -75,7 +75,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Serve(args)) => serve(args),
-        None => serve(ServeArgs { config: cli.config, ..ServeArgs::default() }),
+        None => serve(ServeArgs {
+            config: cli.config,
+            ..ServeArgs::default()
+        }),
     };
     match result {
         Ok(code) => code,
@@ -140,23 +143,31 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Resolves the listeners: `--listen` flags, else the file's, else the loopback default.
 fn listener_specs(args: &ServeArgs, config: &Config) -> anyhow::Result<Vec<ListenerSpec>> {
-    let from_file = config.source.is_some();
     let mut specs = Vec::new();
+    let configured_in_file = args.listen.is_empty() && !config.listeners.is_empty();
     if !args.listen.is_empty() {
         for text in &args.listen {
             specs.push((parse_listen(text)?, None));
         }
-    } else if !config.listeners.is_empty() {
+    } else if configured_in_file {
         specs.extend(config.listeners.iter().map(|l| (l.bind, l.max_connections)));
     } else {
         specs.push((parse_listen(DEFAULT_LISTEN)?, None));
     }
+    // Like Mosquitto 2: anonymous clients are let in by default only on loopback listeners that
+    // the configuration file did not declare (the built-in default, or `--listen` on loopback).
     Ok(specs
         .into_iter()
         .map(|(bind, max_connections)| {
             let allow_anonymous = args.allow_anonymous
-                || config.allow_anonymous.unwrap_or(!from_file && bind.ip().is_loopback());
-            ListenerSpec { bind, max_connections, policy: ListenerPolicy { allow_anonymous } }
+                || config
+                    .allow_anonymous
+                    .unwrap_or(!configured_in_file && bind.ip().is_loopback());
+            ListenerSpec {
+                bind,
+                max_connections,
+                policy: ListenerPolicy { allow_anonymous },
+            }
         })
         .collect())
 }

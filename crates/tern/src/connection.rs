@@ -23,6 +23,8 @@ const WRITE_HIGH_WATER: usize = 64 * 1024;
 const KEEP_WRITE_BUFFER: usize = 16 * 1024;
 /// How long a closing connection may take to flush what is left.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a closed connection keeps reading (and discarding) what the client still sends.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Wakes the connection task when deliveries arrive or the session is taken over.
 struct TaskWaker(Notify);
@@ -34,8 +36,12 @@ impl Wake for TaskWaker {
 }
 
 /// Runs one connection to its end.
-pub(crate) async fn drive<S>(stream: S, broker: Broker, info: ConnectionInfo, shutdown: CancellationToken)
-where
+pub(crate) async fn drive<S>(
+    stream: S,
+    broker: Broker,
+    info: ConnectionInfo,
+    shutdown: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let waker = Arc::new(TaskWaker(Notify::new()));
@@ -55,7 +61,9 @@ where
 
     loop {
         let now = Instant::now();
-        while wbuf.len() < WRITE_HIGH_WATER && conn.poll_transmit(now, &mut wbuf, WRITE_HIGH_WATER) {}
+        while wbuf.len() < WRITE_HIGH_WATER && conn.poll_transmit(now, &mut wbuf, WRITE_HIGH_WATER)
+        {
+        }
         if conn.is_closing() {
             break;
         }
@@ -110,6 +118,19 @@ where
     let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
         writer.write_all_buf(&mut wbuf).await?;
         writer.shutdown().await
+    })
+    .await;
+    // Lingering close: closing a socket with unread input makes the kernel reset the
+    // connection, which can destroy the DISCONNECT or CONNACK still in flight. Read and discard
+    // until the client closes, for a bounded time.
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, async {
+        loop {
+            rbuf.clear();
+            match reader.read_buf(&mut rbuf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
     })
     .await;
     conn.handle_connection_lost(Instant::now());

@@ -44,13 +44,19 @@ impl Server {
             })?;
             listeners.push((listener, spec));
         }
-        Ok(Self { broker: Broker::new(config), listeners })
+        Ok(Self {
+            broker: Broker::new(config),
+            listeners,
+        })
     }
 
     /// The addresses actually bound (ports resolved).
     #[must_use]
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
     }
 
     /// The broker behind this server.
@@ -69,14 +75,23 @@ impl Server {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!("listening on {addr}");
             }
-            tracker.spawn(accept_loop(listener, spec, self.broker.clone(), cancel.clone(), tracker.clone()));
+            tracker.spawn(accept_loop(
+                listener,
+                spec,
+                self.broker.clone(),
+                cancel.clone(),
+                tracker.clone(),
+            ));
         }
         tracker.spawn(broker_timers(self.broker.clone(), cancel.clone()));
         shutdown.await;
         tracing::info!("shutting down");
         cancel.cancel();
         tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
         }
     }
@@ -115,7 +130,10 @@ async fn accept_loop(
             },
             None => None,
         };
-        let info = ConnectionInfo { remote_addr: Some(peer), policy: spec.policy.clone() };
+        let info = ConnectionInfo {
+            remote_addr: Some(peer),
+            policy: spec.policy.clone(),
+        };
         let (broker, cancel) = (broker.clone(), cancel.clone());
         tracker.spawn(async move {
             serve_tcp(stream, broker, info, cancel).await;
@@ -124,7 +142,12 @@ async fn accept_loop(
     }
 }
 
-async fn serve_tcp(stream: TcpStream, broker: Broker, info: ConnectionInfo, cancel: CancellationToken) {
+async fn serve_tcp(
+    stream: TcpStream,
+    broker: Broker,
+    info: ConnectionInfo,
+    cancel: CancellationToken,
+) {
     // Writes are batched by the connection task; Nagle would only add latency.
     let _ = stream.set_nodelay(true);
     connection::drive(stream, broker, info, cancel).await;

@@ -8,7 +8,10 @@ use common::{TIMEOUT, Tern};
 
 async fn next_publish_v311(el: &mut rumqttc::EventLoop) -> rumqttc::Publish {
     loop {
-        let event = tokio::time::timeout(TIMEOUT, el.poll()).await.expect("timeout").expect("poll");
+        let event = tokio::time::timeout(TIMEOUT, el.poll())
+            .await
+            .expect("timeout")
+            .expect("poll");
         if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = event {
             return p;
         }
@@ -17,7 +20,10 @@ async fn next_publish_v311(el: &mut rumqttc::EventLoop) -> rumqttc::Publish {
 
 async fn wait_suback_v311(el: &mut rumqttc::EventLoop) {
     loop {
-        let event = tokio::time::timeout(TIMEOUT, el.poll()).await.expect("timeout").expect("poll");
+        let event = tokio::time::timeout(TIMEOUT, el.poll())
+            .await
+            .expect("timeout")
+            .expect("poll");
         if let rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) = event {
             return;
         }
@@ -34,16 +40,25 @@ fn options_v311(id: &str, tern: &Tern) -> rumqttc::MqttOptions {
 async fn rumqttc_v311_publish_subscribe_all_qos() {
     let tern = Tern::start();
     let (sub, mut sub_el) = rumqttc::AsyncClient::new(options_v311("sub", &tern), 10);
-    sub.subscribe("interop/#", rumqttc::QoS::ExactlyOnce).await.unwrap();
+    sub.subscribe("interop/#", rumqttc::QoS::ExactlyOnce)
+        .await
+        .unwrap();
     wait_suback_v311(&mut sub_el).await;
 
     let (publisher, mut pub_el) = rumqttc::AsyncClient::new(options_v311("pub", &tern), 10);
     tokio::spawn(async move { while pub_el.poll().await.is_ok() {} });
-    for (i, qos) in [rumqttc::QoS::AtMostOnce, rumqttc::QoS::AtLeastOnce, rumqttc::QoS::ExactlyOnce]
-        .into_iter()
-        .enumerate()
+    for (i, qos) in [
+        rumqttc::QoS::AtMostOnce,
+        rumqttc::QoS::AtLeastOnce,
+        rumqttc::QoS::ExactlyOnce,
+    ]
+    .into_iter()
+    .enumerate()
     {
-        publisher.publish(format!("interop/{i}"), qos, false, vec![i as u8; 3]).await.unwrap();
+        publisher
+            .publish(format!("interop/{i}"), qos, false, vec![i as u8; 3])
+            .await
+            .unwrap();
         let p = next_publish_v311(&mut sub_el).await;
         assert_eq!(p.topic, format!("interop/{i}"));
         assert_eq!(p.qos, qos);
@@ -63,7 +78,10 @@ async fn rumqttc_v5_publish_subscribe_with_properties() {
     let (sub, mut sub_el) = AsyncClient::new(o, 10);
     sub.subscribe("v5/+", QoS::AtLeastOnce).await.unwrap();
     loop {
-        let e = tokio::time::timeout(TIMEOUT, sub_el.poll()).await.unwrap().unwrap();
+        let e = tokio::time::timeout(TIMEOUT, sub_el.poll())
+            .await
+            .unwrap()
+            .unwrap();
         if let Event::Incoming(Packet::SubAck(_)) = e {
             break;
         }
@@ -84,7 +102,10 @@ async fn rumqttc_v5_publish_subscribe_with_properties() {
         .await
         .unwrap();
     let p = loop {
-        let e = tokio::time::timeout(TIMEOUT, sub_el.poll()).await.unwrap().unwrap();
+        let e = tokio::time::timeout(TIMEOUT, sub_el.poll())
+            .await
+            .unwrap()
+            .unwrap();
         if let Event::Incoming(Packet::Publish(p)) = e {
             break p;
         }
@@ -94,7 +115,10 @@ async fn rumqttc_v5_publish_subscribe_with_properties() {
     let props = p.properties.expect("properties forwarded");
     assert_eq!(
         props.user_properties,
-        vec![("k1".to_owned(), "v1".to_owned()), ("k2".to_owned(), "v2".to_owned())]
+        vec![
+            ("k1".to_owned(), "v1".to_owned()),
+            ("k2".to_owned(), "v2".to_owned())
+        ]
     );
     assert_eq!(props.content_type.as_deref(), Some("text/plain"));
     assert_eq!(props.response_topic.as_deref(), Some("v5/reply"));

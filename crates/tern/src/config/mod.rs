@@ -6,13 +6,17 @@ mod mosquitto;
 mod toml_format;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tern_core::BrokerConfig;
 
 pub use duration::parse_duration;
+
+/// Smallest `max_packet_size` accepted: an MQTT 5 CONNECT with a one-character client id is
+/// 16 bytes, so anything smaller would refuse nearly every client.
+pub(crate) const MIN_PACKET_SIZE: u32 = 16;
 
 /// Everything `tern serve` needs, whichever format it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +102,103 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl ConfigError {
+    /// An error at `line` of `file` about `key`.
+    pub(crate) fn at(file: &Path, line: usize, key: &str, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: Some(line),
+            key: Some(key.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the file as a whole (unreadable, not UTF-8...).
+    pub(crate) fn whole_file(file: &Path, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: None,
+            key: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// An IP address family, for `socket_domain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// IPv4 only.
+    V4,
+    /// IPv6 only.
+    V6,
+}
+
+impl Family {
+    fn matches(self, ip: IpAddr) -> bool {
+        match self {
+            Self::V4 => ip.is_ipv4(),
+            Self::V6 => ip.is_ipv6(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::V4 => "IPv4",
+            Self::V6 => "IPv6",
+        }
+    }
+}
+
+/// Turns a listener's host (an IP address, `localhost`, or a name to look up) and port into the
+/// address to bind. `family` restricts the result to IPv4 or IPv6; without it an IPv4 address
+/// is preferred, because binding the first result of a lookup that also returned `::1` would
+/// surprise clients that connect to `127.0.0.1`.
+pub(crate) fn resolve_host(
+    host: &str,
+    port: u16,
+    family: Option<Family>,
+) -> Result<SocketAddr, String> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return match family {
+            Some(f) if !f.matches(ip) => Err(format!(
+                "`{host}` is not an {} address, as `socket_domain` requires",
+                f.name()
+            )),
+            _ => Ok(SocketAddr::new(ip, port)),
+        };
+    }
+    // Looked up without the resolver so that it means loopback on every machine, whatever
+    // /etc/hosts lists first.
+    if bare.eq_ignore_ascii_case("localhost") {
+        let ip = match family {
+            Some(Family::V6) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let found: Vec<SocketAddr> = (bare, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
+        .collect();
+    if let Some(addr) = found
+        .iter()
+        .find(|a| family.unwrap_or(Family::V4).matches(a.ip()))
+    {
+        return Ok(*addr);
+    }
+    match family {
+        Some(f) => Err(format!("`{host}` has no {} address", f.name())),
+        None => found
+            .first()
+            .copied()
+            .ok_or_else(|| format!("`{host}` resolves to no address")),
+    }
+}
+
 /// The two file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -107,30 +208,47 @@ pub enum Format {
     Mosquitto,
 }
 
-/// Decides the format: by extension (`.toml`, `.conf`), else by content (TOML has `=` or
-/// `[section]` lines; Mosquitto has neither).
+/// Decides the format: by extension (`.toml` is TOML, `.conf` is Mosquitto, in any case), else by
+/// content: the first line that is neither blank nor a comment decides. A TOML document starts
+/// with a `[table]` header or a `key = value` pair (possibly dotted or quoted); a Mosquitto file
+/// starts with a `name value` directive, where the name is followed by a space, never by `=`.
+/// A file with no such line (empty, or only comments) is read as TOML: both formats give the
+/// defaults for it.
 #[must_use]
 pub fn detect_format(path: &Path, text: &str) -> Format {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("toml") => return Format::Toml,
-        Some("conf") => return Format::Mosquitto,
-        _ => {}
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    if extension.eq_ignore_ascii_case("toml") {
+        return Format::Toml;
     }
-    let toml_like = text.lines().map(str::trim).any(|l| {
-        !l.starts_with('#') && (l.starts_with('[') || l.split_whitespace().nth(1) == Some("="))
-            || (l.contains('=') && !l.starts_with('#') && !l.contains(' ') )
-    });
-    if toml_like { Format::Toml } else { Format::Mosquitto }
+    if extension.eq_ignore_ascii_case("conf") {
+        return Format::Mosquitto;
+    }
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'));
+    match first {
+        None => Format::Toml,
+        Some(line) if line.starts_with(['[', '"', '\'']) => Format::Toml,
+        Some(line) => {
+            let after_key = line
+                .trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if after_key.trim_start().starts_with(['=', '.']) {
+                Format::Toml
+            } else {
+                Format::Mosquitto
+            }
+        }
+    }
 }
 
 /// Reads and validates a configuration file of either format.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_owned(),
-        line: None,
-        key: None,
-        message: format!("cannot read the file: {e}"),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::whole_file(path, format!("cannot read the file: {e}")))?;
     let mut config = match detect_format(path, &text) {
         Format::Toml => toml_format::parse(path, &text)?,
         Format::Mosquitto => mosquitto::parse(path, &text)?,

@@ -1,7 +1,7 @@
 //! Shared test harness: starts the real `tern` binary on an ephemeral loopback port and talks to
 //! it with raw MQTT packets. Every wait has a timeout.
 
-#![allow(dead_code, unreachable_pub)] // each test file uses a different part of the harness
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // test support: each test file uses a different part; failing loudly is the point
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -51,7 +51,10 @@ impl Tern {
     pub fn start_config(contents: &str, extension: &str) -> Self {
         let file = TempFile::new(extension, contents);
         let path = file.path.to_string_lossy().into_owned();
-        Self::spawn(&["serve", "--config", &path, "--listen", "127.0.0.1:0"], Some(file))
+        Self::spawn(
+            &["serve", "--config", &path, "--listen", "127.0.0.1:0"],
+            Some(file),
+        )
     }
 
     fn spawn(args: &[&str], config: Option<TempFile>) -> Self {
@@ -84,7 +87,12 @@ impl Tern {
                 panic!("tern did not start: {:?}", logs.lock().unwrap());
             }
         };
-        Self { child, addr, logs, _config: config }
+        Self {
+            child,
+            addr,
+            logs,
+            _config: config,
+        }
     }
 
     /// Everything the process has logged so far.
@@ -99,13 +107,19 @@ impl Tern {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(std::time::Instant::now() < deadline, "tern did not exit after SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tern did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -127,8 +141,8 @@ impl TempFile {
     pub fn new(extension: &str, contents: &str) -> Self {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir()
-            .join(format!("tern-test-{}-{n}.{extension}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("tern-test-{}-{n}.{extension}", std::process::id()));
         std::fs::write(&path, contents).expect("write temp file");
         Self { path }
     }
@@ -195,10 +209,17 @@ impl RawClient {
     }
 
     /// The next packet, or `None` if the server closed the connection.
-    pub async fn next(&mut self, wait: Duration) -> Result<Option<Packet>, tokio::time::error::Elapsed> {
+    pub async fn next(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<Packet>, tokio::time::error::Elapsed> {
         tokio::time::timeout(wait, async {
             loop {
-                if let Some(p) = self.decoder.decode(&mut self.buf).expect("server sent a bad packet") {
+                if let Some(p) = self
+                    .decoder
+                    .decode(&mut self.buf)
+                    .expect("server sent a bad packet")
+                {
                     return Some(p);
                 }
                 match self.stream.read_buf(&mut self.buf).await {
@@ -262,7 +283,8 @@ impl RawClient {
 
     /// Subscribes to one filter and returns the SUBACK codes.
     pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Vec<ReasonCode> {
-        self.subscribe_with(filter, SubscriptionOptions::with_qos(qos), None).await
+        self.subscribe_with(filter, SubscriptionOptions::with_qos(qos), None)
+            .await
     }
 
     pub async fn subscribe_with(
@@ -274,7 +296,10 @@ impl RawClient {
         let id = PacketId::new(0x4242).unwrap();
         self.send(&Packet::Subscribe(Subscribe {
             packet_id: id,
-            properties: SubscribeProperties { subscription_identifier: identifier, ..Default::default() },
+            properties: SubscribeProperties {
+                subscription_identifier: identifier,
+                ..Default::default()
+            },
             filters: vec![(ByteString::from(filter), options)],
         }))
         .await;
@@ -305,9 +330,22 @@ impl RawClient {
     }
 
     /// Publishes and completes the QoS flow; returns the PUBACK/PUBREC reason (success for QoS 0).
-    pub async fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> ReasonCode {
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> ReasonCode {
         let id = PacketId::new(0x0101).unwrap();
-        self.send(&Packet::Publish(publish(topic, payload, qos, retain, Some(id)))).await;
+        self.send(&Packet::Publish(publish(
+            topic,
+            payload,
+            qos,
+            retain,
+            Some(id),
+        )))
+        .await;
         match qos {
             QoS::AtMostOnce => ReasonCode::SUCCESS,
             QoS::AtLeastOnce => match self.recv().await {
@@ -400,7 +438,13 @@ pub fn will(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> LastWill {
     }
 }
 
-pub fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, id: Option<PacketId>) -> Publish {
+pub fn publish(
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    retain: bool,
+    id: Option<PacketId>,
+) -> Publish {
     Publish {
         dup: false,
         qos,
@@ -421,4 +465,5 @@ pub fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+#[allow(unused_imports)]
 pub use ProtocolVersion::{V5, V31, V311};

@@ -1,0 +1,891 @@
+//! Mosquitto's `mosquitto.conf` format, so that an existing file runs unchanged.
+//!
+//! One `name value` directive per line; blank lines and lines starting with `#` are skipped.
+//! Directives after a `listener` line configure that listener. The rules follow Mosquitto
+//! 2.0's `conf.c` where they matter to users: booleans are `true`/`false`/`1`/`0`, every file
+//! (main or included) starts in the general section, `include_dir` is only honoured in the
+//! main file, and `port`/`bind_address` define one extra "default" listener.
+//!
+//! A directive whose feature Tern lacks is an error when ignoring it would leave the broker
+//! more open than the file asks for (authentication, TLS, plugins...), and a warning otherwise.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tern_codec::{MAX_PACKET_SIZE, QoS};
+
+use super::duration::parse_mosquitto_duration;
+use super::{Config, ConfigError, Family, ListenerConfig, MIN_PACKET_SIZE, resolve_host};
+
+/// Mosquitto's default port, used by the default listener when only `bind_address` is given.
+const DEFAULT_PORT: u16 = 1883;
+
+/// Largest PUBLISH payload MQTT allows, the upper bound of `message_size_limit`.
+const MAX_PAYLOAD: i64 = 268_435_455;
+
+/// What `message_size_limit` adds to its payload limit to get a packet limit: the longest fixed
+/// header (5), the longest topic (2 + 65 535) and a packet identifier (2). Every message
+/// Mosquitto would accept then fits.
+const MESSAGE_SIZE_HEADROOM: u32 = 5 + 2 + 65_535 + 2;
+
+/// Parses a `mosquitto.conf` and the files it includes.
+pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let mut reader = Reader::default();
+    reader.read_file(path, text, false)?;
+    reader.finish()
+}
+
+// ---------------------------------------------------------------------------------------------
+// One line.
+
+/// Where a directive was written, to report errors and warnings about it later.
+#[derive(Debug, Clone)]
+struct Location {
+    file: PathBuf,
+    line: usize,
+    name: String,
+}
+
+impl Location {
+    fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(&self.file, self.line, &self.name, message)
+    }
+
+    /// A warning, formatted as an error is: `file:line: `name`: message`.
+    fn warning(&self, message: impl Into<String>) -> String {
+        self.error(message).to_string()
+    }
+}
+
+/// A directive: its name and the rest of the line.
+struct Directive<'a> {
+    file: &'a Path,
+    line: usize,
+    name: &'a str,
+    /// Everything after the name, without surrounding blanks.
+    rest: &'a str,
+}
+
+impl Directive<'_> {
+    fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.file, self.line, self.name, message)
+    }
+
+    fn warning(&self, message: impl Into<String>) -> String {
+        self.error(message).to_string()
+    }
+
+    fn location(&self) -> Location {
+        Location {
+            file: self.file.to_owned(),
+            line: self.line,
+            name: self.name.to_owned(),
+        }
+    }
+
+    /// The one value of the directive. A trailing `# comment` is tolerated, as Mosquitto
+    /// ignores anything after the value; anything else after it is an error, because it means
+    /// the line does not say what its author thinks.
+    fn value(&self) -> Result<&str, ConfigError> {
+        let mut tokens = self.rest.split_ascii_whitespace();
+        let value = tokens.next().ok_or_else(|| self.error("missing value"))?;
+        if value.starts_with('=') {
+            // Most likely a TOML file with a `.conf` name.
+            return Err(self.error(
+                "Mosquitto directives are written `name value`, without `=` (a TOML file must \
+                 be named *.toml)",
+            ));
+        }
+        match tokens.next() {
+            Some(extra) if !extra.starts_with('#') => {
+                Err(self.error(format!("unexpected `{extra}` after the value")))
+            }
+            _ => Ok(value),
+        }
+    }
+
+    /// The rest of the line, for values that may contain spaces (paths, prefixes).
+    fn text(&self) -> Result<&str, ConfigError> {
+        if self.rest.is_empty() {
+            Err(self.error("missing value"))
+        } else {
+            Ok(self.rest)
+        }
+    }
+
+    fn bool(&self) -> Result<bool, ConfigError> {
+        match self.value()? {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            other => Err(self.error(format!("expected true or false, got `{other}`"))),
+        }
+    }
+
+    /// Any integer; what it means is up to the directive.
+    fn int(&self) -> Result<i64, ConfigError> {
+        self.int_described("an integer")
+    }
+
+    /// An integer; `expected` describes the valid values, for the error message.
+    fn int_described(&self, expected: &str) -> Result<i64, ConfigError> {
+        let value = self.value()?;
+        value.parse().map_err(|_| self.invalid(expected))
+    }
+
+    /// An integer in `lo..=hi`, converted to the field's type.
+    fn int_in<T: TryFrom<i64>>(&self, lo: i64, hi: i64) -> Result<T, ConfigError> {
+        let expected = format!("an integer between {lo} and {hi}");
+        let n = self.int_described(&expected)?;
+        if !(lo..=hi).contains(&n) {
+            return Err(self.invalid(&expected));
+        }
+        T::try_from(n).map_err(|_| self.invalid(&expected))
+    }
+
+    /// "expected `expected`, got `value`".
+    fn invalid(&self, expected: &str) -> ConfigError {
+        let value = self
+            .rest
+            .split_ascii_whitespace()
+            .next()
+            .unwrap_or_default();
+        self.error(format!("expected {expected}, got `{value}`"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reader's state.
+
+/// Options that belong to one listener.
+#[derive(Debug, Clone, Default)]
+struct ListenerOptions {
+    /// `max_connections`: `Some(None)` is an explicit "unlimited".
+    max_connections: Option<(Option<usize>, Location)>,
+    /// `socket_domain`.
+    family: Option<(Family, Location)>,
+}
+
+impl ListenerOptions {
+    /// These options, completed by `defaults` where unset.
+    fn or(&self, defaults: &Self) -> Self {
+        Self {
+            max_connections: self
+                .max_connections
+                .clone()
+                .or_else(|| defaults.max_connections.clone()),
+            family: self.family.clone().or_else(|| defaults.family.clone()),
+        }
+    }
+}
+
+/// A `listener` line and its options.
+#[derive(Debug)]
+struct Listener {
+    port: u16,
+    host: Option<String>,
+    at: Location,
+    options: ListenerOptions,
+}
+
+/// Mosquitto's legacy default listener (`port`, `bind_address`), and the listener options
+/// written before any `listener` line of a file.
+#[derive(Debug, Default)]
+struct DefaultListener {
+    port: Option<u16>,
+    host: Option<String>,
+    /// The `bind_address` line, else the first `port` line: the default listener exists if
+    /// it is set.
+    at: Option<Location>,
+    options: ListenerOptions,
+}
+
+/// Which listener the directives being read apply to.
+#[derive(Debug, Clone, Copy)]
+enum Section {
+    /// The general section: listener options go to the default listener.
+    General,
+    /// After a `listener` line: the index in `Reader::listeners`.
+    Listener(usize),
+}
+
+/// Mosquitto's `log_type` lines, accumulated into one `tracing` level.
+#[derive(Debug, Default)]
+struct LogTypes {
+    /// 0 = error ... 4 = trace; the most verbose type seen since the last `none`.
+    most_verbose: Option<u8>,
+    /// `log_type none` was seen (and nothing after it).
+    none: bool,
+}
+
+impl LogTypes {
+    const LEVELS: [&'static str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+    fn add(&mut self, log_type: &str) -> Result<(), String> {
+        let verbosity = match log_type {
+            "none" => {
+                *self = Self {
+                    most_verbose: None,
+                    none: true,
+                };
+                return Ok(());
+            }
+            "error" => 0,
+            "warning" => 1,
+            "notice" | "information" => 2,
+            "debug" | "subscribe" | "unsubscribe" | "internal" | "websockets" => 3,
+            "all" => 4,
+            other => {
+                return Err(format!(
+                    "expected none, error, warning, notice, information, debug, subscribe, \
+                     unsubscribe, internal, websockets or all, got `{other}`"
+                ));
+            }
+        };
+        self.most_verbose = Some(self.most_verbose.map_or(verbosity, |v| v.max(verbosity)));
+        self.none = false;
+        Ok(())
+    }
+
+    /// The filter for `LogConfig::level`, `None` if the file has no `log_type`.
+    fn level(&self) -> Option<String> {
+        match self.most_verbose {
+            Some(v) => Self::LEVELS.get(usize::from(v)).map(|l| (*l).to_owned()),
+            None if self.none => Some("off".to_owned()),
+            None => None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Reader {
+    config: Config,
+    default: DefaultListener,
+    listeners: Vec<Listener>,
+    log_types: LogTypes,
+    /// Whether `max_packet_size` was given: it wins over `message_size_limit`.
+    max_packet_size_set: bool,
+    /// A non-zero `message_size_limit`, applied at the end.
+    message_size_limit: Option<(u32, Location)>,
+    /// `max_qos`/`max_topic_alias` lines inside a listener section: listener options in
+    /// Mosquitto, broker-wide in Tern. Worth a warning when there are several listeners.
+    broker_wide_in_listener: Vec<Location>,
+}
+
+impl Reader {
+    /// Reads one file. `included` is set for the files of an `include_dir`.
+    fn read_file(&mut self, path: &Path, text: &str, included: bool) -> Result<(), ConfigError> {
+        // As in Mosquitto, each file starts in the general section, included ones too.
+        let mut section = Section::General;
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, rest) = line
+                .split_once(|c: char| c.is_ascii_whitespace())
+                .unwrap_or((line, ""));
+            let directive = Directive {
+                file: path,
+                line: index + 1,
+                name,
+                rest: rest.trim(),
+            };
+            self.directive(&directive, &mut section, included)?;
+        }
+        Ok(())
+    }
+
+    fn directive(
+        &mut self,
+        d: &Directive<'_>,
+        section: &mut Section,
+        included: bool,
+    ) -> Result<(), ConfigError> {
+        if d.name == "include_dir" {
+            return self.include_dir(d, included);
+        }
+        if d.name == "listener" {
+            *section = Section::Listener(self.listener(d)?);
+            return Ok(());
+        }
+        if self.listener_option(d, *section)?
+            || self.broker_option(d, *section)?
+            || self.general_option(d)?
+        {
+            return Ok(());
+        }
+        match unsupported(d.name) {
+            Some(Unsupported::Error(message)) => Err(d.error(message)),
+            Some(Unsupported::Warning(message)) => {
+                self.config.warnings.push(d.warning(message));
+                Ok(())
+            }
+            None => Err(d.error("unknown directive")),
+        }
+    }
+
+    // --- Listeners ----------------------------------------------------------------------------
+
+    /// `listener PORT [ADDRESS]`; returns the new listener's index.
+    fn listener(&mut self, d: &Directive<'_>) -> Result<usize, ConfigError> {
+        let mut tokens = d
+            .rest
+            .split_ascii_whitespace()
+            .take_while(|t| !t.starts_with('#'));
+        let port = tokens.next().ok_or_else(|| d.error("missing value"))?;
+        if port == "0" {
+            return Err(d.error("unix socket listeners are not supported yet"));
+        }
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| d.error(format!("expected a port between 1 and 65535, got `{port}`")))?;
+        let host = tokens.next().map(str::to_owned);
+        if let Some(extra) = tokens.next() {
+            return Err(d.error(format!("unexpected `{extra}` after the address")));
+        }
+        self.listeners.push(Listener {
+            port,
+            host,
+            at: d.location(),
+            options: ListenerOptions::default(),
+        });
+        Ok(self.listeners.len() - 1)
+    }
+
+    /// Directives that configure a listener; `false` if `d` is not one of them.
+    fn listener_option(
+        &mut self,
+        d: &Directive<'_>,
+        section: Section,
+    ) -> Result<bool, ConfigError> {
+        match d.name {
+            "port" => {
+                let port = d.int_in(1, 65535)?;
+                if self.default.port.replace(port).is_some() {
+                    let message =
+                        "the default listener's port is set more than once; the last one is used";
+                    self.config.warnings.push(d.warning(message));
+                }
+                self.default.at.get_or_insert_with(|| d.location());
+            }
+            "bind_address" => {
+                self.default.host = Some(d.value()?.to_owned());
+                // Errors about the default listener's address are best shown here.
+                self.default.at = Some(d.location());
+            }
+            "max_connections" => {
+                // Mosquitto only enforces positive limits: 0 and negative values mean none.
+                let n = d.int()?;
+                let limit = usize::try_from(n).ok().filter(|n| *n > 0);
+                self.options(section).max_connections = Some((limit, d.location()));
+            }
+            "socket_domain" => {
+                let family = match d.value()? {
+                    "ipv4" => Family::V4,
+                    "ipv6" => Family::V6,
+                    other => return Err(d.error(format!("expected ipv4 or ipv6, got `{other}`"))),
+                };
+                self.options(section).family = Some((family, d.location()));
+            }
+            "protocol" => match d.value()? {
+                "mqtt" => {}
+                "websockets" => return Err(d.error("WebSocket listeners are not supported yet")),
+                other => return Err(d.error(format!("expected mqtt or websockets, got `{other}`"))),
+            },
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn options(&mut self, section: Section) -> &mut ListenerOptions {
+        match section {
+            Section::Listener(i) if i < self.listeners.len() => &mut self.listeners[i].options,
+            _ => &mut self.default.options,
+        }
+    }
+
+    // --- Broker limits and options --------------------------------------------------------------
+
+    /// Directives that fill `BrokerConfig`; `false` if `d` is not one of them.
+    fn broker_option(&mut self, d: &Directive<'_>, section: Section) -> Result<bool, ConfigError> {
+        if self.broker_limit(d)? {
+            return Ok(true);
+        }
+        let broker = &mut self.config.broker;
+        match d.name {
+            "max_qos" | "maximum_qos" => {
+                let qos: u8 = d.int_in(0, 2)?;
+                broker.max_qos = QoS::from_u8(qos).unwrap_or(QoS::ExactlyOnce);
+                self.note_broker_wide(d, section);
+            }
+            "max_topic_alias" => {
+                broker.max_topic_alias = d.int_in(0, 65535)?;
+                self.note_broker_wide(d, section);
+            }
+            "persistent_client_expiration" => {
+                let expiration = parse_mosquitto_duration(d.value()?).map_err(|m| d.error(m))?;
+                broker.persistent_client_expiration = Some(expiration);
+            }
+            "retain_available" => broker.retain_available = d.bool()?,
+            "queue_qos0_messages" => broker.queue_qos0_messages = d.bool()?,
+            "allow_zero_length_clientid" => broker.allow_zero_length_clientid = d.bool()?,
+            "auto_id_prefix" => broker.auto_id_prefix = d.text()?.to_owned(),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The numeric limits of `BrokerConfig`; `false` if `d` is not one of them.
+    fn broker_limit(&mut self, d: &Directive<'_>) -> Result<bool, ConfigError> {
+        let broker = &mut self.config.broker;
+        match d.name {
+            "max_packet_size" => {
+                let expected = format!(
+                    "0 (no limit) or an integer between {MIN_PACKET_SIZE} and {MAX_PACKET_SIZE}"
+                );
+                let n = d.int_described(&expected)?;
+                // 0 is Mosquitto's documented "no limit" (its default).
+                broker.max_packet_size = match n {
+                    0 => MAX_PACKET_SIZE,
+                    _ => u32::try_from(n)
+                        .ok()
+                        .filter(|size| (MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(size))
+                        .ok_or_else(|| d.invalid(&expected))?,
+                };
+                self.max_packet_size_set = true;
+            }
+            "message_size_limit" => {
+                let limit: u32 = d.int_in(0, MAX_PAYLOAD)?;
+                self.message_size_limit = (limit > 0).then(|| (limit, d.location()));
+            }
+            "max_inflight_messages" => {
+                // Mosquitto reads 0 and negative values as "no limit": the protocol's maximum.
+                let expected = "an integer up to 65535 (0 for no limit)";
+                let n = d.int_described(expected)?;
+                if n > 65535 {
+                    return Err(d.invalid(expected));
+                }
+                broker.max_inflight_messages =
+                    u16::try_from(n).ok().filter(|n| *n > 0).unwrap_or(u16::MAX);
+            }
+            // 0 means no limit in both brokers; Mosquitto reads negative values so too.
+            "max_queued_messages" => {
+                broker.max_queued_messages = usize::try_from(d.int()?).unwrap_or(0);
+            }
+            "max_queued_bytes" => broker.max_queued_bytes = usize::try_from(d.int()?).unwrap_or(0),
+            "max_keepalive" => {
+                let keepalive: u16 = d.int_in(0, 65535)?;
+                broker.max_keepalive = keepalive;
+                if keepalive == 0 {
+                    broker.max_keepalive = u16::MAX;
+                    let message =
+                        "0 (let clients disable keep alive) is not supported; using 65535";
+                    self.config.warnings.push(d.warning(message));
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Remembers a listener option of Mosquitto that Tern applies to the whole broker.
+    fn note_broker_wide(&mut self, d: &Directive<'_>, section: Section) {
+        if matches!(section, Section::Listener(_)) {
+            self.broker_wide_in_listener.push(d.location());
+        }
+    }
+
+    // --- Everything else that Tern supports or deliberately ignores -----------------------------
+
+    /// General directives; `false` if `d` is not one of them.
+    fn general_option(&mut self, d: &Directive<'_>) -> Result<bool, ConfigError> {
+        let warning = match d.name {
+            "allow_anonymous" => {
+                self.config.allow_anonymous = Some(d.bool()?);
+                None
+            }
+            "sys_interval" => {
+                self.config.sys_interval = Duration::from_secs(d.int_in(0, 65535)?);
+                None
+            }
+            "connection_messages" => {
+                self.config.log.connection_messages = Some(d.bool()?);
+                None
+            }
+            "log_timestamp" => {
+                self.config.log.timestamps = Some(d.bool()?);
+                None
+            }
+            "log_type" => {
+                for log_type in d
+                    .text()?
+                    .split_ascii_whitespace()
+                    .take_while(|t| !t.starts_with('#'))
+                {
+                    self.log_types.add(log_type).map_err(|m| d.error(m))?;
+                }
+                None
+            }
+            "log_dest" => log_dest(d)?,
+            "per_listener_settings" => {
+                if d.bool()? {
+                    return Err(d.error("per-listener security settings are not supported yet"));
+                }
+                None
+            }
+            // Tern always sets TCP_NODELAY.
+            "set_tcp_nodelay" => d.bool().map(|_| None)?,
+            // Tern has no ACLs yet, so there is nothing to re-check (acl_file is an error).
+            "check_retain_source" => d.bool().map(|_| None)?,
+            "persistence" | "retained_persistence" => d.bool()?.then_some(PERSISTENCE),
+            "upgrade_outgoing_qos" => d.bool()?.then_some(
+                "not supported yet; messages are delivered at the lower of the published and the \
+                 granted QoS",
+            ),
+            "memory_limit" => (d.int()? > 0).then_some("not enforced yet; this limit is ignored"),
+            "max_inflight_bytes" => (d.int()? > 0).then_some(
+                "not enforced yet; only max_inflight_messages limits the messages in flight",
+            ),
+            _ => return Ok(false),
+        };
+        if let Some(message) = warning {
+            self.config.warnings.push(d.warning(message));
+        }
+        Ok(true)
+    }
+
+    /// `include_dir DIR`: reads `DIR/*.conf` in Mosquitto's order. A relative `DIR` is relative
+    /// to the directory of the file that names it, so that the result does not depend on where
+    /// Tern is started from.
+    fn include_dir(&mut self, d: &Directive<'_>, included: bool) -> Result<(), ConfigError> {
+        if included {
+            // Mosquitto silently skips it: only the main file may include.
+            let message = "ignored: only the main configuration file may include others";
+            self.config.warnings.push(d.warning(message));
+            return Ok(());
+        }
+        let dir = Path::new(d.text()?);
+        let dir = match d.file.parent() {
+            Some(parent) if dir.is_relative() => parent.join(dir),
+            _ => dir.to_owned(),
+        };
+        let files = conf_files(&dir).map_err(|e| {
+            d.error(format!(
+                "cannot read the directory `{}`: {e}",
+                dir.display()
+            ))
+        })?;
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                ConfigError::whole_file(&file, format!("cannot read the file: {e}"))
+            })?;
+            self.read_file(&file, &text, true)?;
+        }
+        Ok(())
+    }
+
+    // --- The end ------------------------------------------------------------------------------
+
+    fn finish(mut self) -> Result<Config, ConfigError> {
+        self.config.listeners = self.resolve_listeners()?;
+        if self.config.listeners.len() > 1 {
+            for at in &self.broker_wide_in_listener {
+                let message =
+                    "applies to every listener in Tern, not only to the listener above it";
+                self.config.warnings.push(at.warning(message));
+            }
+        }
+        self.apply_message_size_limit();
+        self.config.log.level = self.log_types.level();
+        Ok(self.config)
+    }
+
+    /// The default listener (if `port` or `bind_address` defines it) then the `listener`
+    /// lines, each resolved to an address, refusing two listeners on the same address.
+    fn resolve_listeners(&mut self) -> Result<Vec<ListenerConfig>, ConfigError> {
+        let mut specs = Vec::new();
+        let general = self.default.options.clone();
+        let has_default = self.default.at.is_some();
+        if let Some(at) = self.default.at.take() {
+            let port = self.default.port.unwrap_or(DEFAULT_PORT);
+            specs.push((port, self.default.host.take(), at, general.clone()));
+        }
+        for l in self.listeners.drain(..) {
+            // Without a default listener, options written before the first `listener` line
+            // would be lost; Tern makes them the defaults of every listener instead.
+            let options = if has_default {
+                l.options
+            } else {
+                l.options.or(&general)
+            };
+            specs.push((l.port, l.host, l.at, options));
+        }
+        if specs.is_empty() {
+            self.warn_unused_general_options(&general);
+        }
+        let mut seen: HashMap<SocketAddr, Location> = HashMap::new();
+        let mut listeners = Vec::with_capacity(specs.len());
+        for (port, host, at, options) in specs {
+            let family = options.family.map(|(f, _)| f);
+            let bind = match host {
+                Some(host) => resolve_host(&host, port, family).map_err(|m| at.error(m))?,
+                None => SocketAddr::new(unspecified(family), port),
+            };
+            if let Some(first) = seen.get(&bind) {
+                let message = format!(
+                    "{bind} is already used by the listener at {}:{}",
+                    first.file.display(),
+                    first.line
+                );
+                return Err(at.error(message));
+            }
+            seen.insert(bind, at);
+            let max_connections = options.max_connections.and_then(|(limit, _)| limit);
+            listeners.push(ListenerConfig {
+                bind,
+                max_connections,
+            });
+        }
+        Ok(listeners)
+    }
+
+    /// Listener options with no listener to apply to: Tern then runs its built-in loopback
+    /// listener, which they do not configure.
+    fn warn_unused_general_options(&mut self, general: &ListenerOptions) {
+        let message = "has no effect: no listener is configured, so Tern uses its built-in \
+                       127.0.0.1:1883 listener";
+        if let Some((_, at)) = &general.max_connections {
+            self.config.warnings.push(at.warning(message));
+        }
+        if let Some((_, at)) = &general.family {
+            self.config.warnings.push(at.warning(message));
+        }
+    }
+
+    fn apply_message_size_limit(&mut self) {
+        let Some((limit, at)) = self.message_size_limit.take() else {
+            return;
+        };
+        let message = if self.max_packet_size_set {
+            "deprecated and ignored: `max_packet_size` is set too".to_owned()
+        } else {
+            let size = limit
+                .saturating_add(MESSAGE_SIZE_HEADROOM)
+                .min(MAX_PACKET_SIZE);
+            self.config.broker.max_packet_size = size;
+            format!(
+                "deprecated: Tern limits whole packets, so this is applied as `max_packet_size \
+                 {size}` (the limit plus room for the headers and the longest topic)"
+            )
+        };
+        self.config.warnings.push(at.warning(message));
+    }
+}
+
+/// The address that listens on every interface of `family`. Mosquitto opens one socket per
+/// family for a `listener` without address; Tern opens one socket, IPv4 unless
+/// `socket_domain ipv6` asks otherwise.
+fn unspecified(family: Option<Family>) -> IpAddr {
+    match family {
+        Some(Family::V6) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+/// `log_dest`: Tern logs to stderr only; other destinations are accepted with a warning.
+fn log_dest(d: &Directive<'_>) -> Result<Option<&'static str>, ConfigError> {
+    let mut words = d.text()?.split_ascii_whitespace();
+    match words.next().unwrap_or_default() {
+        "stdout" | "stderr" => Ok(None),
+        "file" if words.next().is_none() => Err(d.error("missing file name after `file`")),
+        "file" | "syslog" | "topic" | "dlt" | "none" => Ok(Some(
+            "ignored: Tern logs to stderr only (redirect it, or let systemd's journal collect it)",
+        )),
+        other => Err(d.error(format!(
+            "expected stdout, stderr, file, syslog, topic, dlt or none, got `{other}`"
+        ))),
+    }
+}
+
+/// The `*.conf` files of `dir`, in Mosquitto's order: case-insensitive, then upper case first
+/// among names that differ only in case. A file named just `.conf` is skipped, as there.
+fn conf_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let is_conf = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.len() > ".conf".len() && n.ends_with(".conf"));
+        if is_conf && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort_by(|a, b| mosquitto_order(a, b));
+    Ok(files)
+}
+
+fn mosquitto_order(a: &Path, b: &Path) -> Ordering {
+    let key = |p: &Path| -> Vec<(u8, u8)> {
+        let name = p
+            .file_name()
+            .map(|n| n.as_encoded_bytes().to_vec())
+            .unwrap_or_default();
+        name.into_iter()
+            .map(|c| (c.to_ascii_uppercase(), c))
+            .collect()
+    };
+    key(a).cmp(&key(b))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directives Tern does not implement.
+
+enum Unsupported {
+    /// Ignoring the directive would make the broker more open than the file asks for.
+    Error(&'static str),
+    /// The directive can be ignored safely; the message says what happens instead.
+    Warning(&'static str),
+}
+
+const PERSISTENCE: &str =
+    "persistence is not implemented yet; sessions and retained messages are kept in memory";
+
+const TLS: &str = "TLS is not supported yet; Tern refuses to start rather than accept \
+                   unencrypted connections where this file asks for TLS";
+const AUTH_FILES: &str = "password and ACL files are not supported yet; Tern refuses to start \
+                          rather than let in clients this file would refuse";
+const PLUGINS: &str = "plugins are not supported yet; Tern refuses to start rather than run \
+                       without the checks the plugin would make";
+const CLIENT_IDS: &str = "not supported yet; Tern refuses to start rather than accept client \
+                          ids this directive would refuse";
+const BRIDGES: &str = "bridges are not supported yet";
+
+/// Bridge directives; all of them also start with `bridge_`.
+const BRIDGE_DIRECTIVES: &[&str] = &[
+    "connection",
+    "address",
+    "addresses",
+    "topic",
+    "cleansession",
+    "local_cleansession",
+    "local_clientid",
+    "local_password",
+    "local_username",
+    "remote_clientid",
+    "remote_password",
+    "remote_username",
+    "keepalive_interval",
+    "idle_timeout",
+    "notifications",
+    "notification_topic",
+    "notifications_local_only",
+    "restart_timeout",
+    "round_robin",
+    "start_type",
+    "threshold",
+    "try_private",
+];
+
+fn unsupported(name: &str) -> Option<Unsupported> {
+    use Unsupported::{Error, Warning};
+    let status = match name {
+        "password_file" | "acl_file" => Error(AUTH_FILES),
+        "certfile"
+        | "keyfile"
+        | "cafile"
+        | "capath"
+        | "crlfile"
+        | "require_certificate"
+        | "use_identity_as_username"
+        | "use_subject_as_username"
+        | "tls_version"
+        | "ciphers"
+        | "ciphers_tls1.3"
+        | "tls_engine"
+        | "tls_engine_kpass_sha1"
+        | "tls_keyform"
+        | "psk_file"
+        | "psk_hint" => Error(TLS),
+        "plugin" | "auth_plugin" | "global_plugin" | "auth_plugin_deny_special_chars" => {
+            Error(PLUGINS)
+        }
+        n if n.starts_with("plugin_opt_") || n.starts_with("auth_opt_") => Error(PLUGINS),
+        "use_username_as_clientid" | "clientid_prefixes" => Error(CLIENT_IDS),
+        "bind_interface" => Error(
+            "not supported yet; write the interface's address in `listener PORT ADDRESS` \
+             instead, or Tern would listen on every interface",
+        ),
+        "mount_point" => Error(
+            "mount points are not supported yet; without one, this listener's clients would \
+             share every topic with the other listeners' clients",
+        ),
+        n if n.starts_with("bridge_") || BRIDGE_DIRECTIVES.contains(&n) => Error(BRIDGES),
+        "persistence_location"
+        | "persistence_file"
+        | "autosave_interval"
+        | "autosave_on_changes" => Warning(PERSISTENCE),
+        "http_dir" => Warning("ignored: Tern does not serve files over HTTP"),
+        "websockets_log_level" | "websockets_headers_size" => {
+            Warning("ignored: WebSocket listeners are not supported yet")
+        }
+        "dhparamfile" => Warning("ignored: Tern does not use Diffie-Hellman parameter files"),
+        "log_timestamp_format" => Warning("ignored: Tern's timestamp format is fixed"),
+        "log_facility" => Warning("ignored: Tern does not log to syslog"),
+        "user" => Warning(
+            "ignored: Tern does not switch to another user; start it as the user it should run \
+             as (for example with `User=` in its systemd unit)",
+        ),
+        "pid_file" => Warning("ignored for now: Tern does not write a PID file"),
+        "allow_duplicate_messages" => Warning("ignored: deprecated in Mosquitto 2"),
+        "retry_interval" => Warning("ignored: removed from Mosquitto in version 1.6"),
+        _ => return None,
+    };
+    Some(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_order_is_mosquittos() {
+        let mut names = vec![
+            "b.conf", "B.conf", "a.conf", "A2.conf", "10.conf", "9.conf", "a_b.conf",
+        ];
+        names.sort_by(|a, b| mosquitto_order(Path::new(a), Path::new(b)));
+        // Digits sort before letters, '_' (0x5F) after upper-cased letters, and of two names
+        // equal but for case the upper-case one comes first.
+        assert_eq!(
+            names,
+            [
+                "10.conf", "9.conf", "A2.conf", "a.conf", "a_b.conf", "B.conf", "b.conf"
+            ]
+        );
+    }
+
+    #[test]
+    fn log_types_keep_the_most_verbose() {
+        let level = |types: &[&str]| {
+            let mut acc = LogTypes::default();
+            for t in types {
+                acc.add(t).expect("valid type");
+            }
+            acc.level()
+        };
+        assert_eq!(level(&[]), None);
+        assert_eq!(level(&["error"]), Some("error".to_owned()));
+        assert_eq!(level(&["error", "warning"]), Some("warn".to_owned()));
+        assert_eq!(level(&["notice"]), Some("info".to_owned()));
+        assert_eq!(level(&["information", "error"]), Some("info".to_owned()));
+        assert_eq!(level(&["subscribe"]), Some("debug".to_owned()));
+        assert_eq!(level(&["debug", "all"]), Some("trace".to_owned()));
+        assert_eq!(level(&["debug", "none"]), Some("off".to_owned()));
+        assert_eq!(level(&["none", "warning"]), Some("warn".to_owned()));
+    }
+}
