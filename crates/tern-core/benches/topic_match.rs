@@ -69,11 +69,19 @@ fn message(topic: &str) -> Arc<Message> {
     })
 }
 
+/// A filter shape: name, filter of session `i`, a topic matching one session, one matching none.
+type Shape = (
+    &'static str,
+    fn(usize) -> String,
+    &'static str,
+    &'static str,
+);
+
 fn bench(c: &mut Criterion) {
     const N: usize = 100_000;
     let mut group = c.benchmark_group("route_100k_subscriptions");
     group.throughput(Throughput::Elements(1));
-    let shapes: [(&str, fn(usize) -> String, &str, &str); 3] = [
+    let shapes: [Shape; 3] = [
         (
             "exact",
             |i| format!("site/{}/dev/{i}/temp", i % 100),
