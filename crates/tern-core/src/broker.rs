@@ -523,15 +523,25 @@ impl Broker {
         Some(existed)
     }
 
-    /// Removes a subscription of `session`; returns whether it existed.
-    pub(crate) fn unsubscribe(&self, session: &Session, key: &ByteString) -> bool {
+    /// Removes a subscription of `session`; returns whether it existed. Leaving a shared
+    /// subscription hands the session's queued deliveries from it to another member.
+    pub(crate) fn unsubscribe(&self, session: &Session, key: &ByteString, now: Instant) -> bool {
         let (share, filter) = split_key(key);
-        let mut tree = self.subs_mut();
-        let mut st = session.lock();
-        if st.subscriptions.remove(key).is_none() {
-            return false;
-        }
-        tree.remove(filter, share, &session.client_id)
+        let (removed, moved) = {
+            let mut tree = self.subs_mut();
+            let mut st = session.lock();
+            if st.subscriptions.remove(key).is_none() {
+                return false;
+            }
+            let moved = if share.is_some() {
+                st.take_queued_shared(key)
+            } else {
+                Vec::new()
+            };
+            (tree.remove(filter, share, &session.client_id), moved)
+        };
+        self.redeliver_shared(&session.client_id, moved, now);
+        removed
     }
 
     /// Queues the retained messages matching `filter` for `session` (MQTT-3.3.1-6), with

@@ -77,6 +77,8 @@ pub struct Connection {
     send_window: usize,
     client_max_packet_size: u32,
     client_topic_alias_max: u16,
+    /// Whether Reason Strings may go on acknowledgements (MQTT-3.1.2-29).
+    request_problem_information: bool,
     inbound_aliases: HashMap<u16, ByteString>,
     outbound_aliases: HashMap<ByteString, u16>,
     /// Inflight deliveries of a resumed session still to be re-sent (MQTT-4.4.0-1).
@@ -105,6 +107,7 @@ impl Connection {
             send_window: 0,
             client_max_packet_size: u32::MAX,
             client_topic_alias_max: 0,
+            request_problem_information: true,
             inbound_aliases: HashMap::new(),
             outbound_aliases: HashMap::new(),
             resend_pending: false,
@@ -157,7 +160,11 @@ impl Connection {
                 if let Some(ka) = self.keep_alive {
                     if now >= self.last_received + ka * 3 / 2 {
                         tracing::debug!(client = %self.client_id, "keep-alive expired");
-                        self.fail(ReasonCode::KEEP_ALIVE_TIMEOUT, now);
+                        self.fail(
+                            ReasonCode::KEEP_ALIVE_TIMEOUT,
+                            "[MQTT-3.1.2-22] nothing received within 1.5 times the keep-alive",
+                            now,
+                        );
                     }
                 }
             }
@@ -175,7 +182,7 @@ impl Connection {
     /// The will is not published: the client did nothing wrong and its session survives.
     pub fn handle_shutdown(&mut self, now: Instant) {
         if self.phase == Phase::Connected {
-            self.send_disconnect(ReasonCode::SERVER_SHUTTING_DOWN);
+            self.send_disconnect(ReasonCode::SERVER_SHUTTING_DOWN, None);
             self.detach(false, now);
         }
         self.phase = Phase::Closing;
@@ -214,7 +221,7 @@ impl Connection {
                 }
                 self.phase = Phase::Closing;
             }
-            Phase::Connected => self.fail(error.reason_code(), now),
+            Phase::Connected => self.fail(error.reason_code(), &error.to_string(), now),
             Phase::Closing => {}
         }
     }
@@ -242,16 +249,30 @@ impl Connection {
             Packet::PubRel(ack) => self.handle_pubrel(ack.packet_id),
             Packet::PubComp(ack) => self.handle_puback(ack.packet_id, Awaiting::PubComp),
             Packet::Subscribe(s) => self.handle_subscribe(s, now),
-            Packet::Unsubscribe(u) => self.handle_unsubscribe(u),
+            Packet::Unsubscribe(u) => self.handle_unsubscribe(u, now),
             Packet::PingReq => self.control.push_back(Packet::PingResp),
             Packet::Disconnect(d) => self.handle_disconnect(d, now),
             // MQTT-3.1.0-2: a second CONNECT is a protocol violation.
-            Packet::Connect(_) => self.fail(ReasonCode::PROTOCOL_ERROR, now),
+            Packet::Connect(_) => {
+                self.fail(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.1.0-2] second CONNECT",
+                    now,
+                );
+            }
             // MQTT-4.12.0-7: no AUTH without an Authentication Method in CONNECT.
-            Packet::Auth(_) => self.fail(ReasonCode::PROTOCOL_ERROR, now),
+            Packet::Auth(_) => self.fail(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-4.12.0-7] AUTH without an Authentication Method in CONNECT",
+                now,
+            ),
             // Server-to-client packets from a client (§2.1.2).
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                self.fail(ReasonCode::PROTOCOL_ERROR, now);
+                self.fail(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-2.1.2] packet type not sent by clients",
+                    now,
+                );
             }
         }
     }
@@ -366,6 +387,7 @@ impl Connection {
         self.send_window = usize::from(client_receive_max.min(cfg.max_inflight_messages.max(1)));
         self.client_max_packet_size = c.properties.maximum_packet_size.unwrap_or(u32::MAX);
         self.client_topic_alias_max = c.properties.topic_alias_maximum.unwrap_or(0);
+        self.request_problem_information = c.properties.request_problem_information.unwrap_or(true);
 
         let mut properties = ConnAckProperties::default();
         if v5 {
@@ -396,21 +418,25 @@ impl Connection {
 
     /// Ends the connection for a protocol violation: MQTT 5 clients get DISCONNECT with the
     /// reason, 3.x clients a close (MQTT-4.8.0-1, MQTT-4.13.1-1). The will is published.
-    fn fail(&mut self, reason: ReasonCode, now: Instant) {
+    /// `why` goes to the log and, as Reason String, to MQTT 5 clients.
+    fn fail(&mut self, reason: ReasonCode, why: &str, now: Instant) {
         if self.phase != Phase::Connected {
             self.phase = Phase::Closing;
             return;
         }
-        tracing::debug!(client = %self.client_id, %reason, "closing connection");
-        self.send_disconnect(reason);
+        tracing::debug!(client = %self.client_id, %reason, why, "closing connection");
+        self.send_disconnect(reason, Some(why));
         self.detach(true, now);
         self.phase = Phase::Closing;
     }
 
-    fn send_disconnect(&mut self, reason: ReasonCode) {
+    /// Queues a DISCONNECT for an MQTT 5 client (3.x has no server DISCONNECT). A Reason String
+    /// is allowed on DISCONNECT whatever Request Problem Information says (MQTT-3.1.2-29).
+    fn send_disconnect(&mut self, reason: ReasonCode, why: Option<&str>) {
         if self.version.is_v5() {
-            self.control
-                .push_back(Packet::Disconnect(Disconnect::with_reason(reason)));
+            let mut d = Disconnect::with_reason(reason);
+            d.properties.reason_string = why.map(ByteString::from);
+            self.control.push_back(Packet::Disconnect(d));
         }
     }
 
@@ -425,29 +451,55 @@ impl Connection {
         let cfg = self.broker.config();
         if self.version.is_v5() {
             if !p.properties.subscription_identifiers.is_empty() {
-                return self.fail(ReasonCode::PROTOCOL_ERROR, now); // MQTT-3.3.4-6
+                return self.fail(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.3.4-6] PUBLISH with a Subscription Identifier",
+                    now,
+                );
             }
             if let Some(alias) = p.properties.topic_alias.take() {
                 if alias == 0 || alias > cfg.max_topic_alias {
-                    return self.fail(ReasonCode::TOPIC_ALIAS_INVALID, now); // MQTT-3.3.2-8/9
+                    return self.fail(
+                        ReasonCode::TOPIC_ALIAS_INVALID,
+                        "[MQTT-3.3.2-8] Topic Alias is 0 or above the maximum",
+                        now,
+                    );
                 }
                 if p.topic.is_empty() {
                     match self.inbound_aliases.get(&alias) {
                         Some(topic) => p.topic = topic.clone(),
-                        None => return self.fail(ReasonCode::PROTOCOL_ERROR, now),
+                        None => {
+                            return self.fail(
+                                ReasonCode::PROTOCOL_ERROR,
+                                "[MQTT-3.3.4] unknown Topic Alias with an empty topic",
+                                now,
+                            );
+                        }
                     }
                 } else {
                     self.inbound_aliases.insert(alias, p.topic.clone());
                 }
             } else if p.topic.is_empty() {
-                return self.fail(ReasonCode::PROTOCOL_ERROR, now); // §3.3.2.1
+                return self.fail(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.3.2.1] empty topic without Topic Alias",
+                    now,
+                );
             }
         }
         if p.qos > cfg.max_qos {
-            return self.fail(ReasonCode::QOS_NOT_SUPPORTED, now); // MQTT-3.2.2-11
+            return self.fail(
+                ReasonCode::QOS_NOT_SUPPORTED,
+                "[MQTT-3.2.2-11] PUBLISH above the Maximum QoS",
+                now,
+            );
         }
         if p.retain && !cfg.retain_available {
-            return self.fail(ReasonCode::RETAIN_NOT_SUPPORTED, now); // MQTT-3.2.2-14
+            return self.fail(
+                ReasonCode::RETAIN_NOT_SUPPORTED,
+                "[MQTT-3.2.2-14] retained messages are not available",
+                now,
+            );
         }
         let Some(session) = self.session.clone() else {
             return;
@@ -467,7 +519,11 @@ impl Connection {
             }
             if st.incoming_qos2.len() >= usize::from(cfg.receive_maximum) {
                 drop(st);
-                return self.fail(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now); // MQTT-3.3.4-7
+                return self.fail(
+                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                    "[MQTT-3.3.4-7] more QoS 2 PUBLISHes awaiting PUBREL than Receive Maximum",
+                    now,
+                );
             }
         }
 
@@ -499,17 +555,20 @@ impl Connection {
         } else {
             ReasonCode::SUCCESS
         };
-        match (p.qos, p.packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => {
-                self.control
-                    .push_back(Packet::PubAck(Ack::with_reason(id, reason)));
+        let ack = |id| {
+            let mut ack = Ack::with_reason(id, reason);
+            if reason == ReasonCode::NOT_AUTHORIZED && self.request_problem_information {
+                ack.properties.reason_string = Some("publishing to $SYS is not allowed".into());
             }
+            ack
+        };
+        match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.control.push_back(Packet::PubAck(ack(id))),
             (QoS::ExactlyOnce, Some(id)) => {
                 if !reason.is_error() {
                     session.lock().incoming_qos2.insert(id.get());
                 }
-                self.control
-                    .push_back(Packet::PubRec(Ack::with_reason(id, reason)));
+                self.control.push_back(Packet::PubRec(ack(id)));
             }
             _ => {}
         }
@@ -591,7 +650,11 @@ impl Connection {
             }
             let shared = split_shared(&filter).is_some();
             if shared && options.no_local {
-                return self.fail(ReasonCode::PROTOCOL_ERROR, now); // MQTT-3.8.3-4
+                return self.fail(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.8.3-4] No Local on a shared subscription",
+                    now,
+                );
             }
             options.qos = options.qos.min(cfg.max_qos);
             let Some(existed) = self
@@ -617,7 +680,7 @@ impl Connection {
         }
     }
 
-    fn handle_unsubscribe(&mut self, u: Unsubscribe) {
+    fn handle_unsubscribe(&mut self, u: Unsubscribe, now: Instant) {
         let Some(session) = self.session.clone() else {
             return;
         };
@@ -625,7 +688,7 @@ impl Connection {
             .filters
             .iter()
             .map(|filter| {
-                if self.broker.unsubscribe(&session, filter) {
+                if self.broker.unsubscribe(&session, filter, now) {
                     ReasonCode::SUCCESS
                 } else {
                     ReasonCode::NO_SUBSCRIPTION_EXISTED
@@ -647,11 +710,15 @@ impl Connection {
     fn handle_disconnect(&mut self, d: Disconnect, now: Instant) {
         if self.version.is_v5() {
             if !CLIENT_DISCONNECT_CODES.contains(&d.reason.0) {
-                return self.fail(ReasonCode::PROTOCOL_ERROR, now); // MQTT-3.14.2-1
+                return self.fail(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.14.2-1] DISCONNECT reason code a client may not send",
+                    now,
+                );
             }
             if let Some(expiry) = d.properties.session_expiry_interval {
                 if self.connect_session_expiry == 0 && expiry != 0 {
-                    return self.fail(ReasonCode::PROTOCOL_ERROR, now); // §3.14.2.2.2
+                    return self.fail(ReasonCode::PROTOCOL_ERROR, "[MQTT-3.14.2.2.2] Session Expiry Interval set at DISCONNECT after 0 at CONNECT", now);
                 }
                 if let Some(session) = &self.session {
                     self.broker.set_session_expiry(session, expiry);
@@ -669,16 +736,29 @@ impl Connection {
     /// anything was appended.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut, high_water: usize) -> bool {
         let start = out.len();
-        while let Some(packet) = self.control.pop_front() {
-            // Control packets are small; one too large for the client is dropped.
-            if let Err(e) = packet.encode_limited(self.version, self.client_max_packet_size, out) {
-                tracing::debug!(client = %self.client_id, error = %e, "packet not sent");
-            }
-        }
+        self.write_control(out);
         if self.phase == Phase::Connected {
             self.transmit_deliveries(now, out, high_water);
         }
         out.len() > start
+    }
+
+    /// Writes the control packets. One that exceeds the client's Maximum Packet Size is sent
+    /// without its Reason String and User Properties (MQTT-3.1.2-24, MQTT-3.4.2-2 and the like),
+    /// or not at all if it is still too large.
+    fn write_control(&mut self, out: &mut BytesMut) {
+        while let Some(mut packet) = self.control.pop_front() {
+            if packet
+                .encode_limited(self.version, self.client_max_packet_size, out)
+                .is_ok()
+            {
+                continue;
+            }
+            strip_diagnostics(&mut packet);
+            if let Err(e) = packet.encode_limited(self.version, self.client_max_packet_size, out) {
+                tracing::debug!(client = %self.client_id, error = %e, "packet not sent");
+            }
+        }
     }
 
     fn transmit_deliveries(&mut self, now: Instant, out: &mut BytesMut, high_water: usize) {
@@ -690,11 +770,9 @@ impl Connection {
             // Taken over by a new connection, which has dealt with the will (MQTT-3.1.4-3).
             drop(st);
             self.session = None;
-            self.send_disconnect(ReasonCode::SESSION_TAKEN_OVER);
+            self.send_disconnect(ReasonCode::SESSION_TAKEN_OVER, None);
             self.phase = Phase::Closing;
-            while let Some(packet) = self.control.pop_front() {
-                let _ = packet.encode_limited(self.version, self.client_max_packet_size, out);
-            }
+            self.write_control(out);
             return;
         }
         let broker = self.broker.clone();
@@ -813,6 +891,27 @@ impl Connection {
             Ok(alias) if alias <= self.client_topic_alias_max => (true, Some(alias), true),
             _ => (true, None, false),
         }
+    }
+}
+
+/// Removes the Reason String and User Properties, which a sender must omit rather than exceed
+/// the receiver's Maximum Packet Size.
+fn strip_diagnostics(packet: &mut Packet) {
+    match packet {
+        Packet::ConnAck(p) => {
+            p.properties.reason_string = None;
+            p.properties.user_properties.clear();
+        }
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+            a.properties = Default::default();
+        }
+        Packet::SubAck(a) => a.properties = Default::default(),
+        Packet::UnsubAck(a) => a.properties = Default::default(),
+        Packet::Disconnect(d) => {
+            d.properties.reason_string = None;
+            d.properties.user_properties.clear();
+        }
+        _ => {}
     }
 }
 

@@ -206,6 +206,18 @@ impl SessionState {
             .position(|i| i.packet_id == packet_id && i.awaiting == awaiting)
     }
 
+    /// Removes and returns the queued (not yet sent) QoS 1/2 deliveries that came through the
+    /// shared subscription `key`, so they can go to another member when this one leaves it.
+    pub(crate) fn take_queued_shared(&mut self, key: &ByteString) -> Vec<Delivery> {
+        let (moved, kept): (Vec<_>, Vec<_>) = self
+            .queue
+            .drain(..)
+            .partition(|d| d.qos != QoS::AtMostOnce && d.shared.as_ref() == Some(key));
+        self.queue = kept.into();
+        self.queued_bytes = self.queue.iter().map(|d| d.message.size()).sum();
+        moved
+    }
+
     /// Empties the queues and returns the deliveries that came through a shared subscription
     /// and may go to another member: queued QoS 1/2 ones and unacknowledged QoS 1 ones. A QoS 2
     /// message already sent must not go to anyone else (MQTT-4.8.2-5).

@@ -134,7 +134,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = Server::bind(config.broker.clone(), listeners).await?;
+        let server = Server::bind(config.broker.clone(), listeners)
+            .await?
+            .with_connection_messages(config.log.connection_messages.unwrap_or(true));
         server.run(shutdown_signal()).await;
         anyhow::Ok(())
     })?;

@@ -41,9 +41,12 @@ pub(crate) async fn drive<S>(
     broker: Broker,
     info: ConnectionInfo,
     shutdown: CancellationToken,
+    log_connections: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let peer = info.remote_addr;
+    let mut announced = false;
     let waker = Arc::new(TaskWaker(Notify::new()));
     let mut conn = Connection::new(broker.clone(), info, waker.clone(), Instant::now());
     let mut decoder = Decoder::new(broker.config().max_packet_size);
@@ -63,6 +66,15 @@ pub(crate) async fn drive<S>(
         let now = Instant::now();
         while wbuf.len() < WRITE_HIGH_WATER && conn.poll_transmit(now, &mut wbuf, WRITE_HIGH_WATER)
         {
+        }
+        if log_connections && !announced && conn.is_connected() {
+            announced = true;
+            tracing::info!(
+                "client {} connected from {} (MQTT {})",
+                conn.client_id(),
+                peer.map_or_else(|| "?".to_owned(), |p| p.to_string()),
+                conn.version()
+            );
         }
         if conn.is_closing() {
             break;
@@ -134,6 +146,9 @@ pub(crate) async fn drive<S>(
     })
     .await;
     conn.handle_connection_lost(Instant::now());
+    if announced {
+        tracing::info!("client {} disconnected", conn.client_id());
+    }
 }
 
 /// Decodes and handles every complete packet in `buf`; a decoding error ends the connection.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tern_core::{Broker, BrokerConfig, ConnectionInfo, ListenerPolicy, Wake};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,6 +32,7 @@ pub struct ListenerSpec {
 pub struct Server {
     broker: Broker,
     listeners: Vec<(TcpListener, ListenerSpec)>,
+    log_connections: bool,
 }
 
 impl Server {
@@ -47,7 +48,16 @@ impl Server {
         Ok(Self {
             broker: Broker::new(config),
             listeners,
+            log_connections: true,
         })
+    }
+
+    /// Whether connections and disconnections are logged at info level (`connection_messages`,
+    /// on by default as in Mosquitto).
+    #[must_use]
+    pub fn with_connection_messages(mut self, on: bool) -> Self {
+        self.log_connections = on;
+        self
     }
 
     /// The addresses actually bound (ports resolved).
@@ -71,17 +81,17 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let ctx = AcceptContext {
+            broker: self.broker.clone(),
+            cancel: cancel.clone(),
+            tracker: tracker.clone(),
+            log_connections: self.log_connections,
+        };
         for (listener, spec) in self.listeners {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!("listening on {addr}");
             }
-            tracker.spawn(accept_loop(
-                listener,
-                spec,
-                self.broker.clone(),
-                cancel.clone(),
-                tracker.clone(),
-            ));
+            tracker.spawn(accept_loop(listener, spec, ctx.clone()));
         }
         tracker.spawn(broker_timers(self.broker.clone(), cancel.clone()));
         shutdown.await;
@@ -97,17 +107,20 @@ impl Server {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    spec: ListenerSpec,
+/// What every accept loop shares.
+#[derive(Clone)]
+struct AcceptContext {
     broker: Broker,
     cancel: CancellationToken,
     tracker: TaskTracker,
-) {
+    log_connections: bool,
+}
+
+async fn accept_loop(listener: TcpListener, spec: ListenerSpec, ctx: AcceptContext) {
     let limit = spec.max_connections.map(|n| Arc::new(Semaphore::new(n)));
     loop {
         let accepted = tokio::select! {
-            () = cancel.cancelled() => return,
+            () = ctx.cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -134,23 +147,14 @@ async fn accept_loop(
             remote_addr: Some(peer),
             policy: spec.policy.clone(),
         };
-        let (broker, cancel) = (broker.clone(), cancel.clone());
-        tracker.spawn(async move {
-            serve_tcp(stream, broker, info, cancel).await;
+        let ctx = ctx.clone();
+        ctx.tracker.clone().spawn(async move {
+            // Writes are batched by the connection task; Nagle would only add latency.
+            let _ = stream.set_nodelay(true);
+            connection::drive(stream, ctx.broker, info, ctx.cancel, ctx.log_connections).await;
             drop(permit);
         });
     }
-}
-
-async fn serve_tcp(
-    stream: TcpStream,
-    broker: Broker,
-    info: ConnectionInfo,
-    cancel: CancellationToken,
-) {
-    // Writes are batched by the connection task; Nagle would only add latency.
-    let _ = stream.set_nodelay(true);
-    connection::drive(stream, broker, info, cancel).await;
 }
 
 struct TimerWaker(Notify);
