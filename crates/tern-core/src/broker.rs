@@ -80,7 +80,7 @@ impl WillSpec {
 #[derive(Default)]
 #[must_use]
 struct Aftermath {
-    wills: Vec<WillSpec>,
+    wills: Vec<Box<WillSpec>>,
     ended: Vec<EndedSession>,
     wake: Vec<Arc<dyn Wake>>,
 }
@@ -359,7 +359,7 @@ impl Broker {
         clean_start: bool,
         expiry_interval: u32,
         link: Link,
-        will: Option<WillSpec>,
+        will: Option<Box<WillSpec>>,
         now: Instant,
     ) -> Attached {
         let mut after = Aftermath::default();

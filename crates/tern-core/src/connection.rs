@@ -358,14 +358,16 @@ impl Connection {
             u32::MAX
         };
         self.connect_session_expiry = expiry;
-        let will = c.will.map(|w| WillSpec {
-            topic: w.topic,
-            payload: w.payload,
-            qos: w.qos,
-            retain: w.retain,
-            delay_interval: w.properties.will_delay_interval.unwrap_or(0),
-            properties: w.properties.message,
-            publisher: ByteString::new(),
+        let will = c.will.map(|w| {
+            Box::new(WillSpec {
+                topic: w.topic,
+                payload: w.payload,
+                qos: w.qos,
+                retain: w.retain,
+                delay_interval: w.properties.will_delay_interval.unwrap_or(0),
+                properties: w.properties.message,
+                publisher: ByteString::new(),
+            })
         });
         let link = Link {
             generation: self.generation,

@@ -116,7 +116,8 @@ pub(crate) struct SessionState {
     /// When the last connection went away.
     pub(crate) disconnected_at: Option<Instant>,
     /// The Will of the attached (or last) connection, until published or discarded.
-    pub(crate) will: Option<WillSpec>,
+    /// Boxed: most sessions have none, and it is large.
+    pub(crate) will: Option<Box<WillSpec>>,
 }
 
 impl SessionState {

@@ -12,8 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Smallest read buffer; an idle connection keeps only this much.
-const MIN_READ_BUFFER: usize = 512;
+/// Smallest read buffer; an idle connection keeps only this much (a PINGREQ is 2 bytes).
+const MIN_READ_BUFFER: usize = 128;
 /// Largest read buffer, reached by doubling while reads fill the buffer.
 const MAX_READ_BUFFER: usize = 64 * 1024;
 /// Stop pulling deliveries into the write buffer above this many bytes: the rest waits in the
@@ -170,3 +170,4 @@ fn decode_all(decoder: &mut Decoder, buf: &mut BytesMut, conn: &mut Connection, 
         }
     }
 }
+
