@@ -80,6 +80,8 @@ impl WillSpec {
 #[derive(Default)]
 #[must_use]
 struct Aftermath {
+    /// Boxed as they come out of the session, to move them without copying.
+    #[allow(clippy::vec_box)]
     wills: Vec<Box<WillSpec>>,
     ended: Vec<EndedSession>,
     wake: Vec<Arc<dyn Wake>>,
