@@ -366,8 +366,9 @@ impl Decoder {
                 let mut d = Disconnect::default();
                 if v5 && !r.is_empty() {
                     d.reason = ReasonCode(r.u8()?);
+                    // The packet parses; an undefined code breaks a rule (checklist: 0x82).
                     if !d.reason.allowed_in(DISCONNECT_CODES) {
-                        return Err(DecodeError::Malformed(
+                        return Err(DecodeError::Protocol(
                             "[MQTT-3.14.2-1] invalid DISCONNECT reason code",
                         ));
                     }

@@ -340,11 +340,11 @@ impl Packet {
             }
             Self::PingReq | Self::PingResp => {}
             Self::Disconnect(d) => {
+                // With a reason code, the Property Length is written even when zero: the short
+                // form is legal, but some clients (rumqttc 0.25) cannot read it.
                 if v5 && (d.reason.0 != 0 || !d.properties.is_empty()) {
                     s.put_u8(d.reason.0);
-                    if !d.properties.is_empty() {
-                        write_section(s, &d.properties);
-                    }
+                    write_section(s, &d.properties);
                 }
             }
             Self::Auth(a) => {

@@ -846,7 +846,7 @@ fn vector_v5_ping() {
 fn vector_v5_disconnect() {
     vector(V5, "e0 00", &Packet::Disconnect(Disconnect::default()));
     let with_will = Disconnect::with_reason(ReasonCode::DISCONNECT_WITH_WILL);
-    vector(V5, "e0 01 04", &Packet::Disconnect(with_will));
+    vector(V5, "e0 02 04 00", &Packet::Disconnect(with_will));
     let expiry = Disconnect {
         reason: ReasonCode::NORMAL_DISCONNECTION,
         properties: DisconnectProperties {
@@ -2712,7 +2712,14 @@ fn mqtt5_3_11_3_2_unsuback_reason_codes() {
 
 #[test]
 fn mqtt5_3_14_2_1_disconnect_reason_codes() {
-    let codes = accepted_codes(V5, |c| pkt(0xe0, &format!("{c:02x}")), "MQTT-3.14.2-1");
+    let mut codes = Vec::new();
+    for c in 0..=255u8 {
+        match decode(V5, &pkt(0xe0, &format!("{c:02x}"))) {
+            Ok(_) => codes.push(c),
+            Err(DecodeError::Protocol(m)) => assert!(m.contains("MQTT-3.14.2-1"), "{m}"),
+            other => panic!("code 0x{c:02x}: expected a protocol error, got {other:?}"),
+        }
+    }
     let mut expected = vec![0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B];
     expected.extend([0x8D, 0x8E, 0x8F, 0x90]);
     expected.extend(0x93..=0xA2);

@@ -204,6 +204,10 @@ impl Broker {
                     inc(&self.inner.metrics.sessions_expired, 1);
                     sessions.remove(&id);
                     after.ended.push(end_locked(&session, &mut st));
+                } else if let (true, Some(e)) = (will_due, expiry) {
+                    // Only the earlier of will delay and expiry was scheduled at detach: the
+                    // session's own end is still to come (MQTT-4.1.0-2).
+                    self.schedule(since + e, id);
                 }
             }
         }
@@ -389,7 +393,9 @@ impl Broker {
                     // A will still waiting for its delay goes out when the session ends.
                     after.wills.extend(st.will.take());
                 }
-                if clean_start {
+                // A session with expiry 0 (3.x CleanSession = 1) ends with the connection just
+                // taken over: it is not resumed either (MQTT-3.1.2-6).
+                if clean_start || st.expiry_interval == 0 {
                     sessions.remove(&client_id);
                     after.ended.push(end_locked(&session, &mut st));
                     None

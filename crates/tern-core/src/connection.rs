@@ -81,8 +81,6 @@ pub struct Connection {
     request_problem_information: bool,
     inbound_aliases: HashMap<u16, ByteString>,
     outbound_aliases: HashMap<ByteString, u16>,
-    /// Inflight deliveries of a resumed session still to be re-sent (MQTT-4.4.0-1).
-    resend_pending: bool,
 }
 
 impl Connection {
@@ -110,7 +108,6 @@ impl Connection {
             request_problem_information: true,
             inbound_aliases: HashMap::new(),
             outbound_aliases: HashMap::new(),
-            resend_pending: false,
         }
     }
 
@@ -383,7 +380,6 @@ impl Connection {
             .attach(client_id, c.clean_start, expiry, link, will, now);
         self.client_id = attached.client_id.clone();
         self.session = Some(attached.session);
-        self.resend_pending = attached.session_present;
 
         let client_receive_max = c.properties.receive_maximum.unwrap_or(u16::MAX);
         self.send_window = usize::from(client_receive_max.min(cfg.max_inflight_messages.max(1)));
@@ -408,6 +404,13 @@ impl Connection {
                 properties.assigned_client_identifier = Some(self.client_id.clone());
             }
             properties.server_keep_alive = server_keep_alive;
+            // §3.2.2.3.2: tell the client when `persistent_client_expiration` caps its value.
+            if let Some(cap) = cfg.persistent_client_expiration {
+                let cap = u32::try_from(cap.as_secs()).unwrap_or(u32::MAX);
+                if expiry > cap {
+                    properties.session_expiry_interval = Some(cap);
+                }
+            }
         }
         self.control.push_back(Packet::ConnAck(ConnAck {
             session_present: attached.session_present,
@@ -779,22 +782,33 @@ impl Connection {
         }
         let broker = self.broker.clone();
         let metrics = broker.metrics();
-        if self.resend_pending {
-            self.resend_pending = false;
-            let resend: Vec<(PacketId, Delivery, Awaiting)> = st
-                .inflight
-                .iter()
-                .map(|i| (i.packet_id, i.delivery.clone(), i.awaiting))
-                .collect();
-            for (id, delivery, awaiting) in resend {
-                if awaiting == Awaiting::PubComp {
-                    let _ = Packet::PubRel(Ack::new(id)).encode(self.version, out);
-                } else if self
-                    .encode_delivery(&delivery, Some(id), true, now, out)
-                    .is_ok()
-                {
-                    inc(&metrics.publish_sent, 1);
-                }
+        // Re-send what an earlier connection left unacknowledged (MQTT-4.4.0-1), in the
+        // original order and within this client's window (MQTT-3.3.4-9).
+        let generation = self.generation;
+        let mut in_window = st
+            .inflight
+            .iter()
+            .filter(|i| i.sent_by == generation)
+            .count();
+        for index in 0..st.inflight.len() {
+            if st.inflight[index].sent_by == generation {
+                continue;
+            }
+            if in_window >= self.send_window {
+                return; // the rest, and new deliveries, wait for acknowledgements
+            }
+            let entry = &mut st.inflight[index];
+            entry.sent_by = generation;
+            in_window += 1;
+            let (id, awaiting, delivery) =
+                (entry.packet_id, entry.awaiting, entry.delivery.clone());
+            if awaiting == Awaiting::PubComp {
+                let _ = Packet::PubRel(Ack::new(id)).encode(self.version, out);
+            } else if self
+                .encode_delivery(&delivery, Some(id), true, now, out)
+                .is_ok()
+            {
+                inc(&metrics.publish_sent, 1);
             }
         }
         while out.len() < high_water {
@@ -831,6 +845,7 @@ impl Connection {
                             Awaiting::PubRec
                         };
                         st.inflight.push_back(Inflight {
+                            sent_by: generation,
                             packet_id,
                             delivery,
                             awaiting,

@@ -84,6 +84,9 @@ pub(crate) enum Awaiting {
 }
 
 pub(crate) struct Inflight {
+    /// The generation of the connection that last sent it; entries sent by an earlier
+    /// connection are re-sent by the current one.
+    pub(crate) sent_by: u64,
     pub(crate) packet_id: PacketId,
     pub(crate) delivery: Delivery,
     pub(crate) awaiting: Awaiting,

@@ -134,10 +134,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
         let server = Server::bind(config.broker.clone(), listeners)
             .await?
             .with_connection_messages(config.log.connection_messages.unwrap_or(true));
-        server.run(shutdown_signal()).await;
+        server.run(shutdown).await;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -187,34 +188,54 @@ fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
     }
 }
 
-/// Completes on the first SIGINT or SIGTERM; a second one exits at once.
-async fn shutdown_signal() {
-    wait_for_signal().await;
-    tokio::spawn(async {
-        wait_for_signal().await;
-        eprintln!("tern: second signal, exiting now");
-        std::process::exit(130);
-    });
+/// Installs the SIGINT and SIGTERM handlers now and returns a future that completes on the
+/// first of these signals; a second one exits at once. The handlers are installed before the
+/// listeners are bound, so that a signal sent as soon as `listening on` is logged stops the
+/// broker gracefully instead of killing it.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    let mut signals = Signals::install()?;
+    Ok(async move {
+        signals.recv().await;
+        tokio::spawn(async move {
+            signals.recv().await;
+            eprintln!("tern: second signal, exiting now");
+            std::process::exit(130);
+        });
+    })
 }
 
-async fn wait_for_signal() {
+/// The signals that stop the broker, listened to from the moment they are installed.
+struct Signals {
     #[cfg(unix)]
-    {
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
+
     #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {})
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

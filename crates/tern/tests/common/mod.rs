@@ -467,3 +467,69 @@ pub fn hex(s: &str) -> Vec<u8> {
 
 #[allow(unused_imports)]
 pub use ProtocolVersion::{V5, V31, V311};
+
+/// The next packet exactly as the server wrote it (fixed header included), for checks on bytes
+/// the codec would normalise away; `None` if the server closed the connection. Fails on timeout.
+pub async fn recv_raw_frame(c: &mut RawClient) -> Option<Vec<u8>> {
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            if let Some(len) = c.decoder.frame_len(&c.buf).expect("bad fixed header") {
+                if c.buf.len() >= len {
+                    return Some(c.buf.split_to(len).to_vec());
+                }
+            }
+            match c.stream.read_buf(&mut c.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("no packet in time")
+}
+
+/// A raw packet from its first byte (type and flags) and its body; the Remaining Length is
+/// encoded here. For malformed-input tests the body may be anything.
+pub fn v3_frame(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// A 2-byte big-endian length followed by `bytes` (an MQTT string or binary field).
+pub fn v3_str(bytes: &[u8]) -> Vec<u8> {
+    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// A raw MQTT 3.x CONNECT: protocol name, level, connect flags, keep alive, then `payload`
+/// exactly as given (client id and the flagged fields, already length-prefixed).
+pub fn v3_connect(name: &[u8], level: u8, flags: u8, keep_alive: u16, payload: &[u8]) -> Vec<u8> {
+    let mut body = v3_str(name);
+    body.push(level);
+    body.push(flags);
+    body.extend_from_slice(&keep_alive.to_be_bytes());
+    body.extend_from_slice(payload);
+    v3_frame(0x10, &body)
+}
+
+/// `tern serve --config FILE` with no `--listen`, so the file's own `[[listeners]]` apply
+/// (declare one on `127.0.0.1:0`); the address is read from the "listening on" log line.
+pub fn start_config_only(contents: &str, extension: &str) -> Tern {
+    let file = TempFile::new(extension, contents);
+    let path = file.path.to_string_lossy().into_owned();
+    Tern::spawn(&["serve", "--config", &path], Some(file))
+}
