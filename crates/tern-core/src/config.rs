@@ -30,6 +30,10 @@ pub struct BrokerConfig {
     pub max_qos: QoS,
     /// How many topic aliases a client may use towards the broker (`max_topic_alias`).
     pub max_topic_alias: u16,
+    /// Most levels a topic name or filter may have (EMQX's `max_topic_levels`; Mosquitto has a
+    /// fixed limit of 200). Deeper topics are refused as invalid, which also bounds the work
+    /// (and stack) one message or subscription can cost.
+    pub max_topic_levels: usize,
     /// Upper bound on how long a disconnected persistent session is kept
     /// (`persistent_client_expiration`); `None` keeps them as long as they ask.
     pub persistent_client_expiration: Option<Duration>,
@@ -70,6 +74,7 @@ impl Default for BrokerConfig {
             retain_available: true,
             max_qos: QoS::ExactlyOnce,
             max_topic_alias: 10,
+            max_topic_levels: 200,
             persistent_client_expiration: None,
             allow_zero_length_clientid: true,
             auto_id_prefix: "auto-".to_owned(),

@@ -326,6 +326,9 @@ impl Connection {
             if is_sys_topic(&w.topic) {
                 return self.refuse(ReasonCode::NOT_AUTHORIZED);
             }
+            if topic_levels(&w.topic) > cfg.max_topic_levels {
+                return self.refuse(ReasonCode::TOPIC_NAME_INVALID);
+            }
         }
 
         // Keep alive: MQTT 5 clients asking for more than the cap (or none) get the cap as
@@ -492,6 +495,13 @@ impl Connection {
                 );
             }
         }
+        if topic_levels(&p.topic) > cfg.max_topic_levels {
+            return self.fail(
+                ReasonCode::TOPIC_NAME_INVALID,
+                "topic name has more levels than max_topic_levels",
+                now,
+            );
+        }
         if p.qos > cfg.max_qos {
             return self.fail(
                 ReasonCode::QOS_NOT_SUPPORTED,
@@ -645,7 +655,7 @@ impl Connection {
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
         for (filter, mut options) in s.filters {
-            if !is_valid_topic_filter(&filter) {
+            if !is_valid_topic_filter(&filter) || topic_levels(&filter) > cfg.max_topic_levels {
                 reasons.push(if v5 {
                     ReasonCode::TOPIC_FILTER_INVALID
                 } else {
@@ -930,6 +940,11 @@ fn strip_diagnostics(packet: &mut Packet) {
         }
         _ => {}
     }
+}
+
+/// Number of levels of a topic name or filter (`a/b` has 2, `/` has 2).
+fn topic_levels(topic: &str) -> usize {
+    topic.bytes().filter(|b| *b == b'/').count() + 1
 }
 
 /// Whether `topic` is in the broker's own `$SYS` tree.

@@ -36,12 +36,13 @@ impl Message {
     }
 
     /// The Message Expiry Interval to send at `now`: the original minus the time waited
-    /// (MQTT-3.3.2-6), rounded up so that a live message never claims 0.
+    /// (MQTT-3.3.2-6), rounded up, and never 0: a delivery re-sent after its message expired
+    /// must still be completed (MQTT-4.3.3-7), and 0 would tell the client to drop it.
     #[must_use]
     pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
         let left = self.expires_at?.saturating_duration_since(now);
         let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-        Some(u32::try_from(secs).unwrap_or(u32::MAX))
+        Some(u32::try_from(secs).unwrap_or(u32::MAX).max(1))
     }
 
     /// The expiry instant for an interval given at `now`.

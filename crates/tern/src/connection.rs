@@ -170,4 +170,3 @@ fn decode_all(decoder: &mut Decoder, buf: &mut BytesMut, conn: &mut Connection, 
         }
     }
 }
-

@@ -249,6 +249,7 @@ fn toml_full_fixture() {
         b.retain_available = false;
         b.max_qos = QoS::AtLeastOnce;
         b.max_topic_alias = 0;
+        b.max_topic_levels = 64;
         b.persistent_client_expiration = Some(Duration::from_secs(14 * 86_400));
         b.allow_zero_length_clientid = false;
         b.auto_id_prefix = "tern-".to_owned();
@@ -363,7 +364,8 @@ fn toml_unknown_keys_in_every_section() {
         "tern.toml:3: `mqtt.max_inflight`: unknown key, expected one of `max_packet_size`, \
          `max_inflight_messages`, `receive_maximum`, `max_queued_messages`, `max_queued_bytes`, \
          `queue_qos0_messages`, `max_keepalive`, `retain_available`, `max_qos`, \
-         `max_topic_alias`, `persistent_client_expiration`, `allow_zero_length_clientid`, \
+         `max_topic_alias`, `max_topic_levels`, `persistent_client_expiration`, \
+         `allow_zero_length_clientid`, \
          `auto_id_prefix`, `connect_timeout`"
     );
     // An unknown table is an unknown key too, and dotted keys are located the same way.
@@ -377,7 +379,8 @@ fn toml_unknown_keys_in_every_section() {
         "tern.toml:2: `mqtt.maxqos`: unknown key, expected one of `max_packet_size`, \
          `max_inflight_messages`, `receive_maximum`, `max_queued_messages`, `max_queued_bytes`, \
          `queue_qos0_messages`, `max_keepalive`, `retain_available`, `max_qos`, \
-         `max_topic_alias`, `persistent_client_expiration`, `allow_zero_length_clientid`, \
+         `max_topic_alias`, `max_topic_levels`, `persistent_client_expiration`, \
+         `allow_zero_length_clientid`, \
          `auto_id_prefix`, `connect_timeout`"
     );
 }
@@ -555,6 +558,10 @@ fn toml_out_of_range_values() {
         (
             "max_topic_alias = -1",
             "`mqtt.max_topic_alias`: must be between 0 and 65535, not -1",
+        ),
+        (
+            "max_topic_levels = 0",
+            "`mqtt.max_topic_levels`: must be between 1 and 4096, not 0",
         ),
         (
             "connect_timeout = 0",

@@ -74,6 +74,7 @@ struct RawMqtt {
     retain_available: Option<bool>,
     max_qos: Option<Spanned<Int>>,
     max_topic_alias: Option<Spanned<Int>>,
+    max_topic_levels: Option<Spanned<Int>>,
     persistent_client_expiration: Option<Spanned<DurationValue>>,
     allow_zero_length_clientid: Option<bool>,
     auto_id_prefix: Option<String>,
@@ -341,6 +342,10 @@ impl RawMqtt {
         if let Some(v) = &self.max_topic_alias {
             let key = "mqtt.max_topic_alias";
             broker.max_topic_alias = doc.ranged(v, key, 0, 65535, between(0, 65535))?;
+        }
+        if let Some(v) = &self.max_topic_levels {
+            let key = "mqtt.max_topic_levels";
+            broker.max_topic_levels = doc.ranged(v, key, 1, 4096, between(1, 4096))?;
         }
         Ok(())
     }
