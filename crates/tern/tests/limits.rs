@@ -12,18 +12,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::{RawClient, TIMEOUT, Tern, V5, V311, connect_packet, publish};
+use common::{RawClient, TIMEOUT, Tern, V5, V311, conn5, publish};
 use tern_codec::{Ack, Connect, Disconnect, Packet, Publish, QoS, ReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn conn5(id: &str, clean_start: bool, expiry: Option<u32>) -> Connect {
-    let mut c = connect_packet(V5, id, clean_start);
-    c.properties.session_expiry_interval = expiry;
-    c
-}
 
 async fn connect(tern: &Tern, packet: Connect) -> (RawClient, bool) {
     let (c, ack) = RawClient::connect_with(tern.addr, packet).await;

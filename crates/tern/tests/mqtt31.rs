@@ -10,14 +10,10 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    RawClient, Tern, V5, V31, V311, connect_packet, publish, recv_raw_frame, v3_connect, v3_frame,
-    v3_str, will,
+    RawClient, Tern, V5, V31, V311, connect_packet, frame, lp, pid, publish, recv_raw_frame,
+    v3_connect, will,
 };
-use tern_codec::{Ack, ByteString, Packet, PacketId, QoS, ReasonCode, SubscriptionOptions};
-
-fn pid(n: u16) -> PacketId {
-    PacketId::new(n).unwrap()
-}
+use tern_codec::{Ack, ByteString, Packet, QoS, ReasonCode, SubscriptionOptions};
 
 /// A raw 3.1 CONNECT with the given flags and payload, keep-alive 60 s.
 fn connect31(flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -27,7 +23,7 @@ fn connect31(flags: u8, payload: &[u8]) -> Vec<u8> {
 /// Connects a 3.1 client with CleanSession = 0; returns the client and the raw CONNACK.
 async fn persistent31(tern: &Tern, id: &str) -> (RawClient, Vec<u8>) {
     let mut c = RawClient::open(tern.addr, V31).await;
-    c.send_bytes(&connect31(0x00, &v3_str(id.as_bytes()))).await;
+    c.send_bytes(&connect31(0x00, &lp(id.as_bytes()))).await;
     let ack = recv_raw_frame(&mut c).await.expect("CONNACK");
     (c, ack)
 }
@@ -51,7 +47,7 @@ async fn closes_after(tern: &Tern, bytes: &[u8]) {
 async fn mqtt31_name_mqisdp_level_3_is_accepted() {
     let tern = Tern::start();
     let mut c = RawClient::open(tern.addr, V31).await;
-    c.send_bytes(&connect31(0x02, &v3_str(b"classic"))).await;
+    c.send_bytes(&connect31(0x02, &lp(b"classic"))).await;
     assert_eq!(recv_raw_frame(&mut c).await, Some(vec![0x20, 2, 0, 0]));
     assert!(c.sync().await.is_empty());
 }
@@ -60,10 +56,10 @@ async fn mqtt31_name_mqisdp_level_3_is_accepted() {
 async fn mqtt31_name_known_name_with_unsupported_level_gets_return_code_1() {
     let tern = Tern::start();
     for level in [2u8, 4, 5, 0] {
-        let bytes = v3_connect(b"MQIsdp", level, 0x02, 60, &v3_str(b"c"));
+        let bytes = v3_connect(b"MQIsdp", level, 0x02, 60, &lp(b"c"));
         assert_connack_then_close(&tern, &bytes, [0x20, 2, 0, 0x01]).await;
     }
-    let bytes = v3_connect(b"MQTT", 3, 0x02, 60, &v3_str(b"c"));
+    let bytes = v3_connect(b"MQTT", 3, 0x02, 60, &lp(b"c"));
     assert_connack_then_close(&tern, &bytes, [0x20, 2, 0, 0x01]).await;
 }
 
@@ -72,12 +68,12 @@ async fn mqtt31_name_mqtt_4_is_311_and_mqtt_5_is_50() {
     let tern = Tern::start();
     // 3.1.1: a two-byte CONNACK.
     let mut c = RawClient::open(tern.addr, V311).await;
-    c.send_bytes(&v3_connect(b"MQTT", 4, 0x02, 60, &v3_str(b"four")))
+    c.send_bytes(&v3_connect(b"MQTT", 4, 0x02, 60, &lp(b"four")))
         .await;
     assert_eq!(recv_raw_frame(&mut c).await, Some(vec![0x20, 2, 0, 0]));
     // 5.0: the CONNECT has a properties length; the CONNACK carries properties.
     let mut c = RawClient::open(tern.addr, V5).await;
-    let payload = [&[0u8][..], &v3_str(b"five")].concat();
+    let payload = [&[0u8][..], &lp(b"five")].concat();
     c.send_bytes(&v3_connect(b"MQTT", 5, 0x02, 60, &payload))
         .await;
     let ack = recv_raw_frame(&mut c).await.unwrap();
@@ -90,7 +86,7 @@ async fn mqtt31_name_unknown_name_closes_without_connack() {
     let tern = Tern::start();
     for name in [&b"MQIsdp3"[..], b"MQISDP", b"MQIs"] {
         let mut c = RawClient::open(tern.addr, V31).await;
-        c.send_bytes(&v3_connect(name, 3, 0x02, 60, &v3_str(b"c")))
+        c.send_bytes(&v3_connect(name, 3, 0x02, 60, &lp(b"c")))
             .await;
         c.expect_closed().await;
     }
@@ -102,7 +98,7 @@ async fn mqtt31_name_unknown_name_closes_without_connack() {
 async fn mqtt31_clientid_empty_gets_return_code_2_even_with_clean_session() {
     let tern = Tern::start();
     for flags in [0x02u8, 0x00] {
-        assert_connack_then_close(&tern, &connect31(flags, &v3_str(b"")), [0x20, 2, 0, 0x02]).await;
+        assert_connack_then_close(&tern, &connect31(flags, &lp(b"")), [0x20, 2, 0, 0x02]).await;
     }
 }
 
@@ -142,11 +138,11 @@ async fn mqtt31_connack_first_byte_is_zero_even_when_the_session_is_resumed() {
 #[tokio::test]
 async fn mqtt31_connack_refusals_use_the_same_return_codes() {
     let tern = Tern::start();
-    let payload = [&v3_str(b"c")[..], &v3_str(b"$SYS/w"), &v3_str(b"m")].concat();
+    let payload = [&lp(b"c")[..], &lp(b"$SYS/w"), &lp(b"m")].concat();
     assert_connack_then_close(&tern, &connect31(0x06, &payload), [0x20, 2, 0, 0x05]).await;
     let closed = Tern::start_config("allow_anonymous = false\n", "toml");
-    assert_connack_then_close(&closed, &connect31(0x02, &v3_str(b"c")), [0x20, 2, 0, 0x05]).await;
-    let payload = [&v3_str(b"c")[..], &v3_str(b"user"), &v3_str(b"pw")].concat();
+    assert_connack_then_close(&closed, &connect31(0x02, &lp(b"c")), [0x20, 2, 0, 0x05]).await;
+    let payload = [&lp(b"c")[..], &lp(b"user"), &lp(b"pw")].concat();
     assert_connack_then_close(&closed, &connect31(0xC2, &payload), [0x20, 2, 0, 0x04]).await;
 }
 
@@ -159,17 +155,17 @@ async fn mqtt31_suback_refused_filter_gets_0x80() {
     let mut c = RawClient::connect(tern.addr, V31, "c").await;
     let body = [
         &[0u8, 3][..],
-        &v3_str(b"ok/#"),
+        &lp(b"ok/#"),
         &[1],
-        &v3_str(b"bad/#/x"),
+        &lp(b"bad/#/x"),
         &[1],
-        &v3_str(b""),
+        &lp(b""),
         &[0],
-        &v3_str(b"ok2"),
+        &lp(b"ok2"),
         &[2],
     ]
     .concat();
-    c.send_bytes(&v3_frame(0x82, &body)).await;
+    c.send_bytes(&frame(0x82, &body)).await;
     assert_eq!(
         recv_raw_frame(&mut c).await,
         Some(vec![0x90, 6, 0, 3, 1, 0x80, 0x80, 2])
@@ -184,12 +180,12 @@ async fn mqtt31_flags_dup_on_pubrel_subscribe_and_unsubscribe_is_accepted() {
     let tern = Tern::start();
     let mut c = RawClient::connect(tern.addr, V31, "c").await;
     // SUBSCRIBE re-sent with DUP: 1000 1010.
-    let sub = [&[0u8, 4][..], &v3_str(b"dup31/t"), &[2]].concat();
-    c.send_bytes(&v3_frame(0x8A, &sub)).await;
+    let sub = [&[0u8, 4][..], &lp(b"dup31/t"), &[2]].concat();
+    c.send_bytes(&frame(0x8A, &sub)).await;
     assert_eq!(recv_raw_frame(&mut c).await, Some(vec![0x90, 3, 0, 4, 2]));
     // QoS 2 PUBLISH, then PUBREL re-sent with DUP: 0110 1010.
-    let publish = [&v3_str(b"dup31/t")[..], &[0, 5], b"x"].concat();
-    c.send_bytes(&v3_frame(0x34, &publish)).await;
+    let publish = [&lp(b"dup31/t")[..], &[0, 5], b"x"].concat();
+    c.send_bytes(&frame(0x34, &publish)).await;
     assert_eq!(recv_raw_frame(&mut c).await, Some(vec![0x50, 2, 0, 5]));
     c.send_bytes(&[0x6A, 2, 0, 5]).await;
     // The PUBCOMP and the delivery to this same client (its own subscription).
@@ -211,8 +207,8 @@ async fn mqtt31_flags_dup_on_pubrel_subscribe_and_unsubscribe_is_accepted() {
         }
     }
     // UNSUBSCRIBE re-sent with DUP: 1010 1010.
-    let unsub = [&[0u8, 6][..], &v3_str(b"dup31/t")].concat();
-    c.send_bytes(&v3_frame(0xAA, &unsub)).await;
+    let unsub = [&[0u8, 6][..], &lp(b"dup31/t")].concat();
+    c.send_bytes(&frame(0xAA, &unsub)).await;
     loop {
         match c.recv().await {
             Packet::UnsubAck(a) => {
@@ -228,15 +224,11 @@ async fn mqtt31_flags_dup_on_pubrel_subscribe_and_unsubscribe_is_accepted() {
 #[tokio::test]
 async fn mqtt31_flags_qos_3_publish_and_other_bits_still_close() {
     let tern = Tern::start();
-    closes_after(
-        &tern,
-        &v3_frame(0x36, &[&v3_str(b"a")[..], &[0, 1]].concat()),
-    )
-    .await;
+    closes_after(&tern, &frame(0x36, &[&lp(b"a")[..], &[0, 1]].concat())).await;
     // SUBSCRIBE without its QoS 1 bits, and with QoS 2 bits.
-    let sub = [&[0u8, 1][..], &v3_str(b"a"), &[0]].concat();
-    closes_after(&tern, &v3_frame(0x80, &sub)).await;
-    closes_after(&tern, &v3_frame(0x84, &sub)).await;
+    let sub = [&[0u8, 1][..], &lp(b"a"), &[0]].concat();
+    closes_after(&tern, &frame(0x80, &sub)).await;
+    closes_after(&tern, &frame(0x84, &sub)).await;
     // PUBACK has no DUP in 3.1 either.
     closes_after(&tern, &[0x48, 2, 0, 1]).await;
 }
@@ -270,10 +262,10 @@ async fn mqtt31_strings_ill_formed_utf8_and_nul_are_refused() {
     // Documented choice: the 3.1.1 string rules apply to 3.1 clients too.
     let tern = Tern::start();
     for topic in [&[b'a', 0xC3][..], b"a\0b", &[0xED, 0xB0, 0x80]] {
-        closes_after(&tern, &v3_frame(0x30, &[&v3_str(topic)[..], b"x"].concat())).await;
+        closes_after(&tern, &frame(0x30, &[&lp(topic)[..], b"x"].concat())).await;
     }
     let mut c = RawClient::open(tern.addr, V31).await;
-    c.send_bytes(&connect31(0x02, &v3_str(&[0xFF, b'c']))).await;
+    c.send_bytes(&connect31(0x02, &lp(&[0xFF, b'c']))).await;
     c.expect_closed().await;
 }
 
@@ -485,7 +477,7 @@ async fn mqtt31_cross_version_properties_are_dropped_and_aliases_resolved() {
             // Exactly a 3.x PUBLISH: topic, packet id, payload, nothing else.
             let frame = recv_raw_frame(s).await.unwrap();
             assert_eq!(frame[0], 0x32);
-            assert_eq!(&frame[2..11], &[&v3_str(b"alias/t")[..]].concat()[..]);
+            assert_eq!(&frame[2..11], &[&lp(b"alias/t")[..]].concat()[..]);
             assert_eq!(&frame[13..], payload);
             assert_eq!(usize::from(frame[1]), frame.len() - 2);
             let id = u16::from_be_bytes([frame[11], frame[12]]);

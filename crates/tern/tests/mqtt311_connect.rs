@@ -10,9 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
-    RawClient, Tern, V311, connect_packet, recv_raw_frame, v3_connect, v3_frame, v3_str, will,
-};
+use common::{RawClient, Tern, V311, connect_packet, frame, lp, recv_raw_frame, v3_connect, will};
 use tern_codec::{Packet, QoS, ReasonCode};
 
 /// A 3.1.1 CONNECT with the given flags and raw payload, keep-alive 60 s.
@@ -90,28 +88,28 @@ async fn expect_message(c: &mut RawClient, topic: &str, payload: &[u8], retain: 
 async fn mqtt311_1_5_3_1_ill_formed_client_id_closes_without_connack() {
     let tern = Tern::start();
     // C3 28: a lead byte followed by a non-continuation byte.
-    assert_refused_silently(&tern, &connect_bytes(0x02, &v3_str(&[0xC3, 0x28]))).await;
+    assert_refused_silently(&tern, &connect_bytes(0x02, &lp(&[0xC3, 0x28]))).await;
 }
 
 #[tokio::test]
 async fn mqtt311_1_5_3_1_surrogate_code_point_in_topic_closes() {
     let tern = Tern::start();
     // ED A0 80 would encode U+D800, a surrogate.
-    let body = cat(&[&v3_str(&[b'a', b'/', 0xED, 0xA0, 0x80]), b"x"]);
-    assert_closes_connected(&tern, &v3_frame(0x30, &body)).await;
+    let body = cat(&[&lp(&[b'a', b'/', 0xED, 0xA0, 0x80]), b"x"]);
+    assert_closes_connected(&tern, &frame(0x30, &body)).await;
 }
 
 #[tokio::test]
 async fn mqtt311_1_5_3_2_nul_in_client_id_closes_without_connack() {
     let tern = Tern::start();
-    assert_refused_silently(&tern, &connect_bytes(0x02, &v3_str(b"a\0b"))).await;
+    assert_refused_silently(&tern, &connect_bytes(0x02, &lp(b"a\0b"))).await;
 }
 
 #[tokio::test]
 async fn mqtt311_1_5_3_2_nul_in_topic_closes() {
     let tern = Tern::start();
-    let body = cat(&[&v3_str(b"a/\0"), b"x"]);
-    assert_closes_connected(&tern, &v3_frame(0x30, &body)).await;
+    let body = cat(&[&lp(b"a/\0"), b"x"]);
+    assert_closes_connected(&tern, &frame(0x30, &body)).await;
 }
 
 #[tokio::test]
@@ -122,8 +120,8 @@ async fn mqtt311_1_5_3_3_byte_order_mark_is_kept_in_topics() {
     let mut without = watcher(&tern, "without-bom", "bom/x").await;
     let mut p = RawClient::connect(tern.addr, V311, "pub").await;
     // Raw bytes, so that the BOM is exactly EF BB BF on the wire.
-    let body = cat(&[&v3_str(b"bom/\xEF\xBB\xBFx"), b"hi"]);
-    p.send_bytes(&v3_frame(0x30, &body)).await;
+    let body = cat(&[&lp(b"bom/\xEF\xBB\xBFx"), b"hi"]);
+    p.send_bytes(&frame(0x30, &body)).await;
     let got = with_bom.recv_publish().await;
     assert_eq!(&got.topic.as_bytes()[..], b"bom/\xEF\xBB\xBFx");
     assert_eq!(&got.payload[..], b"hi");
@@ -148,7 +146,7 @@ async fn mqtt311_s1_5_3_control_characters_and_non_characters_are_forwarded() {
 async fn mqtt311_s1_5_3_string_length_past_the_packet_closes() {
     let tern = Tern::start();
     // Topic length 10, only 3 bytes follow.
-    assert_closes_connected(&tern, &v3_frame(0x30, &[0x00, 0x0A, b'a', b'b', b'c'])).await;
+    assert_closes_connected(&tern, &frame(0x30, &[0x00, 0x0A, b'a', b'b', b'c'])).await;
     // Same in CONNECT: the client id claims 200 bytes.
     assert_refused_silently(&tern, &connect_bytes(0x02, &[0x00, 200, b'a'])).await;
 }
@@ -158,8 +156,8 @@ async fn mqtt311_s1_5_2_sixteen_bit_integers_are_big_endian() {
     let tern = Tern::start();
     let mut c = RawClient::connect(tern.addr, V311, "be").await;
     // QoS 1 PUBLISH with packet id 0x0102: the PUBACK carries 01 02 in that order.
-    let body = cat(&[&v3_str(b"be/t"), &[0x01, 0x02], b"x"]);
-    c.send_bytes(&v3_frame(0x32, &body)).await;
+    let body = cat(&[&lp(b"be/t"), &[0x01, 0x02], b"x"]);
+    c.send_bytes(&frame(0x32, &body)).await;
     assert_eq!(
         recv_raw_frame(&mut c).await,
         Some(vec![0x40, 0x02, 0x01, 0x02])
@@ -168,7 +166,7 @@ async fn mqtt311_s1_5_2_sixteen_bit_integers_are_big_endian() {
     let topic = vec![b'a'; 260];
     let mut w = watcher(&tern, "w", "#").await;
     let body = cat(&[&[0x01, 0x04], &topic, b"p"]);
-    c.send_bytes(&v3_frame(0x30, &body)).await;
+    c.send_bytes(&frame(0x30, &body)).await;
     let got = w.recv_publish().await;
     assert_eq!(got.topic.len(), 260);
     assert_eq!(&got.payload[..], b"p");
@@ -208,21 +206,20 @@ async fn mqtt311_s2_2_1_server_to_client_packets_from_a_client_close() {
 async fn mqtt311_2_2_2_1_server_packets_carry_the_table_a_flags() {
     let tern = Tern::start();
     let mut s = RawClient::open(tern.addr, V311).await;
-    s.send_bytes(&connect_bytes(0x02, &v3_str(b"flags-sub")))
-        .await;
+    s.send_bytes(&connect_bytes(0x02, &lp(b"flags-sub"))).await;
     assert_eq!(recv_raw_frame(&mut s).await.unwrap()[0], 0x20, "CONNACK");
-    let sub = cat(&[&[0x00, 0x07], &v3_str(b"f/t"), &[0x02]]);
-    s.send_bytes(&v3_frame(0x82, &sub)).await;
+    let sub = cat(&[&[0x00, 0x07], &lp(b"f/t"), &[0x02]]);
+    s.send_bytes(&frame(0x82, &sub)).await;
     assert_eq!(recv_raw_frame(&mut s).await.unwrap()[0], 0x90, "SUBACK");
     s.send_bytes(&[0xC0, 0x00]).await;
     assert_eq!(recv_raw_frame(&mut s).await.unwrap(), vec![0xD0, 0x00]);
 
     let mut p = RawClient::connect(tern.addr, V311, "flags-pub").await;
-    let body = cat(&[&v3_str(b"f/t"), &[0x00, 0x05], b"q1"]);
-    p.send_bytes(&v3_frame(0x32, &body)).await;
+    let body = cat(&[&lp(b"f/t"), &[0x00, 0x05], b"q1"]);
+    p.send_bytes(&frame(0x32, &body)).await;
     assert_eq!(recv_raw_frame(&mut p).await.unwrap()[0], 0x40, "PUBACK");
-    let body = cat(&[&v3_str(b"f/t"), &[0x00, 0x06], b"q2"]);
-    p.send_bytes(&v3_frame(0x34, &body)).await;
+    let body = cat(&[&lp(b"f/t"), &[0x00, 0x06], b"q2"]);
+    p.send_bytes(&frame(0x34, &body)).await;
     assert_eq!(recv_raw_frame(&mut p).await.unwrap()[0], 0x50, "PUBREC");
     p.send_bytes(&[0x62, 0x02, 0x00, 0x06]).await;
     assert_eq!(recv_raw_frame(&mut p).await.unwrap()[0], 0x70, "PUBCOMP");
@@ -242,8 +239,8 @@ async fn mqtt311_2_2_2_1_server_packets_carry_the_table_a_flags() {
         "PUBREL is 0110 0010"
     );
     s.send_bytes(&[0x70, 0x02, q2_id[0], q2_id[1]]).await;
-    let unsub = cat(&[&[0x00, 0x08], &v3_str(b"f/t")]);
-    s.send_bytes(&v3_frame(0xA2, &unsub)).await;
+    let unsub = cat(&[&[0x00, 0x08], &lp(b"f/t")]);
+    s.send_bytes(&frame(0xA2, &unsub)).await;
     assert_eq!(
         recv_raw_frame(&mut s).await.unwrap(),
         vec![0xB0, 0x02, 0x00, 0x08]
@@ -260,13 +257,13 @@ async fn mqtt311_2_2_2_2_invalid_fixed_header_flags_close() {
         vec![0x78, 0x02, 0x00, 0x01], // PUBCOMP with 1000
         vec![0xC1, 0x00],             // PINGREQ with 0001
         vec![0xE4, 0x00],             // DISCONNECT with 0100
-        v3_frame(0x80, &cat(&[&[0x00, 0x01], &v3_str(b"a"), &[0x00]])), // SUBSCRIBE with 0000
-        v3_frame(0xA0, &cat(&[&[0x00, 0x01], &v3_str(b"a")])), // UNSUBSCRIBE with 0000
+        frame(0x80, &cat(&[&[0x00, 0x01], &lp(b"a"), &[0x00]])), // SUBSCRIBE with 0000
+        frame(0xA0, &cat(&[&[0x00, 0x01], &lp(b"a")])), // UNSUBSCRIBE with 0000
     ] {
         assert_closes_connected(&tern, &bytes).await;
     }
     // CONNECT with flags 0001 as the first packet.
-    let mut bad = connect_bytes(0x02, &v3_str(b"c"));
+    let mut bad = connect_bytes(0x02, &lp(b"c"));
     bad[0] = 0x11;
     assert_refused_silently(&tern, &bad).await;
 }
@@ -282,9 +279,9 @@ async fn mqtt311_s2_2_3_fifth_remaining_length_byte_closes() {
 async fn mqtt311_s2_2_3_fields_not_fitting_the_remaining_length_close() {
     let tern = Tern::start();
     // QoS 1 PUBLISH whose Remaining Length ends before the packet identifier.
-    assert_closes_connected(&tern, &v3_frame(0x32, &v3_str(b"ab"))).await;
+    assert_closes_connected(&tern, &frame(0x32, &lp(b"ab"))).await;
     // CONNECT cut off inside the variable header.
-    assert_refused_silently(&tern, &v3_frame(0x10, &cat(&[&v3_str(b"MQTT"), &[4, 2]]))).await;
+    assert_refused_silently(&tern, &frame(0x10, &cat(&[&lp(b"MQTT"), &[4, 2]]))).await;
 }
 
 #[tokio::test]
@@ -294,7 +291,7 @@ async fn mqtt311_s2_2_3_remaining_length_of_two_and_three_bytes() {
     let mut p = RawClient::connect(tern.addr, V311, "p").await;
     for size in [200usize, 20_000] {
         let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        let frame = v3_frame(0x30, &cat(&[&v3_str(b"len/x"), &payload]));
+        let frame = frame(0x30, &cat(&[&lp(b"len/x"), &payload]));
         assert_eq!(frame[1] & 0x80, 0x80, "multi-byte remaining length");
         p.send_bytes(&frame).await;
         let got = w.recv_publish().await;
@@ -323,10 +320,10 @@ async fn mqtt311_s2_2_3_fixed_size_packets_with_other_lengths_close() {
 async fn mqtt311_3_1_0_1_first_packet_other_than_connect_closes() {
     let tern = Tern::start();
     for bytes in [
-        vec![0xC0, 0x00],                                      // PINGREQ
-        v3_frame(0x30, &cat(&[&v3_str(b"a"), b"x"])),          // PUBLISH
-        v3_frame(0x82, &cat(&[&[0, 1], &v3_str(b"a"), &[0]])), // SUBSCRIBE
-        vec![0xE0, 0x00],                                      // DISCONNECT
+        vec![0xC0, 0x00],                               // PINGREQ
+        frame(0x30, &cat(&[&lp(b"a"), b"x"])),          // PUBLISH
+        frame(0x82, &cat(&[&[0, 1], &lp(b"a"), &[0]])), // SUBSCRIBE
+        vec![0xE0, 0x00],                               // DISCONNECT
     ] {
         assert_refused_silently(&tern, &bytes).await;
     }
@@ -337,7 +334,7 @@ async fn mqtt311_3_1_0_2_second_connect_closes_the_connection() {
     let tern = Tern::start();
     let mut w = watcher(&tern, "w", "second/#").await;
     let mut c = with_will(&tern, "twice", "second/will", b"bye", false, 60).await;
-    c.send_bytes(&connect_bytes(0x02, &v3_str(b"twice"))).await;
+    c.send_bytes(&connect_bytes(0x02, &lp(b"twice"))).await;
     c.expect_closed().await;
     // A protocol violation: the Will goes out (§3.1.2.5).
     expect_message(&mut w, "second/will", b"bye", false).await;
@@ -360,7 +357,7 @@ async fn mqtt311_s3_1_4_no_connect_within_the_connect_timeout_closes() {
 async fn mqtt311_3_1_2_1_unknown_protocol_name_closes_without_connack() {
     let tern = Tern::start();
     for name in [&b"MQTX"[..], b"mqtt", b"", b"MQTT\0", b"MQIsdP"] {
-        assert_refused_silently(&tern, &v3_connect(name, 4, 0x02, 60, &v3_str(b"c"))).await;
+        assert_refused_silently(&tern, &v3_connect(name, 4, 0x02, 60, &lp(b"c"))).await;
     }
 }
 
@@ -368,7 +365,7 @@ async fn mqtt311_3_1_2_1_unknown_protocol_name_closes_without_connack() {
 async fn mqtt311_3_1_2_2_unsupported_protocol_level_gets_return_code_1() {
     let tern = Tern::start();
     for level in [0u8, 1, 2, 3, 6, 0x84, 255] {
-        let bytes = v3_connect(b"MQTT", level, 0x02, 60, &v3_str(b"c"));
+        let bytes = v3_connect(b"MQTT", level, 0x02, 60, &lp(b"c"));
         assert_connack_then_close(&tern, &bytes, [0x20, 0x02, 0x00, 0x01]).await;
     }
 }
@@ -376,8 +373,8 @@ async fn mqtt311_3_1_2_2_unsupported_protocol_level_gets_return_code_1() {
 #[tokio::test]
 async fn mqtt311_3_1_2_3_reserved_connect_flag_closes() {
     let tern = Tern::start();
-    assert_refused_silently(&tern, &connect_bytes(0x03, &v3_str(b"c"))).await;
-    assert_refused_silently(&tern, &connect_bytes(0x01, &v3_str(b"c"))).await;
+    assert_refused_silently(&tern, &connect_bytes(0x03, &lp(b"c"))).await;
+    assert_refused_silently(&tern, &connect_bytes(0x01, &lp(b"c"))).await;
 }
 
 #[tokio::test]
@@ -420,7 +417,7 @@ async fn mqtt311_s3_1_2_5_will_published_on_protocol_error() {
     let tern = Tern::start();
     let mut w = watcher(&tern, "w", "will/#").await;
     let mut c = with_will(&tern, "bad", "will/err", b"violation", false, 60).await;
-    c.send_bytes(&v3_frame(0x36, &cat(&[&v3_str(b"x"), &[0, 1]])))
+    c.send_bytes(&frame(0x36, &cat(&[&lp(b"x"), &[0, 1]])))
         .await; // QoS 3
     c.expect_closed().await;
     expect_message(&mut w, "will/err", b"violation", false).await;
@@ -430,9 +427,9 @@ async fn mqtt311_s3_1_2_5_will_published_on_protocol_error() {
 async fn mqtt311_3_1_2_9_will_flag_without_will_topic_and_message_closes() {
     let tern = Tern::start();
     // Will Flag, no Will Topic at all.
-    assert_refused_silently(&tern, &connect_bytes(0x06, &v3_str(b"c"))).await;
+    assert_refused_silently(&tern, &connect_bytes(0x06, &lp(b"c"))).await;
     // Will Topic but no Will Message.
-    let payload = cat(&[&v3_str(b"c"), &v3_str(b"w/t")]);
+    let payload = cat(&[&lp(b"c"), &lp(b"w/t")]);
     assert_refused_silently(&tern, &connect_bytes(0x06, &payload)).await;
 }
 
@@ -469,10 +466,10 @@ async fn mqtt311_3_1_2_10_will_is_removed_on_disconnect() {
 #[tokio::test]
 async fn mqtt311_3_1_2_11_will_fields_without_will_flag_close() {
     let tern = Tern::start();
-    assert_refused_silently(&tern, &connect_bytes(0x02 | 0x08, &v3_str(b"c"))).await; // QoS 1
-    assert_refused_silently(&tern, &connect_bytes(0x02 | 0x20, &v3_str(b"c"))).await; // retain
+    assert_refused_silently(&tern, &connect_bytes(0x02 | 0x08, &lp(b"c"))).await; // QoS 1
+    assert_refused_silently(&tern, &connect_bytes(0x02 | 0x20, &lp(b"c"))).await; // retain
     // Will Topic and Message present although the flag is 0.
-    let payload = cat(&[&v3_str(b"c"), &v3_str(b"w/t"), &v3_str(b"m")]);
+    let payload = cat(&[&lp(b"c"), &lp(b"w/t"), &lp(b"m")]);
     assert_refused_silently(&tern, &connect_bytes(0x02, &payload)).await;
 }
 
@@ -491,20 +488,20 @@ async fn mqtt311_3_1_2_12_no_will_without_will_flag() {
 #[tokio::test]
 async fn mqtt311_3_1_2_13_will_qos_without_will_flag_closes() {
     let tern = Tern::start();
-    assert_refused_silently(&tern, &connect_bytes(0x02 | 0x10, &v3_str(b"c"))).await; // QoS 2
+    assert_refused_silently(&tern, &connect_bytes(0x02 | 0x10, &lp(b"c"))).await; // QoS 2
 }
 
 #[tokio::test]
 async fn mqtt311_3_1_2_14_will_qos_3_closes() {
     let tern = Tern::start();
-    let payload = cat(&[&v3_str(b"c"), &v3_str(b"w/t"), &v3_str(b"m")]);
+    let payload = cat(&[&lp(b"c"), &lp(b"w/t"), &lp(b"m")]);
     assert_refused_silently(&tern, &connect_bytes(0x02 | 0x04 | 0x18, &payload)).await;
 }
 
 #[tokio::test]
 async fn mqtt311_3_1_2_15_will_retain_without_will_flag_closes() {
     let tern = Tern::start();
-    assert_refused_silently(&tern, &connect_bytes(0x22, &v3_str(b"c"))).await;
+    assert_refused_silently(&tern, &connect_bytes(0x22, &lp(b"c"))).await;
 }
 
 #[tokio::test]
@@ -538,37 +535,37 @@ async fn mqtt311_3_1_2_17_will_retain_1_is_published_retained() {
 #[tokio::test]
 async fn mqtt311_3_1_2_18_user_name_without_its_flag_closes() {
     let tern = Tern::start();
-    let payload = cat(&[&v3_str(b"c"), &v3_str(b"user")]);
+    let payload = cat(&[&lp(b"c"), &lp(b"user")]);
     assert_refused_silently(&tern, &connect_bytes(0x02, &payload)).await;
 }
 
 #[tokio::test]
 async fn mqtt311_3_1_2_19_user_name_flag_without_user_name_closes() {
     let tern = Tern::start();
-    assert_refused_silently(&tern, &connect_bytes(0x82, &v3_str(b"c"))).await;
+    assert_refused_silently(&tern, &connect_bytes(0x82, &lp(b"c"))).await;
 }
 
 #[tokio::test]
 async fn mqtt311_3_1_2_20_password_without_its_flag_closes() {
     let tern = Tern::start();
-    let payload = cat(&[&v3_str(b"c"), &v3_str(b"user"), &v3_str(b"secret")]);
+    let payload = cat(&[&lp(b"c"), &lp(b"user"), &lp(b"secret")]);
     assert_refused_silently(&tern, &connect_bytes(0x82, &payload)).await;
 }
 
 #[tokio::test]
 async fn mqtt311_3_1_2_21_password_flag_without_password_closes() {
     let tern = Tern::start();
-    let payload = cat(&[&v3_str(b"c"), &v3_str(b"user")]);
+    let payload = cat(&[&lp(b"c"), &lp(b"user")]);
     assert_refused_silently(&tern, &connect_bytes(0xC2, &payload)).await;
 }
 
 #[tokio::test]
 async fn mqtt311_3_1_2_22_password_flag_without_user_name_flag_closes() {
     let tern = Tern::start();
-    let payload = cat(&[&v3_str(b"c"), &v3_str(b"secret")]);
+    let payload = cat(&[&lp(b"c"), &lp(b"secret")]);
     assert_refused_silently(&tern, &connect_bytes(0x42, &payload)).await;
     // With both fields present but only the Password Flag set.
-    let payload = cat(&[&v3_str(b"c"), &v3_str(b"user"), &v3_str(b"secret")]);
+    let payload = cat(&[&lp(b"c"), &lp(b"user"), &lp(b"secret")]);
     assert_refused_silently(&tern, &connect_bytes(0x42, &payload)).await;
 }
 
@@ -630,11 +627,11 @@ async fn mqtt311_3_1_3_1_payload_fields_are_read_in_order() {
     // Client id, Will Topic, Will Message, User Name, Password; Will QoS 1.
     let flags = 0x80 | 0x40 | 0x08 | 0x04 | 0x02;
     let payload = cat(&[
-        &v3_str(b"ordered"),
-        &v3_str(b"order/will"),
-        &v3_str(b"will-message"),
-        &v3_str(b"user"),
-        &v3_str(b"pass"),
+        &lp(b"ordered"),
+        &lp(b"order/will"),
+        &lp(b"will-message"),
+        &lp(b"user"),
+        &lp(b"pass"),
     ]);
     let mut c = RawClient::open(tern.addr, V311).await;
     c.send_bytes(&connect_bytes(flags, &payload)).await;
@@ -689,7 +686,7 @@ async fn mqtt311_3_1_3_4_client_id_must_be_valid_utf8() {
         &[b'a', 0xFF],
         &[0xED, 0xBF, 0xBF],
     ] {
-        assert_refused_silently(&tern, &connect_bytes(0x02, &v3_str(bad))).await;
+        assert_refused_silently(&tern, &connect_bytes(0x02, &lp(bad))).await;
     }
 }
 
@@ -735,12 +732,7 @@ async fn mqtt311_3_1_3_6_zero_length_client_id_gets_a_unique_id() {
 #[tokio::test]
 async fn mqtt311_3_1_3_7_zero_length_client_id_needs_clean_session() {
     let tern = Tern::start();
-    assert_connack_then_close(
-        &tern,
-        &connect_bytes(0x00, &v3_str(b"")),
-        [0x20, 2, 0, 0x02],
-    )
-    .await;
+    assert_connack_then_close(&tern, &connect_bytes(0x00, &lp(b"")), [0x20, 2, 0, 0x02]).await;
 }
 
 #[tokio::test]
@@ -755,19 +747,14 @@ async fn mqtt311_3_1_3_8_zero_length_id_with_clean_session_0_gets_return_code_2(
 #[tokio::test]
 async fn mqtt311_3_1_3_9_rejected_client_id_gets_return_code_2() {
     let tern = Tern::start_config("[mqtt]\nallow_zero_length_clientid = false\n", "toml");
-    assert_connack_then_close(
-        &tern,
-        &connect_bytes(0x02, &v3_str(b"")),
-        [0x20, 2, 0, 0x02],
-    )
-    .await;
+    assert_connack_then_close(&tern, &connect_bytes(0x02, &lp(b"")), [0x20, 2, 0, 0x02]).await;
 }
 
 #[tokio::test]
 async fn mqtt311_3_1_3_10_will_topic_must_be_valid_utf8_without_wildcards() {
     let tern = Tern::start();
     for topic in [&[b'w', 0xC3][..], b"w/\0", b"w/+", b"w/#", b""] {
-        let payload = cat(&[&v3_str(b"c"), &v3_str(topic), &v3_str(b"m")]);
+        let payload = cat(&[&lp(b"c"), &lp(topic), &lp(b"m")]);
         assert_refused_silently(&tern, &connect_bytes(0x06, &payload)).await;
     }
 }
@@ -775,7 +762,7 @@ async fn mqtt311_3_1_3_10_will_topic_must_be_valid_utf8_without_wildcards() {
 #[tokio::test]
 async fn mqtt311_3_1_3_11_user_name_must_be_valid_utf8() {
     let tern = Tern::start();
-    let payload = cat(&[&v3_str(b"c"), &v3_str(&[b'u', 0xFE])]);
+    let payload = cat(&[&lp(b"c"), &lp(&[b'u', 0xFE])]);
     assert_refused_silently(&tern, &connect_bytes(0x82, &payload)).await;
 }
 
@@ -785,11 +772,11 @@ async fn mqtt311_s3_1_3_3_will_message_and_password_are_binary() {
     let mut w = watcher(&tern, "w", "bin/#").await;
     let message = [0x00, 0xFF, 0xC3, 0x28, 0xED, 0xA0, 0x80];
     let payload = cat(&[
-        &v3_str(b"binary"),
-        &v3_str(b"bin/will"),
-        &v3_str(&message),
-        &v3_str(b"user"),
-        &v3_str(&[0xFF, 0x00, 0xFE]),
+        &lp(b"binary"),
+        &lp(b"bin/will"),
+        &lp(&message),
+        &lp(b"user"),
+        &lp(&[0xFF, 0x00, 0xFE]),
     ]);
     let mut c = RawClient::open(tern.addr, V311).await;
     c.send_bytes(&connect_bytes(0xC0 | 0x04 | 0x02, &payload))
@@ -809,13 +796,13 @@ async fn mqtt311_s3_1_3_3_will_message_and_password_are_binary() {
 async fn mqtt311_3_1_4_1_malformed_connect_is_closed_without_connack() {
     let tern = Tern::start();
     // Bytes left over after the last flagged field.
-    let payload = cat(&[&v3_str(b"c"), b"\x00"]);
+    let payload = cat(&[&lp(b"c"), b"\x00"]);
     assert_refused_silently(&tern, &connect_bytes(0x02, &payload)).await;
     // Keep alive cut in half.
-    let body = cat(&[&v3_str(b"MQTT"), &[4, 2, 0]]);
-    assert_refused_silently(&tern, &v3_frame(0x10, &body)).await;
+    let body = cat(&[&lp(b"MQTT"), &[4, 2, 0]]);
+    assert_refused_silently(&tern, &frame(0x10, &body)).await;
     // No protocol level at all.
-    assert_refused_silently(&tern, &v3_frame(0x10, &v3_str(b"MQTT"))).await;
+    assert_refused_silently(&tern, &frame(0x10, &lp(b"MQTT"))).await;
 }
 
 #[tokio::test]
@@ -824,12 +811,12 @@ async fn mqtt311_s3_1_4_refused_authentication_gets_return_code_5_or_4() {
     // No user name: not authorized.
     assert_connack_then_close(
         &tern,
-        &connect_bytes(0x02, &v3_str(b"anon")),
+        &connect_bytes(0x02, &lp(b"anon")),
         [0x20, 2, 0, 0x05],
     )
     .await;
     // A user name that cannot be checked: bad user name or password.
-    let payload = cat(&[&v3_str(b"named"), &v3_str(b"user"), &v3_str(b"pw")]);
+    let payload = cat(&[&lp(b"named"), &lp(b"user"), &lp(b"pw")]);
     assert_connack_then_close(&tern, &connect_bytes(0xC2, &payload), [0x20, 2, 0, 0x04]).await;
 }
 
@@ -869,7 +856,7 @@ async fn mqtt311_3_1_4_4_connack_0_then_delivery_starts() {
     let mut p = RawClient::connect(tern.addr, V311, "p").await;
     p.publish("d/t", b"waiting", QoS::AtLeastOnce, false).await;
     let mut c = RawClient::open(tern.addr, V311).await;
-    c.send_bytes(&connect_bytes(0x00, &v3_str(b"d"))).await;
+    c.send_bytes(&connect_bytes(0x00, &lp(b"d"))).await;
     assert_eq!(
         recv_raw_frame(&mut c).await,
         Some(vec![0x20, 0x02, 0x01, 0x00])
@@ -881,11 +868,11 @@ async fn mqtt311_3_1_4_4_connack_0_then_delivery_starts() {
 #[tokio::test]
 async fn mqtt311_3_1_4_5_packets_after_a_refused_connect_are_not_processed() {
     let tern = Tern::start();
-    let retained = v3_frame(0x31, &cat(&[&v3_str(b"pipe/t"), b"must not be kept"]));
+    let retained = frame(0x31, &cat(&[&lp(b"pipe/t"), b"must not be kept"]));
     // Refused with 0x02 (empty id, clean session 0) and with 0x01 (protocol level).
     for connect in [
-        connect_bytes(0x00, &v3_str(b"")),
-        v3_connect(b"MQTT", 3, 0x02, 60, &v3_str(b"c")),
+        connect_bytes(0x00, &lp(b"")),
+        v3_connect(b"MQTT", 3, 0x02, 60, &lp(b"c")),
     ] {
         let mut c = RawClient::open(tern.addr, V311).await;
         let mut bytes = connect;
@@ -914,7 +901,7 @@ async fn mqtt311_3_2_0_1_first_packet_from_the_server_is_connack() {
     }
     // Messages are waiting, and the CONNECT is followed at once by a PINGREQ: CONNACK first.
     let mut c = RawClient::open(tern.addr, V311).await;
-    let mut bytes = connect_bytes(0x00, &v3_str(b"first"));
+    let mut bytes = connect_bytes(0x00, &lp(b"first"));
     bytes.extend_from_slice(&[0xC0, 0x00]);
     c.send_bytes(&bytes).await;
     assert_eq!(recv_raw_frame(&mut c).await.unwrap()[0], 0x20);
@@ -924,7 +911,7 @@ async fn mqtt311_3_2_0_1_first_packet_from_the_server_is_connack() {
 async fn mqtt311_s3_2_2_1_connack_flags_bits_7_to_1_are_zero() {
     let tern = Tern::start();
     let mut c = RawClient::open(tern.addr, V311).await;
-    c.send_bytes(&connect_bytes(0x00, &v3_str(b"flags"))).await;
+    c.send_bytes(&connect_bytes(0x00, &lp(b"flags"))).await;
     assert_eq!(
         recv_raw_frame(&mut c).await,
         Some(vec![0x20, 0x02, 0x00, 0x00])
@@ -932,7 +919,7 @@ async fn mqtt311_s3_2_2_1_connack_flags_bits_7_to_1_are_zero() {
     c.send_bytes(&[0xE0, 0x00]).await;
     assert_eq!(recv_raw_frame(&mut c).await, None);
     let mut c = RawClient::open(tern.addr, V311).await;
-    c.send_bytes(&connect_bytes(0x00, &v3_str(b"flags"))).await;
+    c.send_bytes(&connect_bytes(0x00, &lp(b"flags"))).await;
     assert_eq!(
         recv_raw_frame(&mut c).await,
         Some(vec![0x20, 0x02, 0x01, 0x00])
@@ -985,7 +972,7 @@ async fn mqtt311_3_2_2_4_refusal_has_session_present_0() {
     c.disconnect().await;
     // A stored session exists for sp4; a CONNECT refused for its Will Topic ($SYS) must not
     // report it.
-    let payload = cat(&[&v3_str(b"sp4"), &v3_str(b"$SYS/x"), &v3_str(b"m")]);
+    let payload = cat(&[&lp(b"sp4"), &lp(b"$SYS/x"), &lp(b"m")]);
     assert_connack_then_close(&tern, &connect_bytes(0x04, &payload), [0x20, 2, 0, 0x05]).await;
 }
 
@@ -995,7 +982,7 @@ async fn mqtt311_3_2_2_5_connection_closes_after_a_refusal() {
     let (mut c, ack) = RawClient::connect_with(tern.addr, connect_packet(V311, "", false)).await;
     assert_ne!(ack.reason, ReasonCode::SUCCESS);
     c.expect_closed().await;
-    let bytes = v3_connect(b"MQTT", 7, 0x02, 60, &v3_str(b"c"));
+    let bytes = v3_connect(b"MQTT", 7, 0x02, 60, &lp(b"c"));
     assert_connack_then_close(&tern, &bytes, [0x20, 2, 0, 0x01]).await;
 }
 
@@ -1009,7 +996,7 @@ async fn mqtt311_3_2_2_6_connect_no_return_code_fits_is_closed_without_connack()
     assert!(http.len() >= 71);
     assert_refused_silently(&tern, http).await;
     // A CONNECT whose Will QoS is 3.
-    let payload = cat(&[&v3_str(b"c"), &v3_str(b"w"), &v3_str(b"m")]);
+    let payload = cat(&[&lp(b"c"), &lp(b"w"), &lp(b"m")]);
     assert_refused_silently(&tern, &connect_bytes(0x1E, &payload)).await;
 }
 
@@ -1017,14 +1004,11 @@ async fn mqtt311_3_2_2_6_connect_no_return_code_fits_is_closed_without_connack()
 async fn mqtt311_s3_2_2_3_refusals_use_return_codes_1_to_5_only() {
     let tern = Tern::start_config("[mqtt]\nmax_qos = 1\n", "toml");
     let cases = [
-        v3_connect(b"MQTT", 9, 0x02, 60, &v3_str(b"c")),
-        connect_bytes(0x00, &v3_str(b"")),
-        connect_bytes(
-            0x04,
-            &cat(&[&v3_str(b"c"), &v3_str(b"$SYS/w"), &v3_str(b"m")]),
-        ),
+        v3_connect(b"MQTT", 9, 0x02, 60, &lp(b"c")),
+        connect_bytes(0x00, &lp(b"")),
+        connect_bytes(0x04, &cat(&[&lp(b"c"), &lp(b"$SYS/w"), &lp(b"m")])),
         // Will QoS 2 above the configured maximum QoS 1.
-        connect_bytes(0x14, &cat(&[&v3_str(b"c"), &v3_str(b"w"), &v3_str(b"m")])),
+        connect_bytes(0x14, &cat(&[&lp(b"c"), &lp(b"w"), &lp(b"m")])),
     ];
     for bytes in cases {
         let mut c = RawClient::open(tern.addr, V311).await;
@@ -1040,6 +1024,6 @@ async fn mqtt311_s3_2_2_3_refusals_use_return_codes_1_to_5_only() {
 async fn mqtt311_3_1_2_2_level_3_is_unsupported_with_the_mqtt_name() {
     // `MQTT` with level 3 is neither 3.1 (which is `MQIsdp`) nor 3.1.1.
     let tern = Tern::start();
-    let bytes = v3_connect(b"MQTT", 3, 0x02, 60, &v3_str(b"c"));
+    let bytes = v3_connect(b"MQTT", 3, 0x02, 60, &lp(b"c"));
     assert_connack_then_close(&tern, &bytes, [0x20, 0x02, 0x00, 0x01]).await;
 }

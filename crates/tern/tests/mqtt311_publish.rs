@@ -8,21 +8,17 @@
 
 mod common;
 
-use common::{RawClient, Tern, V311, connect_packet, publish, recv_raw_frame, v3_frame, v3_str};
-use tern_codec::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
-
-fn pid(n: u16) -> PacketId {
-    PacketId::new(n).unwrap()
-}
+use common::{RawClient, Tern, V311, connect_packet, frame, lp, pid, publish, recv_raw_frame};
+use tern_codec::{Ack, Packet, Publish, QoS, ReasonCode};
 
 /// A raw PUBLISH: `flags` are the low nibble (DUP, QoS, RETAIN).
 fn raw_publish(flags: u8, topic: &[u8], id: Option<u16>, payload: &[u8]) -> Vec<u8> {
-    let mut body = v3_str(topic);
+    let mut body = lp(topic);
     if let Some(id) = id {
         body.extend_from_slice(&id.to_be_bytes());
     }
     body.extend_from_slice(payload);
-    v3_frame(0x30 | flags, &body)
+    frame(0x30 | flags, &body)
 }
 
 /// A PUBLISH packet with the given id and DUP flag.
@@ -132,12 +128,12 @@ async fn mqtt311_2_3_1_1_publish_with_packet_id_0_closes() {
 async fn mqtt311_2_3_1_1_subscribe_and_unsubscribe_with_packet_id_0_close() {
     let tern = Tern::start();
     let mut c = RawClient::connect(tern.addr, V311, "zero").await;
-    let body = [&[0u8, 0][..], &v3_str(b"a"), &[0]].concat();
-    c.send_bytes(&v3_frame(0x82, &body)).await;
+    let body = [&[0u8, 0][..], &lp(b"a"), &[0]].concat();
+    c.send_bytes(&frame(0x82, &body)).await;
     c.expect_closed().await;
     let mut c = RawClient::connect(tern.addr, V311, "zero").await;
-    let body = [&[0u8, 0][..], &v3_str(b"a")].concat();
-    c.send_bytes(&v3_frame(0xA2, &body)).await;
+    let body = [&[0u8, 0][..], &lp(b"a")].concat();
+    c.send_bytes(&frame(0xA2, &body)).await;
     c.expect_closed().await;
 }
 
@@ -217,8 +213,8 @@ async fn mqtt311_2_3_1_3_resent_packets_keep_their_identifier() {
     expect_puback(&mut p, 9).await;
     // A re-sent SUBSCRIBE with the same identifier gets its SUBACK again.
     for _ in 0..2 {
-        let body = [&[0x00u8, 0x21][..], &v3_str(b"other"), &[1]].concat();
-        p.send_bytes(&v3_frame(0x82, &body)).await;
+        let body = [&[0x00u8, 0x21][..], &lp(b"other"), &[1]].concat();
+        p.send_bytes(&frame(0x82, &body)).await;
     }
     for _ in 0..2 {
         match p.recv().await {

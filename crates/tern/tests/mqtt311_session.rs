@@ -11,13 +11,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    RawClient, TIMEOUT, Tern, V311, connect_packet, publish, recv_raw_frame, v3_frame, v3_str, will,
+    RawClient, TIMEOUT, Tern, V311, connect_packet, frame, lp, pid, publish, recv_raw_frame, will,
 };
-use tern_codec::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
-
-fn pid(n: u16) -> PacketId {
-    PacketId::new(n).unwrap()
-}
+use tern_codec::{Ack, Packet, Publish, QoS, ReasonCode};
 
 /// Connects with CleanSession = 0; returns the client and Session Present.
 async fn persistent(tern: &Tern, id: &str) -> (RawClient, bool) {
@@ -415,13 +411,10 @@ async fn mqtt311_3_14_4_2_packets_after_disconnect_are_ignored() {
     let mut w = watcher(&tern, "w", "after/#").await;
     let mut c = RawClient::connect(tern.addr, V311, "c").await;
     let mut bytes = vec![0xE0, 0x00];
-    bytes.extend(v3_frame(
-        0x31,
-        &[&v3_str(b"after/t")[..], b"ghost"].concat(),
-    ));
-    bytes.extend(v3_frame(
+    bytes.extend(frame(0x31, &[&lp(b"after/t")[..], b"ghost"].concat()));
+    bytes.extend(frame(
         0x32,
-        &[&v3_str(b"after/t")[..], &[0, 1], b"ghost"].concat(),
+        &[&lp(b"after/t")[..], &[0, 1], b"ghost"].concat(),
     ));
     bytes.extend([0xC0, 0x00]);
     c.send_bytes(&bytes).await;
@@ -466,7 +459,7 @@ async fn mqtt311_4_8_0_1_protocol_violation_closes_only_that_connection() {
     let (mut bad, _) = persistent(&tern, "bad").await;
     bad.subscribe("err/t", QoS::AtLeastOnce).await;
     let mut good = watcher(&tern, "good", "err/t").await;
-    bad.send_bytes(&v3_frame(0x36, &[&v3_str(b"err/t")[..], &[0, 1]].concat()))
+    bad.send_bytes(&frame(0x36, &[&lp(b"err/t")[..], &[0, 1]].concat()))
         .await; // QoS 3
     bad.expect_closed().await;
     let mut p = RawClient::connect(tern.addr, V311, "pub").await;
@@ -484,7 +477,7 @@ async fn mqtt311_4_8_0_2_packet_beyond_the_limits_closes_the_connection() {
     let mut w = watcher(&tern, "w", "big/#").await;
     let mut c = with_will(&tern, "big", "big/will", b"too large").await;
     let payload = vec![0u8; 2000];
-    c.send_bytes(&v3_frame(0x30, &[&v3_str(b"big/t")[..], &payload].concat()))
+    c.send_bytes(&frame(0x30, &[&lp(b"big/t")[..], &payload].concat()))
         .await;
     c.expect_closed().await;
     let got = w.recv_publish().await;
@@ -528,9 +521,9 @@ async fn mqtt311_7_1_1_1_tcp_transport_is_ordered_and_lossless() {
     let mut bytes = Vec::new();
     for i in 1..=300u16 {
         let payload = vec![(i % 251) as u8; usize::from(i)];
-        bytes.extend(v3_frame(
+        bytes.extend(frame(
             0x32,
-            &[&v3_str(b"tcp/t")[..], &i.to_be_bytes(), &payload].concat(),
+            &[&lp(b"tcp/t")[..], &i.to_be_bytes(), &payload].concat(),
         ));
     }
     p.send_bytes(&bytes).await;
@@ -547,14 +540,14 @@ async fn mqtt311_7_1_2_1_a_byte_stream_split_anywhere_is_reassembled() {
     let tern = Tern::start();
     let mut w = watcher(&tern, "w", "split/#").await;
     let mut c = RawClient::open(tern.addr, V311).await;
-    let mut bytes = common::v3_connect(b"MQTT", 4, 0x02, 60, &v3_str(b"split"));
-    bytes.extend(v3_frame(
+    let mut bytes = common::v3_connect(b"MQTT", 4, 0x02, 60, &lp(b"split"));
+    bytes.extend(frame(
         0x82,
-        &[&[0u8, 1][..], &v3_str(b"split/echo"), &[1]].concat(),
+        &[&[0u8, 1][..], &lp(b"split/echo"), &[1]].concat(),
     ));
-    bytes.extend(v3_frame(
+    bytes.extend(frame(
         0x32,
-        &[&v3_str(b"split/t")[..], &[0, 2], b"pieces"].concat(),
+        &[&lp(b"split/t")[..], &[0, 2], b"pieces"].concat(),
     ));
     bytes.extend([0xC0, 0x00]);
     // One byte per write.

@@ -7,36 +7,31 @@
 
 mod common;
 
-use common::{RawClient, Tern, V311, publish, recv_raw_frame, v3_frame, v3_str};
+use common::{RawClient, Tern, V311, frame, lp, pid, publish, recv_raw_frame};
 use tern_codec::{
-    Ack, ByteString, Packet, PacketId, QoS, ReasonCode, SubAck, Subscribe, SubscriptionOptions,
-    Unsubscribe,
+    Ack, ByteString, Packet, QoS, ReasonCode, SubAck, Subscribe, SubscriptionOptions, Unsubscribe,
 };
 
 const FAILURE: ReasonCode = ReasonCode(0x80);
 const MARKER: &str = "$marker/x";
 
-fn pid(n: u16) -> PacketId {
-    PacketId::new(n).unwrap()
-}
-
 /// A raw SUBSCRIBE with the given fixed-header flags, id and (filter, requested QoS byte) pairs.
 fn raw_subscribe(first: u8, id: u16, filters: &[(&[u8], u8)]) -> Vec<u8> {
     let mut body = id.to_be_bytes().to_vec();
     for (f, q) in filters {
-        body.extend(v3_str(f));
+        body.extend(lp(f));
         body.push(*q);
     }
-    v3_frame(first, &body)
+    frame(first, &body)
 }
 
 /// A raw UNSUBSCRIBE with the given fixed-header flags, id and filters.
 fn raw_unsubscribe(first: u8, id: u16, filters: &[&[u8]]) -> Vec<u8> {
     let mut body = id.to_be_bytes().to_vec();
     for f in filters {
-        body.extend(v3_str(f));
+        body.extend(lp(f));
     }
-    v3_frame(first, &body)
+    frame(first, &body)
 }
 
 /// Sends one SUBSCRIBE with several filters and returns its SUBACK.
@@ -178,8 +173,8 @@ async fn mqtt311_3_8_3_4_requested_qos_3_or_reserved_bits_close() {
     // A second filter with a bad byte after a good one.
     connected_closes_after(&tern, &raw_subscribe(0x82, 1, &[(b"a", 1), (b"b", 3)])).await;
     // A filter without its QoS byte.
-    let body = [&[0u8, 1][..], &v3_str(b"a")].concat();
-    connected_closes_after(&tern, &v3_frame(0x82, &body)).await;
+    let body = [&[0u8, 1][..], &lp(b"a")].concat();
+    connected_closes_after(&tern, &frame(0x82, &body)).await;
 }
 
 #[tokio::test]
@@ -289,8 +284,8 @@ async fn mqtt311_3_8_4_3_resubscribing_does_not_interrupt_the_flow() {
     let mut p = RawClient::connect(tern.addr, V311, "p").await;
     let mut bytes = Vec::new();
     for i in 1..=60u16 {
-        let body = [&v3_str(b"flow/t")[..], &i.to_be_bytes(), &i.to_be_bytes()].concat();
-        bytes.extend(v3_frame(0x32, &body));
+        let body = [&lp(b"flow/t")[..], &i.to_be_bytes(), &i.to_be_bytes()].concat();
+        bytes.extend(frame(0x32, &body));
     }
     p.send_bytes(&bytes).await;
     // Re-subscribe while the messages are being routed.
@@ -480,7 +475,7 @@ async fn mqtt311_3_10_3_1_unsubscribe_filters_must_be_valid_utf8() {
     // A good filter followed by a bad one.
     connected_closes_after(&tern, &raw_unsubscribe(0xA2, 1, &[b"a", &[b'b', 0xFF]])).await;
     // A length running past the packet.
-    connected_closes_after(&tern, &v3_frame(0xA2, &[0, 1, 0, 9, b'a'])).await;
+    connected_closes_after(&tern, &frame(0xA2, &[0, 1, 0, 9, b'a'])).await;
 }
 
 #[tokio::test]
@@ -633,8 +628,8 @@ async fn mqtt311_3_12_4_1_every_pingreq_gets_a_pingresp() {
 async fn mqtt311_4_7_1_1_wildcards_in_a_topic_name_close() {
     let tern = Tern::start();
     for topic in [&b"a/+/b"[..], b"#", b"a/b#"] {
-        let body = [&v3_str(topic)[..], b"x"].concat();
-        connected_closes_after(&tern, &v3_frame(0x30, &body)).await;
+        let body = [&lp(topic)[..], b"x"].concat();
+        connected_closes_after(&tern, &frame(0x30, &body)).await;
     }
 }
 
@@ -808,8 +803,8 @@ async fn mqtt311_4_7_3_1_empty_filter_gets_0x80_and_empty_topic_closes() {
         recv_raw_frame(&mut c).await,
         Some(vec![0x90, 3, 0, 1, 0x80])
     );
-    let body = [&v3_str(b"")[..], b"x"].concat();
-    c.send_bytes(&v3_frame(0x30, &body)).await;
+    let body = [&lp(b"")[..], b"x"].concat();
+    c.send_bytes(&frame(0x30, &body)).await;
     c.expect_closed().await;
 }
 

@@ -10,46 +10,18 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{RawClient, TIMEOUT, Tern, V5, connect_packet, hex, publish, recv_raw_frame, will};
+use common::{
+    RawClient, TIMEOUT, Tern, V5, connect_packet, frame, hex, lp, pid, publish, recv_raw_frame,
+    vbi, will,
+};
 use tern_codec::{
-    Ack, ByteString, ConnAck, Connect, Disconnect, LastWill, Packet, PacketId, QoS, ReasonCode,
+    Ack, ByteString, ConnAck, Connect, Disconnect, LastWill, Packet, QoS, ReasonCode,
     SubscriptionOptions,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A Variable Byte Integer, minimally encoded.
-fn vbi(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut byte = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if n == 0 {
-            return out;
-        }
-    }
-}
-
-/// A packet: `first` byte, minimal Remaining Length, then `body`.
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    out.extend(vbi(body.len()));
-    out.extend_from_slice(body);
-    out
-}
-
-/// A length-prefixed string or binary field, whatever its bytes.
-fn lp(bytes: &[u8]) -> Vec<u8> {
-    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(bytes);
-    out
-}
 
 /// A raw MQTT 5 CONNECT with the given Connect Flags, raw property section and raw payload;
 /// keep-alive 60.
@@ -71,10 +43,6 @@ fn raw_connect_named(name: &[u8], level: u8, flags: u8, props: &[u8], payload: &
 /// A raw CONNECT with Clean Start, the given raw properties and client id "raw".
 fn raw_connect_props(props: &[u8]) -> Vec<u8> {
     raw_connect(0x02, props, &lp(b"raw"))
-}
-
-fn pid(v: u16) -> PacketId {
-    PacketId::new(v).expect("a non-zero packet identifier")
 }
 
 /// A connected MQTT 5 client with Clean Start and no session expiry.

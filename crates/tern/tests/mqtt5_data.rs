@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use common::{RawClient, Tern, V5, hex, publish, recv_raw_frame};
+use common::{RawClient, Tern, V5, frame, hex, lp, pid, publish, recv_raw_frame, vbi};
 use tern_codec::{
     Ack, ByteString, ConnAck, Packet, PacketId, PublishProperties, QoS, ReasonCode, SubAck,
     Subscribe, SubscribeProperties, SubscriptionOptions, UnsubAck, Unsubscribe,
@@ -18,37 +18,6 @@ use tern_codec::{
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A Variable Byte Integer, minimally encoded.
-fn vbi(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut byte = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if n == 0 {
-            return out;
-        }
-    }
-}
-
-/// A packet: `first` byte, minimal Remaining Length, then `body`.
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    out.extend(vbi(body.len()));
-    out.extend_from_slice(body);
-    out
-}
-
-/// A length-prefixed string or binary field, whatever its bytes.
-fn lp(bytes: &[u8]) -> Vec<u8> {
-    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(bytes);
-    out
-}
 
 /// The body of a PUBLISH: topic bytes, packet id (QoS > 0), raw property section, payload.
 fn publish_body(topic: &[u8], packet_id: Option<u16>, props: &[u8], payload: &[u8]) -> Vec<u8> {
@@ -105,10 +74,6 @@ fn raw_connect(props: &[u8], client_id: &[u8]) -> Vec<u8> {
     body.extend_from_slice(props);
     body.extend(lp(client_id));
     frame(0x10, &body)
-}
-
-fn pid(v: u16) -> PacketId {
-    PacketId::new(v).expect("a non-zero packet identifier")
 }
 
 /// Two raw frames, the acknowledgement first and the PUBLISH second, whichever came first.

@@ -9,21 +9,17 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use common::{
-    RawClient, TIMEOUT, Tern, V5, V311, connect_packet, hex, publish, recv_raw_frame, v3_frame,
-    v3_str,
+    RawClient, TIMEOUT, Tern, V5, V311, connect_packet, frame, hex, lp, pid, publish,
+    recv_raw_frame,
 };
 use tern_codec::{
-    Ack, ByteString, ConnAck, ConnectProperties, Decoder, Packet, PacketId, Publish,
-    PublishProperties, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
+    Ack, ByteString, ConnAck, ConnectProperties, Decoder, Packet, Publish, PublishProperties, QoS,
+    ReasonCode, RetainHandling, SubscriptionOptions,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn pid(v: u16) -> PacketId {
-    PacketId::new(v).expect("packet identifiers are not 0")
-}
 
 /// An MQTT 5 client with a clean session and no CONNECT properties.
 async fn client(tern: &Tern, id: &str) -> RawClient {
@@ -138,7 +134,7 @@ fn raw_publish(
     props: &[u8],
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut body = v3_str(topic);
+    let mut body = lp(topic);
     if let Some(id) = packet_id {
         body.extend_from_slice(&id.to_be_bytes());
     }
@@ -146,7 +142,7 @@ fn raw_publish(
     body.push(props.len() as u8);
     body.extend_from_slice(props);
     body.extend_from_slice(payload);
-    v3_frame(first, &body)
+    frame(first, &body)
 }
 
 /// Sends raw bytes and asserts DISCONNECT with `reason`, then the close.

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use common::{RawClient, TIMEOUT, Tern, V5, V311, connect_packet, publish, v3_frame};
+use common::{RawClient, TIMEOUT, Tern, V5, V311, conn5, frame, pid, publish};
 use tern_codec::{
     Ack, Auth, ByteString, Connect, Disconnect, Packet, PacketId, Publish, QoS, ReasonCode,
     SubscriptionOptions,
@@ -22,17 +22,6 @@ use tern_codec::{
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn pid(v: u16) -> PacketId {
-    PacketId::new(v).unwrap()
-}
-
-/// An MQTT 5 CONNECT with the given Clean Start and Session Expiry Interval.
-fn conn5(id: &str, clean_start: bool, expiry: Option<u32>) -> Connect {
-    let mut c = connect_packet(V5, id, clean_start);
-    c.properties.session_expiry_interval = expiry;
-    c
-}
 
 /// Connects with `packet`, asserts success and returns the client and Session Present.
 async fn connect(tern: &Tern, packet: Connect) -> (RawClient, bool) {
@@ -1421,8 +1410,7 @@ async fn mqtt5_4_13_1_1_malformed_packet_gets_disconnect_0x81_and_others_carry_o
     let (mut s, mut p) = bystanders(&tern, "s41311a").await;
     let mut bad = client(&tern, "s41311a-bad").await;
     // PUBLISH with QoS 3.
-    bad.send_bytes(&v3_frame(0x36, &[0, 1, b'x', 0, 1, 0]))
-        .await;
+    bad.send_bytes(&frame(0x36, &[0, 1, b'x', 0, 1, 0])).await;
     bad.expect_disconnect(ReasonCode::MALFORMED_PACKET).await;
     bystanders_still_work(&mut s, &mut p, "s41311a").await;
 }
@@ -1466,7 +1454,7 @@ async fn mqtt5_4_13_1_1_malformed_connect_is_refused_with_connack_0x81() {
     // CONNECT flags with the reserved bit set; properties length 0; client id "x".
     let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x03, 0, 60, 0];
     body.extend_from_slice(&[0, 1, b'x']);
-    c.send_bytes(&v3_frame(0x10, &body)).await;
+    c.send_bytes(&frame(0x10, &body)).await;
     let ack = c.connack().await;
     assert_eq!(ack.reason, ReasonCode::MALFORMED_PACKET);
     c.expect_closed().await;

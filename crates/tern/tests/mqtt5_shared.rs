@@ -12,24 +12,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RawClient, TIMEOUT, Tern, V5, connect_packet, publish, v3_frame, v3_str};
+use common::{RawClient, TIMEOUT, Tern, conn5, frame, lp, pid, publish};
 use tern_codec::{
-    Ack, ByteString, Connect, Disconnect, Packet, PacketId, Publish, QoS, ReasonCode, Subscribe,
+    Ack, ByteString, Connect, Disconnect, Packet, Publish, QoS, ReasonCode, Subscribe,
     SubscriptionOptions,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn pid(v: u16) -> PacketId {
-    PacketId::new(v).unwrap()
-}
-
-fn conn5(id: &str, clean_start: bool, expiry: Option<u32>) -> Connect {
-    let mut c = connect_packet(V5, id, clean_start);
-    c.properties.session_expiry_interval = expiry;
-    c
-}
 
 async fn connect(tern: &Tern, packet: Connect) -> RawClient {
     let (c, ack) = RawClient::connect_with(tern.addr, packet).await;
@@ -371,9 +361,9 @@ async fn mqtt5_s4_7_3_matching_is_case_sensitive_and_spaces_are_ordinary() {
 async fn mqtt5_4_7_3_2_nul_in_a_topic_name_is_malformed() {
     let tern = Tern::start();
     let mut c = client(&tern, "s4732").await;
-    let mut body = v3_str(b"a\0b");
+    let mut body = lp(b"a\0b");
     body.extend_from_slice(&[0x00]); // no properties
-    c.send_bytes(&v3_frame(0x30, &body)).await;
+    c.send_bytes(&frame(0x30, &body)).await;
     c.expect_disconnect(ReasonCode::MALFORMED_PACKET).await;
 }
 
@@ -382,9 +372,9 @@ async fn mqtt5_4_7_3_2_nul_in_a_topic_filter_is_malformed() {
     let tern = Tern::start();
     let mut c = client(&tern, "s4732b").await;
     let mut body = vec![0x00, 0x07, 0x00]; // packet id 7, no properties
-    body.extend_from_slice(&v3_str(b"a/\0"));
+    body.extend_from_slice(&lp(b"a/\0"));
     body.push(0x01);
-    c.send_bytes(&v3_frame(0x82, &body)).await;
+    c.send_bytes(&frame(0x82, &body)).await;
     c.expect_disconnect(ReasonCode::MALFORMED_PACKET).await;
 }
 

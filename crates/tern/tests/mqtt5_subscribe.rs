@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::{
-    QUIET, RawClient, TIMEOUT, Tern, V5, connect_packet, hex, publish, recv_raw_frame, v3_frame,
-    v3_str, will,
+    QUIET, RawClient, TIMEOUT, Tern, V5, connect_packet, frame, hex, lp, pid, publish,
+    recv_raw_frame, will,
 };
 use tern_codec::{
     Ack, ByteString, ConnAck, Connect, ConnectProperties, Decoder, Disconnect, Packet, PacketId,
@@ -21,10 +21,6 @@ use tern_codec::{
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn pid(v: u16) -> PacketId {
-    PacketId::new(v).expect("packet identifiers are not 0")
-}
 
 async fn client(tern: &Tern, id: &str) -> RawClient {
     RawClient::connect(tern.addr, V5, id).await
@@ -103,10 +99,10 @@ fn raw_subscribe(first: u8, id: u16, props: &[u8], entries: &[(&[u8], u8)]) -> V
     body.push(props.len() as u8);
     body.extend_from_slice(props);
     for (filter, options) in entries {
-        body.extend_from_slice(&v3_str(filter));
+        body.extend_from_slice(&lp(filter));
         body.push(*options);
     }
-    v3_frame(first, &body)
+    frame(first, &body)
 }
 
 /// A raw UNSUBSCRIBE: first byte, packet id, property bytes (< 128), filters.
@@ -115,9 +111,9 @@ fn raw_unsubscribe(first: u8, id: u16, props: &[u8], filters: &[&[u8]]) -> Vec<u
     body.push(props.len() as u8);
     body.extend_from_slice(props);
     for filter in filters {
-        body.extend_from_slice(&v3_str(filter));
+        body.extend_from_slice(&lp(filter));
     }
-    v3_frame(first, &body)
+    frame(first, &body)
 }
 
 async fn expect_rejected(tern: &Tern, id: &str, bytes: &[u8], reason: ReasonCode) {
@@ -1598,7 +1594,7 @@ async fn mqtt5_s3_14_4_server_closes_the_connection_on_disconnect_and_ignores_th
 fn raw_auth(first: u8, reason: u8, props: &[u8]) -> Vec<u8> {
     let mut body = vec![reason, props.len() as u8];
     body.extend_from_slice(props);
-    v3_frame(first, &body)
+    frame(first, &body)
 }
 
 /// Authentication Method "X".

@@ -488,42 +488,59 @@ pub async fn recv_raw_frame(c: &mut RawClient) -> Option<Vec<u8>> {
     .expect("no packet in time")
 }
 
-/// A raw packet from its first byte (type and flags) and its body; the Remaining Length is
-/// encoded here. For malformed-input tests the body may be anything.
-pub fn v3_frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
+/// A Variable Byte Integer, minimally encoded.
+pub fn vbi(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
     loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
+        let mut byte = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
             byte |= 0x80;
         }
         out.push(byte);
-        if len == 0 {
-            break;
+        if n == 0 {
+            return out;
         }
     }
+}
+
+/// A raw packet: `first` byte, minimal Remaining Length, then `body` (any version, any bytes).
+pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    out.extend(vbi(body.len()));
     out.extend_from_slice(body);
     out
 }
 
-/// A 2-byte big-endian length followed by `bytes` (an MQTT string or binary field).
-pub fn v3_str(bytes: &[u8]) -> Vec<u8> {
+/// A 2-byte big-endian length followed by `bytes` (an MQTT string or binary field), whatever
+/// the bytes are.
+pub fn lp(bytes: &[u8]) -> Vec<u8> {
     let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
     out.extend_from_slice(bytes);
     out
 }
 
+/// A packet identifier; panics on 0.
+pub fn pid(v: u16) -> PacketId {
+    PacketId::new(v).unwrap()
+}
+
+/// An MQTT 5 CONNECT with the given Clean Start and Session Expiry Interval.
+pub fn conn5(id: &str, clean_start: bool, expiry: Option<u32>) -> Connect {
+    let mut c = connect_packet(V5, id, clean_start);
+    c.properties.session_expiry_interval = expiry;
+    c
+}
+
 /// A raw MQTT 3.x CONNECT: protocol name, level, connect flags, keep alive, then `payload`
 /// exactly as given (client id and the flagged fields, already length-prefixed).
 pub fn v3_connect(name: &[u8], level: u8, flags: u8, keep_alive: u16, payload: &[u8]) -> Vec<u8> {
-    let mut body = v3_str(name);
+    let mut body = lp(name);
     body.push(level);
     body.push(flags);
     body.extend_from_slice(&keep_alive.to_be_bytes());
     body.extend_from_slice(payload);
-    v3_frame(0x10, &body)
+    frame(0x10, &body)
 }
 
 /// `tern serve --config FILE` with no `--listen`, so the file's own `[[listeners]]` apply
