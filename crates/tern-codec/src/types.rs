@@ -87,6 +87,9 @@ impl fmt::Display for QoS {
 pub struct PacketId(NonZeroU16);
 
 impl PacketId {
+    /// The smallest identifier, 1.
+    pub const MIN: Self = Self(NonZeroU16::MIN);
+
     /// The identifier for `v`, or `None` for 0.
     #[must_use]
     pub fn new(v: u16) -> Option<Self> {

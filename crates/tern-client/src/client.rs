@@ -1,0 +1,435 @@
+//! The client: one connection, driven by its owner.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tern_codec::{
+    Ack, ByteString, ConnAck, Decoder, Disconnect, Packet, PacketId, ProtocolVersion, Publish, QoS,
+    ReasonCode, SubAck, Subscribe, SubscribeProperties, SubscriptionOptions, UnsubAck, Unsubscribe,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
+
+use crate::{ClientError, ConnectOptions};
+
+/// Write-buffer size above which [`Client::send_publish`] flushes even in batch mode.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// Something the broker sent that the caller should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An application message (already acknowledged as its QoS requires).
+    Message(Publish),
+    /// An outgoing QoS 1/2 message is complete: PUBACK, PUBCOMP, or a failed PUBREC.
+    Acked {
+        /// Its packet identifier.
+        packet_id: PacketId,
+        /// The broker's reason code (always success on MQTT 3.x).
+        reason: ReasonCode,
+    },
+    /// The answer to a SUBSCRIBE.
+    SubAck(SubAck),
+    /// The answer to an UNSUBSCRIBE.
+    UnsubAck(UnsubAck),
+}
+
+/// Where an outgoing QoS 1/2 message stands: which packet it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // named after the packets of the specification
+enum Awaiting {
+    PubAck,
+    PubRec,
+    PubComp,
+}
+
+/// One MQTT connection.
+pub struct Client {
+    stream: TcpStream,
+    version: ProtocolVersion,
+    decoder: Decoder,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// Flush after every call that queues a packet (the default), or only when asked or when
+    /// the buffer is large (for load generation).
+    pub auto_flush: bool,
+    next_packet_id: u16,
+    inflight: HashMap<u16, Awaiting>,
+    /// The broker's Receive Maximum.
+    send_window: usize,
+    /// The broker's Maximum Packet Size.
+    max_packet_size: u32,
+    incoming_qos2: HashSet<u16>,
+    inbound_aliases: HashMap<u16, ByteString>,
+    events: VecDeque<Event>,
+    keep_alive: Option<Duration>,
+    last_sent: Instant,
+    ping_outstanding: bool,
+    connack: ConnAck,
+}
+
+impl Client {
+    /// Connects, sends CONNECT and waits for a successful CONNACK.
+    pub async fn connect(options: &ConnectOptions) -> Result<Self, ClientError> {
+        let timeout = options.connect_timeout;
+        tokio::time::timeout(timeout, Self::connect_inner(options))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    async fn connect_inner(options: &ConnectOptions) -> Result<Self, ClientError> {
+        let stream = open(options).await?;
+        stream.set_nodelay(true)?;
+        let mut client = Self {
+            stream,
+            version: options.version,
+            decoder: Decoder::with_version(options.version, tern_codec::MAX_PACKET_SIZE),
+            rbuf: BytesMut::with_capacity(4096),
+            wbuf: BytesMut::with_capacity(4096),
+            auto_flush: true,
+            next_packet_id: 1,
+            inflight: HashMap::new(),
+            send_window: usize::from(u16::MAX),
+            max_packet_size: u32::MAX,
+            incoming_qos2: HashSet::new(),
+            inbound_aliases: HashMap::new(),
+            events: VecDeque::new(),
+            keep_alive: None,
+            last_sent: Instant::now(),
+            ping_outstanding: false,
+            connack: ConnAck::default(),
+        };
+        client.queue(&Packet::Connect(Box::new(options.connect_packet())))?;
+        client.flush().await?;
+        let connack = match client.read_packet().await? {
+            Packet::ConnAck(ack) => ack,
+            _ => return Err(ClientError::Protocol("expected CONNACK")),
+        };
+        if connack.reason.is_error() {
+            return Err(ClientError::Refused(connack.reason));
+        }
+        let p = &connack.properties;
+        if let Some(max) = p.receive_maximum {
+            client.send_window = usize::from(max);
+        }
+        client.max_packet_size = p.maximum_packet_size.unwrap_or(u32::MAX);
+        let keep_alive = p.server_keep_alive.unwrap_or(options.keep_alive);
+        client.keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
+        client.connack = connack;
+        Ok(client)
+    }
+
+    /// The CONNACK the broker accepted the connection with.
+    #[must_use]
+    pub fn connack(&self) -> &ConnAck {
+        &self.connack
+    }
+
+    /// The protocol version in use.
+    #[must_use]
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// How many outgoing QoS 1/2 messages are not yet acknowledged.
+    #[must_use]
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Limits outgoing QoS 1/2 messages in flight below the broker's Receive Maximum.
+    pub fn limit_inflight(&mut self, max: usize) {
+        self.send_window = self.send_window.min(max.max(1));
+    }
+
+    /// Sends a PUBLISH, waiting first for room in the in-flight window if it is QoS 1/2.
+    /// Returns the packet identifier given to it (QoS 1/2), whose completion is reported by an
+    /// [`Event::Acked`].
+    pub async fn send_publish(
+        &mut self,
+        mut publish: Publish,
+    ) -> Result<Option<PacketId>, ClientError> {
+        let packet_id = if publish.qos == QoS::AtMostOnce {
+            publish.packet_id = None;
+            None
+        } else {
+            while self.inflight.len() >= self.send_window {
+                self.flush().await?;
+                self.pump().await?;
+            }
+            let id = self.allocate_packet_id();
+            let awaiting = if publish.qos == QoS::AtLeastOnce {
+                Awaiting::PubAck
+            } else {
+                Awaiting::PubRec
+            };
+            self.inflight.insert(id.get(), awaiting);
+            publish.packet_id = Some(id);
+            Some(id)
+        };
+        self.queue(&Packet::Publish(publish))?;
+        if self.auto_flush || self.wbuf.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(packet_id)
+    }
+
+    /// Publishes and waits until the QoS flow is complete; returns the broker's reason code
+    /// (success for QoS 0 once written).
+    pub async fn publish(&mut self, publish: Publish) -> Result<ReasonCode, ClientError> {
+        let Some(id) = self.send_publish(publish).await? else {
+            self.flush().await?;
+            return Ok(ReasonCode::SUCCESS);
+        };
+        self.flush().await?;
+        loop {
+            if let Some(pos) = self
+                .events
+                .iter()
+                .position(|e| matches!(e, Event::Acked { packet_id, .. } if *packet_id == id))
+            {
+                if let Some(Event::Acked { reason, .. }) = self.events.remove(pos) {
+                    return Ok(reason);
+                }
+            }
+            self.pump().await?;
+        }
+    }
+
+    /// Subscribes to `filters` and waits for the SUBACK; returns its reason codes in order.
+    pub async fn subscribe(
+        &mut self,
+        filters: &[(&str, SubscriptionOptions)],
+        identifier: Option<u32>,
+    ) -> Result<Vec<ReasonCode>, ClientError> {
+        let packet_id = self.allocate_packet_id();
+        self.queue(&Packet::Subscribe(Subscribe {
+            packet_id,
+            properties: SubscribeProperties {
+                subscription_identifier: identifier,
+                ..Default::default()
+            },
+            filters: filters
+                .iter()
+                .map(|(f, o)| (ByteString::from(*f), *o))
+                .collect(),
+        }))?;
+        self.flush().await?;
+        loop {
+            let found = self
+                .events
+                .iter()
+                .position(|e| matches!(e, Event::SubAck(a) if a.packet_id == packet_id));
+            if let Some(Event::SubAck(ack)) = found.and_then(|pos| self.events.remove(pos)) {
+                return Ok(ack.reasons);
+            }
+            self.pump().await?;
+        }
+    }
+
+    /// Unsubscribes and waits for the UNSUBACK; returns its reason codes (empty on 3.x).
+    pub async fn unsubscribe(&mut self, filters: &[&str]) -> Result<Vec<ReasonCode>, ClientError> {
+        let packet_id = self.allocate_packet_id();
+        self.queue(&Packet::Unsubscribe(Unsubscribe {
+            packet_id,
+            user_properties: Vec::new(),
+            filters: filters.iter().map(|f| ByteString::from(*f)).collect(),
+        }))?;
+        self.flush().await?;
+        loop {
+            let found = self
+                .events
+                .iter()
+                .position(|e| matches!(e, Event::UnsubAck(a) if a.packet_id == packet_id));
+            if let Some(Event::UnsubAck(ack)) = found.and_then(|pos| self.events.remove(pos)) {
+                return Ok(ack.reasons);
+            }
+            self.pump().await?;
+        }
+    }
+
+    /// The next event, sending PINGREQ when the keep-alive requires it.
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Ok(event);
+            }
+            self.flush().await?;
+            self.pump().await?;
+        }
+    }
+
+    /// Waits until every outgoing QoS 1/2 message is acknowledged, keeping the other events.
+    pub async fn wait_acknowledged(&mut self) -> Result<(), ClientError> {
+        self.flush().await?;
+        while !self.inflight.is_empty() {
+            self.pump().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends DISCONNECT (normal disconnection) and closes the connection.
+    pub async fn disconnect(self) -> Result<(), ClientError> {
+        self.disconnect_with(Disconnect::default()).await
+    }
+
+    /// Sends the given DISCONNECT and closes the connection.
+    pub async fn disconnect_with(mut self, disconnect: Disconnect) -> Result<(), ClientError> {
+        self.queue(&Packet::Disconnect(disconnect))?;
+        self.flush().await?;
+        self.stream.shutdown().await?;
+        Ok(())
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all_buf(&mut self.wbuf).await?;
+            self.last_sent = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, packet: &Packet) -> Result<(), ClientError> {
+        packet.encode_limited(self.version, self.max_packet_size, &mut self.wbuf)?;
+        Ok(())
+    }
+
+    fn allocate_packet_id(&mut self) -> PacketId {
+        loop {
+            let id = PacketId::new(self.next_packet_id).unwrap_or(PacketId::MIN);
+            self.next_packet_id = id.next().get();
+            if !self.inflight.contains_key(&id.get()) {
+                return id;
+            }
+        }
+    }
+
+    /// Reads at least one packet and handles it, or sends a PINGREQ when the keep-alive is due.
+    async fn pump(&mut self) -> Result<(), ClientError> {
+        // Answers queued by the last packet (PUBREL, PUBACK...) go out before waiting.
+        self.flush().await?;
+        let ping_at = self.keep_alive.map(|ka| self.last_sent + ka);
+        let packet = tokio::select! {
+            packet = self.read_packet() => packet?,
+            () = sleep_until(ping_at) => {
+                if self.ping_outstanding {
+                    return Err(ClientError::Timeout(self.keep_alive.unwrap_or_default()));
+                }
+                self.ping_outstanding = true;
+                self.queue(&Packet::PingReq)?;
+                return self.flush().await;
+            }
+        };
+        self.handle(packet)
+    }
+
+    /// Reads one packet. Cancel safe: bytes read stay in the buffer.
+    async fn read_packet(&mut self) -> Result<Packet, ClientError> {
+        loop {
+            if let Some(packet) = self.decoder.decode(&mut self.rbuf)? {
+                return Ok(packet);
+            }
+            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                return Err(ClientError::Closed(None));
+            }
+        }
+    }
+
+    fn handle(&mut self, packet: Packet) -> Result<(), ClientError> {
+        match packet {
+            Packet::Publish(p) => self.handle_publish(p)?,
+            Packet::PubAck(a) => self.complete(a.packet_id, Awaiting::PubAck, a.reason),
+            Packet::PubRec(a) => {
+                if self.inflight.get(&a.packet_id.get()) == Some(&Awaiting::PubRec) {
+                    if a.reason.is_error() {
+                        self.complete(a.packet_id, Awaiting::PubRec, a.reason);
+                    } else {
+                        self.inflight.insert(a.packet_id.get(), Awaiting::PubComp);
+                        self.queue(&Packet::PubRel(Ack::new(a.packet_id)))?;
+                    }
+                }
+            }
+            Packet::PubComp(a) => self.complete(a.packet_id, Awaiting::PubComp, a.reason),
+            Packet::PubRel(a) => {
+                self.incoming_qos2.remove(&a.packet_id.get());
+                self.queue(&Packet::PubComp(Ack::new(a.packet_id)))?;
+            }
+            Packet::SubAck(a) => self.events.push_back(Event::SubAck(a)),
+            Packet::UnsubAck(a) => self.events.push_back(Event::UnsubAck(a)),
+            Packet::PingResp => self.ping_outstanding = false,
+            Packet::Disconnect(d) => return Err(ClientError::Closed(Some(d.reason))),
+            _ => return Err(ClientError::Protocol("unexpected packet from the broker")),
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, packet_id: PacketId, awaiting: Awaiting, reason: ReasonCode) {
+        if self.inflight.get(&packet_id.get()) == Some(&awaiting) {
+            self.inflight.remove(&packet_id.get());
+            self.events.push_back(Event::Acked { packet_id, reason });
+        }
+    }
+
+    fn handle_publish(&mut self, mut p: Publish) -> Result<(), ClientError> {
+        if let Some(alias) = p.properties.topic_alias {
+            if p.topic.is_empty() {
+                p.topic = self
+                    .inbound_aliases
+                    .get(&alias)
+                    .cloned()
+                    .ok_or(ClientError::Protocol("unknown topic alias from the broker"))?;
+            } else {
+                self.inbound_aliases.insert(alias, p.topic.clone());
+            }
+        }
+        match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.queue(&Packet::PubAck(Ack::new(id)))?,
+            (QoS::ExactlyOnce, Some(id)) => {
+                self.queue(&Packet::PubRec(Ack::new(id)))?;
+                if !self.incoming_qos2.insert(id.get()) {
+                    return Ok(()); // a resend before PUBREL: delivered already
+                }
+            }
+            _ => {}
+        }
+        self.events.push_back(Event::Message(p));
+        Ok(())
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn open(options: &ConnectOptions) -> Result<TcpStream, ClientError> {
+    let addrs = tokio::net::lookup_host((options.host.as_str(), options.port)).await?;
+    let mut last = None;
+    for addr in addrs {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(local) = options.local_addr {
+            socket.bind(std::net::SocketAddr::new(local, 0))?;
+        }
+        match socket.connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(
+        || {
+            ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "host not found",
+            ))
+        },
+        ClientError::Io,
+    ))
+}

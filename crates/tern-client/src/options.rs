@@ -1,0 +1,116 @@
+//! What to connect to and how.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tern_codec::{ByteString, Connect, ConnectProperties, LastWill, ProtocolVersion};
+
+/// Everything [`crate::Client::connect`] needs.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Local address to connect from (several 127.0.0.x addresses get past one address's
+    /// ephemeral ports).
+    pub local_addr: Option<IpAddr>,
+    /// Protocol version.
+    pub version: ProtocolVersion,
+    /// Client identifier; empty asks the broker to assign one.
+    pub client_id: String,
+    /// Clean Start (5.0) / Clean Session (3.x).
+    pub clean_start: bool,
+    /// Keep Alive in seconds; 0 turns it off.
+    pub keep_alive: u16,
+    /// MQTT 5 Session Expiry Interval.
+    pub session_expiry: Option<u32>,
+    /// MQTT 5 Receive Maximum announced to the broker.
+    pub receive_maximum: Option<u16>,
+    /// User Name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<Bytes>,
+    /// Will.
+    pub will: Option<LastWill>,
+    /// MQTT 5 User Properties of CONNECT.
+    pub user_properties: Vec<(String, String)>,
+    /// How long to wait for the TCP connection and the CONNACK.
+    pub connect_timeout: Duration,
+}
+
+impl ConnectOptions {
+    /// Options for `host:port` with the given client id and version, clean start, keep-alive
+    /// 60 s and a 10 s connect timeout.
+    #[must_use]
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        client_id: impl Into<String>,
+        version: ProtocolVersion,
+    ) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            local_addr: None,
+            version,
+            client_id: client_id.into(),
+            clean_start: true,
+            keep_alive: 60,
+            session_expiry: None,
+            receive_maximum: None,
+            username: None,
+            password: None,
+            will: None,
+            user_properties: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Options for a socket address.
+    #[must_use]
+    pub fn to_addr(
+        addr: SocketAddr,
+        client_id: impl Into<String>,
+        version: ProtocolVersion,
+    ) -> Self {
+        Self::new(addr.ip().to_string(), addr.port(), client_id, version)
+    }
+
+    /// The CONNECT packet these options describe.
+    #[must_use]
+    pub fn connect_packet(&self) -> Connect {
+        let v5 = self.version.is_v5();
+        let properties = if v5 {
+            ConnectProperties {
+                session_expiry_interval: self.session_expiry,
+                receive_maximum: self.receive_maximum,
+                user_properties: self
+                    .user_properties
+                    .iter()
+                    .map(|(k, v)| (ByteString::from(k.as_str()), ByteString::from(v.as_str())))
+                    .collect(),
+                ..ConnectProperties::default()
+            }
+        } else {
+            ConnectProperties::default()
+        };
+        let mut will = self.will.clone();
+        if !v5 {
+            if let Some(w) = &mut will {
+                w.properties = Default::default();
+            }
+        }
+        Connect {
+            protocol: self.version,
+            clean_start: self.clean_start,
+            keep_alive: self.keep_alive,
+            properties,
+            client_id: ByteString::from(self.client_id.as_str()),
+            will,
+            username: self.username.as_deref().map(ByteString::from),
+            password: self.password.clone(),
+        }
+    }
+}
