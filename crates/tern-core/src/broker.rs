@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tern_codec::{ByteString, PublishProperties, QoS, RetainHandling, SubscriptionOptions};
 
 use crate::BrokerConfig;
+use crate::acl::{Access, Identity};
 use crate::message::Message;
 use crate::metrics::{DropReason, Metrics, inc};
 use crate::retained::RetainedStore;
@@ -300,11 +301,22 @@ impl Broker {
         self.enqueue(&first.session, delivery);
     }
 
+    /// Queues a delivery for a session, if the session may read its topic (checked here, when
+    /// the message is routed to the session, for every kind of delivery: routed, retained, will).
     fn enqueue(&self, session: &Session, delivery: Delivery) {
         let cfg = &self.inner.config;
         let mut st = session.lock();
         if st.ended {
             return;
+        }
+        if let Some(acl) = &cfg.acl {
+            let who = Identity {
+                client_id: &session.client_id,
+                username: st.username.as_deref(),
+            };
+            if !acl.allows(Access::Read, who, &delivery.message.topic) {
+                return;
+            }
         }
         if st.link.is_none() && delivery.qos == QoS::AtMostOnce && !cfg.queue_qos0_messages {
             self.inner.metrics.record_drop(DropReason::Offline);
@@ -342,6 +354,15 @@ impl Broker {
         }
     }
 
+    /// A client id for a client that sent none, unused at the time of the call. Assigned before
+    /// [`Broker::attach`] so that checks that depend on the id (ACL patterns with `%c`) can be
+    /// made before the session is touched; the id is unguessable, so no other client can take
+    /// it in between.
+    pub(crate) fn fresh_client_id(&self) -> ByteString {
+        let sessions = lock(&self.inner.sessions);
+        self.assign_client_id(&sessions)
+    }
+
     fn assign_client_id(&self, sessions: &HashMap<ByteString, Arc<Session>>) -> ByteString {
         loop {
             let n = self.inner.generation.fetch_add(1, Ordering::Relaxed);
@@ -356,12 +377,15 @@ impl Broker {
         }
     }
 
-    /// Attaches a new connection to the session of `client_id` (assigning an id if `None`),
+    /// Attaches a new connection to the session of `client_id`,
     /// taking over any connection attached to it (MQTT-3.1.4-2, MQTT-3.1.4-3) and applying
-    /// Clean Start (MQTT-3.1.2-4..6).
+    /// Clean Start (MQTT-3.1.2-4..6). `username` is the connection's user name, which the
+    /// session keeps for the access checks of its deliveries.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn attach(
         &self,
-        client_id: Option<ByteString>,
+        client_id: ByteString,
+        username: Option<ByteString>,
         clean_start: bool,
         expiry_interval: u32,
         link: Link,
@@ -372,10 +396,6 @@ impl Broker {
         let mut replaced_live = false;
         let attached = {
             let mut sessions = lock(&self.inner.sessions);
-            let client_id = match client_id {
-                Some(id) => id,
-                None => self.assign_client_id(&sessions),
-            };
             let existing = sessions.get(&client_id).cloned();
             let resumed = existing.and_then(|session| {
                 let mut st = session.lock();
@@ -418,6 +438,7 @@ impl Broker {
                 st.disconnected_at = None;
                 st.expiry_interval = expiry_interval;
                 st.will = will;
+                st.username = username;
                 session.set_online(true);
             }
             Attached {

@@ -1,8 +1,11 @@
 //! The limits and options the broker logic needs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tern_codec::QoS;
+
+use crate::Acl;
 
 /// Broker-wide settings used by the protocol logic. Defaults are those of a broker with no
 /// configuration file; each field names the Mosquitto directive it corresponds to, if any.
@@ -44,6 +47,9 @@ pub struct BrokerConfig {
     pub auto_id_prefix: String,
     /// How long a connection may stay open without sending CONNECT.
     pub connect_timeout: Duration,
+    /// Access rules (`acl_file`). `None` allows everything; with rules, a client may do only
+    /// what they grant.
+    pub acl: Option<Arc<Acl>>,
 }
 
 /// Per-listener settings the protocol logic needs.
@@ -79,6 +85,7 @@ impl Default for BrokerConfig {
             allow_zero_length_clientid: true,
             auto_id_prefix: "auto-".to_owned(),
             connect_timeout: Duration::from_secs(10),
+            acl: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use tern_codec::{
 };
 
 use crate::ListenerPolicy;
+use crate::acl::{Access, Identity};
 use crate::broker::{Broker, Wake, WillSpec};
 use crate::message::Message;
 use crate::metrics::{DropReason, inc};
@@ -71,6 +72,8 @@ pub struct Connection {
     keep_alive: Option<Duration>,
     session: Option<Arc<Session>>,
     client_id: ByteString,
+    /// The user name from CONNECT, for access checks.
+    username: Option<ByteString>,
     /// Session Expiry Interval granted at CONNECT (for the DISCONNECT rule of §3.14.2.2.2).
     connect_session_expiry: u32,
     /// How many QoS 1/2 deliveries may be unacknowledged: min(client Receive Maximum, ours).
@@ -101,6 +104,7 @@ impl Connection {
             keep_alive: None,
             session: None,
             client_id: ByteString::new(),
+            username: None,
             connect_session_expiry: 0,
             send_window: 0,
             client_max_packet_size: u32::MAX,
@@ -301,7 +305,8 @@ impl Connection {
                 ReasonCode::BAD_USER_NAME_OR_PASSWORD
             });
         }
-        let client_id = if c.client_id.is_empty() {
+        let assigned = c.client_id.is_empty();
+        let client_id = if assigned {
             let allowed = match c.protocol {
                 // 3.1 has no assigned client ids (§3.1-clientid).
                 ProtocolVersion::V31 => false,
@@ -312,10 +317,12 @@ impl Connection {
             if !allowed {
                 return self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
             }
-            None
+            // Assigned now: the Will's access check below may depend on it (`%c`).
+            self.broker.fresh_client_id()
         } else {
-            Some(c.client_id.clone())
+            c.client_id.clone()
         };
+        self.username = c.username.clone();
         if let Some(w) = &c.will {
             if w.qos > cfg.max_qos {
                 return self.refuse(ReasonCode::QOS_NOT_SUPPORTED); // MQTT-3.2.2-12
@@ -328,6 +335,10 @@ impl Connection {
             }
             if topic_levels(&w.topic) > cfg.max_topic_levels {
                 return self.refuse(ReasonCode::TOPIC_NAME_INVALID);
+            }
+            // The Will is published on the client's behalf: it needs write access to its topic.
+            if !self.acl_allows(Access::Write, &client_id, &w.topic) {
+                return self.refuse(ReasonCode::NOT_AUTHORIZED);
             }
         }
 
@@ -373,14 +384,19 @@ impl Connection {
             generation: self.generation,
             waker: self.waker.clone(),
         };
-        let assigned = client_id.is_none();
         let mut will = will;
-        if let (Some(w), Some(id)) = (&mut will, &client_id) {
-            w.publisher = id.clone();
+        if let Some(w) = &mut will {
+            w.publisher = client_id.clone();
         }
-        let attached = self
-            .broker
-            .attach(client_id, c.clean_start, expiry, link, will, now);
+        let attached = self.broker.attach(
+            client_id,
+            self.username.clone(),
+            c.clean_start,
+            expiry,
+            link,
+            will,
+            now,
+        );
         self.client_id = attached.client_id.clone();
         self.session = Some(attached.session);
 
@@ -446,6 +462,28 @@ impl Connection {
             d.properties.reason_string = why.map(ByteString::from);
             self.control.push_back(Packet::Disconnect(d));
         }
+    }
+
+    /// Whether the ACL, if there is one, lets this client read or write `topic`.
+    fn acl_allows(&self, access: Access, client_id: &str, topic: &str) -> bool {
+        self.broker.config().acl.as_ref().is_none_or(|acl| {
+            let who = Identity {
+                client_id,
+                username: self.username.as_deref(),
+            };
+            acl.allows(access, who, topic)
+        })
+    }
+
+    /// Whether the ACL, if there is one, lets this client subscribe to `filter`.
+    fn acl_allows_subscribe(&self, filter: &str) -> bool {
+        self.broker.config().acl.as_ref().is_none_or(|acl| {
+            let who = Identity {
+                client_id: &self.client_id,
+                username: self.username.as_deref(),
+            };
+            acl.allows_subscribe(who, filter)
+        })
     }
 
     fn detach(&mut self, publish_will: bool, now: Instant) {
@@ -542,8 +580,15 @@ impl Connection {
             }
         }
 
-        let reason = if is_sys_topic(&p.topic) {
+        let refused = if is_sys_topic(&p.topic) {
             // Clients may not publish into the broker's own tree.
+            Some("publishing to $SYS is not allowed")
+        } else if !self.acl_allows(Access::Write, &self.client_id, &p.topic) {
+            Some("not authorized to publish to this topic")
+        } else {
+            None
+        };
+        let reason = if refused.is_some() {
             metrics.record_drop(DropReason::NotAuthorized);
             ReasonCode::NOT_AUTHORIZED
         } else {
@@ -572,8 +617,8 @@ impl Connection {
         };
         let ack = |id| {
             let mut ack = Ack::with_reason(id, reason);
-            if reason == ReasonCode::NOT_AUTHORIZED && self.request_problem_information {
-                ack.properties.reason_string = Some("publishing to $SYS is not allowed".into());
+            if reason.is_error() && self.request_problem_information {
+                ack.properties.reason_string = refused.map(ByteString::from);
             }
             ack
         };
@@ -670,6 +715,14 @@ impl Connection {
                     "[MQTT-3.8.3-4] No Local on a shared subscription",
                     now,
                 );
+            }
+            if !self.acl_allows_subscribe(&filter) {
+                reasons.push(if v5 {
+                    ReasonCode::NOT_AUTHORIZED
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR // 0x80, Failure
+                });
+                continue;
             }
             options.qos = options.qos.min(cfg.max_qos);
             let Some(existed) = self

@@ -8,6 +8,7 @@
 //! Nothing here blocks on IO. Locks are `std::sync` locks held for short sections, never across
 //! anything that waits; lock order is always subscription index → session (see `broker`).
 
+mod acl;
 mod broker;
 mod config;
 mod connection;
@@ -19,6 +20,7 @@ mod subscriptions;
 mod timers;
 mod topic;
 
+pub use acl::{Access, Acl, AclDiagnostic, Identity};
 pub use broker::{Broker, Wake};
 pub use config::{BrokerConfig, ListenerPolicy};
 pub use connection::{Connection, ConnectionInfo};

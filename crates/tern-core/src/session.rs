@@ -121,6 +121,8 @@ pub(crate) struct SessionState {
     /// The Will of the attached (or last) connection, until published or discarded.
     /// Boxed: most sessions have none, and it is large.
     pub(crate) will: Option<Box<WillSpec>>,
+    /// The user name of the attached (or last) connection, for the read check on delivery.
+    pub(crate) username: Option<ByteString>,
 }
 
 impl SessionState {
@@ -137,6 +139,7 @@ impl SessionState {
             expiry_interval,
             disconnected_at: None,
             will: None,
+            username: None,
         }
     }
 

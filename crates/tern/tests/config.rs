@@ -345,7 +345,7 @@ fn toml_unknown_keys_in_every_section() {
     assert_eq!(
         toml_err("allow_anonymous = true\nallow_anonymus = false\n"),
         "tern.toml:2: `allow_anonymus`: unknown key, expected one of `allow_anonymous`, \
-         `sys_interval`, `log`, `listeners`, `mqtt`"
+         `sys_interval`, `acl_file`, `log`, `listeners`, `mqtt`"
     );
     assert_eq!(
         toml_err("[log]\nlevel = \"info\"\nfile = \"/var/log/tern.log\"\n"),
@@ -372,7 +372,7 @@ fn toml_unknown_keys_in_every_section() {
     assert_eq!(
         toml_err("[tls]\ncertfile = \"x\"\n"),
         "tern.toml:1: `tls`: unknown key, expected one of `allow_anonymous`, `sys_interval`, \
-         `log`, `listeners`, `mqtt`"
+         `acl_file`, `log`, `listeners`, `mqtt`"
     );
     assert_eq!(
         toml_err("mqtt.max_qos = 1\nmqtt.maxqos = 2\n"),
@@ -1396,15 +1396,14 @@ fn mosquitto_log_options() {
 fn mosquitto_security_directives_are_errors() {
     let tls = "TLS is not supported yet; Tern refuses to start rather than accept unencrypted \
                connections where this file asks for TLS";
-    let auth = "password and ACL files are not supported yet; Tern refuses to start rather than \
-                let in clients this file would refuse";
+    let auth = "password files are not supported yet; Tern refuses to start rather than let in \
+                clients this file would refuse";
     let plugins = "plugins are not supported yet; Tern refuses to start rather than run without \
                    the checks the plugin would make";
     let client_ids = "not supported yet; Tern refuses to start rather than accept client ids \
                       this directive would refuse";
     let cases = [
         ("password_file /etc/mosquitto/passwd", auth),
-        ("acl_file /etc/mosquitto/acl", auth),
         ("certfile /c.pem", tls),
         ("keyfile /k.pem", tls),
         ("cafile /ca.pem", tls),

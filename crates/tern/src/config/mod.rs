@@ -8,9 +8,10 @@ mod toml_format;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tern_core::BrokerConfig;
+use tern_core::{Acl, AclDiagnostic, BrokerConfig};
 
 pub use duration::parse_duration;
 
@@ -30,6 +31,9 @@ pub struct Config {
     pub allow_anonymous: Option<bool>,
     /// How often `$SYS` topics are published; zero disables them (`sys_interval`).
     pub sys_interval: Duration,
+    /// The ACL file (`acl_file`), already read into `broker.acl`; kept to name it in messages
+    /// (and, later, to read it again on reload).
+    pub acl_file: Option<PathBuf>,
     /// Logging.
     pub log: LogConfig,
     /// Where the configuration came from, for messages.
@@ -46,6 +50,7 @@ impl Default for Config {
             broker: BrokerConfig::default(),
             allow_anonymous: None,
             sys_interval: Duration::from_secs(10),
+            acl_file: None,
             log: LogConfig::default(),
             source: None,
             warnings: Vec::new(),
@@ -122,6 +127,36 @@ impl ConfigError {
             message: message.into(),
         }
     }
+}
+
+/// `path` as written in `file`: a relative path is relative to the directory of `file`, so that
+/// the result does not depend on where Tern is started from.
+pub(crate) fn relative_to(file: &Path, path: &Path) -> PathBuf {
+    match file.parent() {
+        Some(parent) if path.is_relative() => parent.join(path),
+        _ => path.to_owned(),
+    }
+}
+
+/// Reads and parses an ACL file (Mosquitto's `acl_file` format). A file that cannot be read is
+/// reported by `unreadable`, located at the setting that names it; errors and warnings about its
+/// contents name the ACL file and its line. Warnings are appended to `warnings`.
+pub(crate) fn load_acl(
+    path: &Path,
+    warnings: &mut Vec<String>,
+    unreadable: impl FnOnce(String) -> ConfigError,
+) -> Result<Arc<Acl>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| unreadable(format!("cannot read `{}`: {e}", path.display())))?;
+    let located = |d: AclDiagnostic| ConfigError {
+        file: path.to_owned(),
+        line: d.line,
+        key: d.keyword,
+        message: d.message,
+    };
+    let (acl, notes) = Acl::parse(&text).map_err(located)?;
+    warnings.extend(notes.into_iter().map(|d| located(d).to_string()));
+    Ok(Arc::new(acl))
 }
 
 /// An IP address family, for `socket_domain`.

@@ -18,7 +18,10 @@ use std::time::Duration;
 use tern_codec::{MAX_PACKET_SIZE, QoS};
 
 use super::duration::parse_mosquitto_duration;
-use super::{Config, ConfigError, Family, ListenerConfig, MIN_PACKET_SIZE, resolve_host};
+use super::{
+    Config, ConfigError, Family, ListenerConfig, MIN_PACKET_SIZE, load_acl, relative_to,
+    resolve_host,
+};
 
 /// Mosquitto's default port, used by the default listener when only `bind_address` is given.
 const DEFAULT_PORT: u16 = 1883;
@@ -272,6 +275,8 @@ struct Reader {
     /// `max_qos`/`max_topic_alias` lines inside a listener section: listener options in
     /// Mosquitto, broker-wide in Tern. Worth a warning when there are several listeners.
     broker_wide_in_listener: Vec<Location>,
+    /// The `acl_file` line, once seen.
+    acl_file_at: Option<Location>,
 }
 
 impl Reader {
@@ -532,6 +537,10 @@ impl Reader {
                 None
             }
             "log_dest" => log_dest(d)?,
+            "acl_file" => {
+                self.acl_file(d)?;
+                None
+            }
             "per_listener_settings" => {
                 if d.bool()? {
                     return Err(d.error("per-listener security settings are not supported yet"));
@@ -540,7 +549,8 @@ impl Reader {
             }
             // Tern always sets TCP_NODELAY.
             "set_tcp_nodelay" => d.bool().map(|_| None)?,
-            // Tern has no ACLs yet, so there is nothing to re-check (acl_file is an error).
+            // ACLs do not change while Tern runs (there is no reload yet), so the publisher of a
+            // retained message still has the write access it was checked for.
             "check_retain_source" => d.bool().map(|_| None)?,
             "persistence" | "retained_persistence" => d.bool()?.then_some(PERSISTENCE),
             "upgrade_outgoing_qos" => d.bool()?.then_some(
@@ -559,6 +569,25 @@ impl Reader {
         Ok(true)
     }
 
+    /// `acl_file PATH`: reads and parses the ACL file now, so that its errors stop the start.
+    /// A relative path is relative to the directory of the file that names it (Mosquitto: to
+    /// the current directory). Only one `acl_file` is allowed, as in Mosquitto.
+    fn acl_file(&mut self, d: &Directive<'_>) -> Result<(), ConfigError> {
+        if let Some(first) = &self.acl_file_at {
+            return Err(d.error(format!(
+                "already set at {}:{}; there can be only one ACL file",
+                first.file.display(),
+                first.line
+            )));
+        }
+        let path = relative_to(d.file, Path::new(d.text()?));
+        let acl = load_acl(&path, &mut self.config.warnings, |m| d.error(m))?;
+        self.config.broker.acl = Some(acl);
+        self.config.acl_file = Some(path);
+        self.acl_file_at = Some(d.location());
+        Ok(())
+    }
+
     /// `include_dir DIR`: reads `DIR/*.conf` in Mosquitto's order. A relative `DIR` is relative
     /// to the directory of the file that names it, so that the result does not depend on where
     /// Tern is started from.
@@ -569,11 +598,7 @@ impl Reader {
             self.config.warnings.push(d.warning(message));
             return Ok(());
         }
-        let dir = Path::new(d.text()?);
-        let dir = match d.file.parent() {
-            Some(parent) if dir.is_relative() => parent.join(dir),
-            _ => dir.to_owned(),
-        };
+        let dir = relative_to(d.file, Path::new(d.text()?));
         let files = conf_files(&dir).map_err(|e| {
             d.error(format!(
                 "cannot read the directory `{}`: {e}",
@@ -758,8 +783,8 @@ const PERSISTENCE: &str =
 
 const TLS: &str = "TLS is not supported yet; Tern refuses to start rather than accept \
                    unencrypted connections where this file asks for TLS";
-const AUTH_FILES: &str = "password and ACL files are not supported yet; Tern refuses to start \
-                          rather than let in clients this file would refuse";
+const PASSWORD_FILE: &str = "password files are not supported yet; Tern refuses to start rather \
+                             than let in clients this file would refuse";
 const PLUGINS: &str = "plugins are not supported yet; Tern refuses to start rather than run \
                        without the checks the plugin would make";
 const CLIENT_IDS: &str = "not supported yet; Tern refuses to start rather than accept client \
@@ -795,7 +820,7 @@ const BRIDGE_DIRECTIVES: &[&str] = &[
 fn unsupported(name: &str) -> Option<Unsupported> {
     use Unsupported::{Error, Warning};
     let status = match name {
-        "password_file" | "acl_file" => Error(AUTH_FILES),
+        "password_file" => Error(PASSWORD_FILE),
         "certfile"
         | "keyfile"
         | "cafile"

@@ -20,7 +20,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    Config, ConfigError, ListenerConfig, LogConfig, MIN_PACKET_SIZE, parse_duration, resolve_host,
+    Config, ConfigError, ListenerConfig, LogConfig, MIN_PACKET_SIZE, load_acl, parse_duration,
+    relative_to, resolve_host,
 };
 
 /// Parses and validates a TOML configuration.
@@ -41,6 +42,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 struct RawConfig {
     allow_anonymous: Option<bool>,
     sys_interval: Option<Spanned<DurationValue>>,
+    acl_file: Option<Spanned<String>>,
     log: Option<Table<RawLog>>,
     listeners: Option<Vec<Table<RawListener>>>,
     mqtt: Option<Table<RawMqtt>>,
@@ -209,6 +211,13 @@ impl RawConfig {
         if let Some(Table(mqtt)) = self.mqtt {
             mqtt.apply_limits(doc, &mut config.broker)?;
             mqtt.apply_options(doc, &mut config.broker)?;
+        }
+        if let Some(v) = &self.acl_file {
+            // Relative to the directory of this file.
+            let path = relative_to(doc.path, Path::new(v.get_ref()));
+            let acl = load_acl(&path, &mut config.warnings, |m| doc.error(v, "acl_file", m))?;
+            config.broker.acl = Some(acl);
+            config.acl_file = Some(path);
         }
         Ok(config)
     }
