@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tern_codec::{
-    Ack, ByteString, ConnAck, Decoder, Disconnect, Packet, PacketId, ProtocolVersion, Publish, QoS,
-    ReasonCode, SubAck, Subscribe, SubscribeProperties, SubscriptionOptions, UnsubAck, Unsubscribe,
+    Ack, ByteString, ConnAck, Decoder, Disconnect, Packet, PacketId, ProtocolVersion, Publish,
+    PublishView, QoS, ReasonCode, SubAck, Subscribe, SubscribeProperties, SubscriptionOptions,
+    UnsubAck, Unsubscribe,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -148,27 +149,37 @@ impl Client {
     /// [`Event::Acked`].
     pub async fn send_publish(
         &mut self,
-        mut publish: Publish,
+        publish: Publish,
     ) -> Result<Option<PacketId>, ClientError> {
-        let packet_id = if publish.qos == QoS::AtMostOnce {
-            publish.packet_id = None;
+        self.send_publish_view(publish.view()).await
+    }
+
+    /// Like [`Client::send_publish`] for a borrowed message: the topic and payload are encoded
+    /// straight into the write buffer, so a load generator allocates nothing per message. The
+    /// view's packet identifier is ignored (the client allocates one for QoS 1/2).
+    pub async fn send_publish_view(
+        &mut self,
+        mut view: PublishView<'_>,
+    ) -> Result<Option<PacketId>, ClientError> {
+        let packet_id = if view.qos == QoS::AtMostOnce {
             None
         } else {
             while self.inflight.len() >= self.send_window {
                 self.flush().await?;
                 self.pump().await?;
             }
-            let id = self.allocate_packet_id();
-            let awaiting = if publish.qos == QoS::AtLeastOnce {
+            Some(self.allocate_packet_id())
+        };
+        view.packet_id = packet_id;
+        view.encode(self.version, self.max_packet_size, &mut self.wbuf)?;
+        if let Some(id) = packet_id {
+            let awaiting = if view.qos == QoS::AtLeastOnce {
                 Awaiting::PubAck
             } else {
                 Awaiting::PubRec
             };
             self.inflight.insert(id.get(), awaiting);
-            publish.packet_id = Some(id);
-            Some(id)
-        };
-        self.queue(&Packet::Publish(publish))?;
+        }
         if self.auto_flush || self.wbuf.len() >= FLUSH_AT {
             self.flush().await?;
         }
@@ -203,13 +214,25 @@ impl Client {
         filters: &[(&str, SubscriptionOptions)],
         identifier: Option<u32>,
     ) -> Result<Vec<ReasonCode>, ClientError> {
+        let properties = SubscribeProperties {
+            subscription_identifier: identifier,
+            ..Default::default()
+        };
+        Ok(self.subscribe_with(filters, properties).await?.reasons)
+    }
+
+    /// Subscribes to `filters` with the given SUBSCRIBE properties (MQTT 5; ignored on 3.x) and
+    /// waits for the SUBACK, returned whole: its packet identifier, reason codes in order and
+    /// properties.
+    pub async fn subscribe_with(
+        &mut self,
+        filters: &[(&str, SubscriptionOptions)],
+        properties: SubscribeProperties,
+    ) -> Result<SubAck, ClientError> {
         let packet_id = self.allocate_packet_id();
         self.queue(&Packet::Subscribe(Subscribe {
             packet_id,
-            properties: SubscribeProperties {
-                subscription_identifier: identifier,
-                ..Default::default()
-            },
+            properties,
             filters: filters
                 .iter()
                 .map(|(f, o)| (ByteString::from(*f), *o))
@@ -222,7 +245,7 @@ impl Client {
                 .iter()
                 .position(|e| matches!(e, Event::SubAck(a) if a.packet_id == packet_id));
             if let Some(Event::SubAck(ack)) = found.and_then(|pos| self.events.remove(pos)) {
-                return Ok(ack.reasons);
+                return Ok(ack);
             }
             self.pump().await?;
         }
@@ -258,6 +281,13 @@ impl Client {
             self.flush().await?;
             self.pump().await?;
         }
+    }
+
+    /// The next event already received, without waiting or any I/O: lets a caller that is
+    /// busy sending collect the acknowledgements that [`Client::send_publish`] read while it
+    /// waited for room in the in-flight window.
+    pub fn take_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
     /// Waits until every outgoing QoS 1/2 message is acknowledged, keeping the other events.
@@ -306,23 +336,43 @@ impl Client {
         }
     }
 
-    /// Reads at least one packet and handles it, or sends a PINGREQ when the keep-alive is due.
+    /// Reads at least one packet and handles it, with every other complete packet already
+    /// buffered (so that the acknowledgements they call for go out in one write), or sends a
+    /// PINGREQ when the keep-alive is due.
     async fn pump(&mut self) -> Result<(), ClientError> {
         // Answers queued by the last packet (PUBREL, PUBACK...) go out before waiting.
         self.flush().await?;
-        let ping_at = self.keep_alive.map(|ka| self.last_sent + ka);
-        let packet = tokio::select! {
-            packet = self.read_packet() => packet?,
-            () = sleep_until(ping_at) => {
-                if self.ping_outstanding {
-                    return Err(ClientError::Timeout(self.keep_alive.unwrap_or_default()));
-                }
-                self.ping_outstanding = true;
-                self.queue(&Packet::PingReq)?;
-                return self.flush().await;
+        loop {
+            if self.handle_buffered()? {
+                return Ok(());
             }
-        };
-        self.handle(packet)
+            let ping_at = self.keep_alive.map(|ka| self.last_sent + ka);
+            tokio::select! {
+                read = self.stream.read_buf(&mut self.rbuf) => {
+                    if read? == 0 {
+                        return Err(ClientError::Closed(None));
+                    }
+                }
+                () = sleep_until(ping_at) => {
+                    if self.ping_outstanding {
+                        return Err(ClientError::Timeout(self.keep_alive.unwrap_or_default()));
+                    }
+                    self.ping_outstanding = true;
+                    self.queue(&Packet::PingReq)?;
+                    return self.flush().await;
+                }
+            }
+        }
+    }
+
+    /// Handles every complete packet in the read buffer; `false` if there was none.
+    fn handle_buffered(&mut self) -> Result<bool, ClientError> {
+        let mut any = false;
+        while let Some(packet) = self.decoder.decode(&mut self.rbuf)? {
+            any = true;
+            self.handle(packet)?;
+        }
+        Ok(any)
     }
 
     /// Reads one packet. Cancel safe: bytes read stay in the buffer.

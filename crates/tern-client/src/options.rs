@@ -28,6 +28,15 @@ pub struct ConnectOptions {
     pub session_expiry: Option<u32>,
     /// MQTT 5 Receive Maximum announced to the broker.
     pub receive_maximum: Option<u16>,
+    /// MQTT 5 Maximum Packet Size announced to the broker.
+    pub maximum_packet_size: Option<u32>,
+    /// MQTT 5 Topic Alias Maximum announced to the broker (the client resolves incoming
+    /// aliases).
+    pub topic_alias_maximum: Option<u16>,
+    /// MQTT 5 Request Response Information.
+    pub request_response_information: Option<bool>,
+    /// MQTT 5 Request Problem Information.
+    pub request_problem_information: Option<bool>,
     /// User Name.
     pub username: Option<String>,
     /// Password.
@@ -60,6 +69,10 @@ impl ConnectOptions {
             keep_alive: 60,
             session_expiry: None,
             receive_maximum: None,
+            maximum_packet_size: None,
+            topic_alias_maximum: None,
+            request_response_information: None,
+            request_problem_information: None,
             username: None,
             password: None,
             will: None,
@@ -86,6 +99,10 @@ impl ConnectOptions {
             ConnectProperties {
                 session_expiry_interval: self.session_expiry,
                 receive_maximum: self.receive_maximum,
+                maximum_packet_size: self.maximum_packet_size,
+                topic_alias_maximum: self.topic_alias_maximum,
+                request_response_information: self.request_response_information,
+                request_problem_information: self.request_problem_information,
                 user_properties: self
                     .user_properties
                     .iter()

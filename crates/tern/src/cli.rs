@@ -44,6 +44,12 @@ enum Command {
         /// The file to check (TOML or mosquitto.conf).
         file: PathBuf,
     },
+    /// Publish messages, with mosquitto_pub's flags.
+    Pub(crate::tools::PubArgs),
+    /// Subscribe and print messages, with mosquitto_sub's flags.
+    Sub(crate::tools::SubArgs),
+    /// Generate load and measure: connections, throughput, loss, latency.
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 #[derive(Debug, Args, Default)]
@@ -75,6 +81,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Pub(args)) => crate::tools::run_pub(args),
+        Some(Command::Sub(args)) => crate::tools::run_sub(args),
+        Some(Command::Bench(args)) => crate::bench::run(*args),
         None => serve(ServeArgs {
             config: cli.config,
             ..ServeArgs::default()

@@ -4,8 +4,10 @@
 //! tasks, configuration files, logging, signals and the command line. The protocol logic lives
 //! in `tern-core` and the wire format in `tern-codec`.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 mod connection;
 mod logging;
 pub mod server;
+pub mod tools;

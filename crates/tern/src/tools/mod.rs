@@ -1,0 +1,32 @@
+//! `tern pub` and `tern sub`: command-line clients with Mosquitto's flags, on `tern-client`.
+//!
+//! Module map: `common` (connection flags, CONNECT, errors in words, exit statuses, signals),
+//! `properties` (`-D COMMAND IDENTIFIER VALUE`), `publish` (`tern pub`), `subscribe`
+//! (`tern sub`), `format` (`-v`, `-F` output).
+//!
+//! Exit statuses, as Mosquitto's clients: 0 on success; the CONNACK code when the broker
+//! refuses the connection (the MQTT 3.x return code, or the MQTT 5 reason code such as 135
+//! for Not authorized); 27 when `tern sub -W` expires; 1 for every other failure (nothing
+//! listening, connection lost, a message or every subscription refused); 2 for bad flags.
+
+mod common;
+mod format;
+mod properties;
+mod publish;
+mod subscribe;
+
+pub use publish::{PubArgs, run as run_pub};
+pub use subscribe::{SubArgs, run as run_sub};
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, Command};
+
+    use super::{PubArgs, SubArgs};
+
+    #[test]
+    fn flags_are_consistent() {
+        PubArgs::augment_args(Command::new("pub")).debug_assert();
+        SubArgs::augment_args(Command::new("sub")).debug_assert();
+    }
+}

@@ -1,0 +1,578 @@
+//! `tern bench` against the real broker, in a short smoke mode: few clients, a few hundred
+//! messages, each run bounded to a few seconds. Checks that the counting is exact (received =
+//! expected, no loss and no duplicates on an unloaded broker), that `--json` has the documented
+//! fields, that a dropped connection shows up as loss, and the exit statuses.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{RawClient, Tern, V5};
+use serde_json::Value;
+use tern_codec::QoS;
+
+/// How long one bench run may take before the test fails (runs bound themselves much lower).
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// The result of one `tern bench` run.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        assert_eq!(self.code, 0, "bench failed: {}", self.stderr);
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// `tern bench ARGS... --port PORT --quiet`, bounded by [`RUN_LIMIT`].
+async fn bench(addr: SocketAddr, args: &[&str]) -> Run {
+    let mut full: Vec<String> = vec!["bench".into()];
+    full.extend(args.iter().map(|a| (*a).to_owned()));
+    full.extend(["--port".into(), addr.port().to_string(), "--quiet".into()]);
+    run_tern(full).await
+}
+
+async fn run_tern(args: Vec<String>) -> Run {
+    let child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tern bench");
+    let pid = child.id();
+    let waited = tokio::time::timeout(
+        RUN_LIMIT,
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await;
+    let output = match waited {
+        Ok(joined) => joined.expect("join").expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("tern {args:?} did not finish within {RUN_LIMIT:?}");
+        }
+    };
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn u(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("`{key}` is not an unsigned integer in {v}"))
+}
+
+/// Asserts the exact accounting of a run with no loss.
+fn assert_exact(v: &Value, sent: u64, expected: u64) {
+    assert_eq!(u(v, "sent"), sent, "{v}");
+    assert_eq!(u(v, "expected"), expected, "{v}");
+    assert_eq!(u(v, "received"), expected, "{v}");
+    assert_eq!(u(v, "lost"), 0, "{v}");
+    assert_eq!(u(v, "duplicates"), 0, "{v}");
+    assert_eq!(u(v, "out_of_order"), 0, "{v}");
+    assert_eq!(u(v, "unexpected"), 0, "{v}");
+    assert_eq!(u(v, "malformed"), 0, "{v}");
+    assert_eq!(u(v, "errors"), 0, "{v}");
+    if u(v, "qos") > 0 {
+        assert_eq!(u(v, "acked"), sent, "{v}");
+        assert_eq!(u(v, "unacked"), 0, "{v}");
+    }
+    assert_eq!(v["passed"], Value::Bool(true), "{v}");
+    assert_eq!(v["hit_time_limit"], Value::Bool(false), "{v}");
+    assert_eq!(u(&v["latency_us"], "count"), expected, "{v}");
+}
+
+/// Runs `scenario` at QoS 1 and 2 with `args` and checks received = expected exactly.
+async fn exact_at_qos_1_and_2(scenario: &str, args: &[&str], sent: u64, expected: u64) {
+    let tern = Tern::start();
+    for qos in ["1", "2"] {
+        let mut full = vec![scenario, "--qos", qos, "--json", "--drain", "5s"];
+        full.extend_from_slice(args);
+        let v = bench(tern.addr, &full).await.json();
+        assert_eq!(v["scenario"], scenario);
+        assert_exact(&v, sent, expected);
+    }
+}
+
+#[tokio::test]
+async fn fanin_counts_every_message_once() {
+    // 3 publishers × 200 → 1 subscriber.
+    exact_at_qos_1_and_2("fanin", &["-c", "3", "-n", "200"], 600, 600).await;
+}
+
+#[tokio::test]
+async fn fanout_expects_each_message_at_every_subscriber() {
+    // 1 publisher × 200 → 5 subscribers: 1000 deliveries.
+    exact_at_qos_1_and_2("fanout", &["-c", "5", "-n", "200"], 200, 1000).await;
+}
+
+#[tokio::test]
+async fn p2p_pairs_receive_only_their_publisher() {
+    // 4 pairs × 150, each subscriber on its own topic.
+    exact_at_qos_1_and_2("p2p", &["-c", "4", "-n", "150"], 600, 600).await;
+}
+
+#[tokio::test]
+async fn shared_group_receives_each_message_once() {
+    // 3 publishers × 200 → one group of 3 consumers: each message once over the group.
+    exact_at_qos_1_and_2(
+        "shared",
+        &["-c", "3", "--subscribers", "3", "-n", "200"],
+        600,
+        600,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn wildcard_table_routes_each_message_to_its_device() {
+    // 3 publishers rotating over 10 devices (dev/<i>/+ and 4 non-matching filters each).
+    exact_at_qos_1_and_2(
+        "wildcard",
+        &[
+            "-c",
+            "10",
+            "--publishers",
+            "3",
+            "--wildcard-filters",
+            "4",
+            "-n",
+            "100",
+        ],
+        300,
+        300,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn qos0_on_an_unloaded_broker_loses_nothing() {
+    let tern = Tern::start();
+    let v = bench(
+        tern.addr,
+        &["fanout", "-c", "3", "-n", "200", "--rate", "2000", "--json"],
+    )
+    .await
+    .json();
+    assert_exact(&v, 200, 600);
+    assert_eq!(u(&v, "acked"), 0);
+}
+
+#[tokio::test]
+async fn mqtt311_persistent_sessions_and_several_source_addresses() {
+    let tern = Tern::start();
+    let v = bench(
+        tern.addr,
+        &[
+            "p2p",
+            "-c",
+            "3",
+            "-n",
+            "100",
+            "-q",
+            "1",
+            "-V",
+            "3.1.1",
+            "--persistent",
+            "--source",
+            "127.0.0.1,127.0.0.2",
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(v["protocol"], "3.1.1");
+    assert_exact(&v, 300, 300);
+    assert_eq!(u(&v["connect"], "connected"), 6);
+}
+
+#[tokio::test]
+async fn json_has_the_documented_fields() {
+    let tern = Tern::start();
+    let v = bench(
+        tern.addr,
+        &[
+            "fanin", "-c", "2", "-n", "100", "-q", "1", "-s", "64", "--json",
+        ],
+    )
+    .await
+    .json();
+    for key in [
+        "qos",
+        "payload_size",
+        "publishers",
+        "subscribers",
+        "connections",
+        "inflight",
+        "count_per_publisher",
+        "sent",
+        "acked",
+        "rejected",
+        "unacked",
+        "received",
+        "expected",
+        "lost",
+        "duplicates",
+        "out_of_order",
+        "unexpected",
+        "malformed",
+        "errors",
+    ] {
+        u(&v, key);
+    }
+    for key in [
+        "duration_s",
+        "sent_per_s",
+        "received_per_s",
+        "rate_per_publisher",
+        "loadgen_cpu_s",
+        "loadgen_cpu_user_s",
+        "loadgen_cpu_system_s",
+    ] {
+        assert!(v[key].is_f64(), "`{key}` is not a number in {v}");
+    }
+    for key in ["count", "min", "p50", "p90", "p99", "p999", "max"] {
+        u(&v["latency_us"], key);
+    }
+    for key in ["attempted", "connected", "failed"] {
+        u(&v["connect"], key);
+    }
+    for key in ["per_s", "p50_ms", "p99_ms", "max_ms"] {
+        assert!(v["connect"][key].is_f64(), "connect.{key} in {v}");
+    }
+    assert!(v["errors_by_kind"].is_object());
+    assert!(v["broker_cpu_s"].is_null() && v["broker_cpu_us_per_delivery"].is_null());
+    assert!(v["passed"].is_boolean() && v["hit_time_limit"].is_boolean());
+    assert_eq!(
+        (v["scenario"].as_str(), v["protocol"].as_str()),
+        (Some("fanin"), Some("5"))
+    );
+    assert_eq!(
+        (
+            u(&v, "payload_size"),
+            u(&v, "publishers"),
+            u(&v, "subscribers")
+        ),
+        (64, 2, 1)
+    );
+    assert_exact(&v, 200, 200);
+    let l = &v["latency_us"];
+    assert!(
+        u(l, "p50") <= u(l, "p99") && u(l, "p99") <= u(l, "max"),
+        "{v}"
+    );
+    assert!(v["duration_s"].as_f64() > Some(0.0) && v["sent_per_s"].as_f64() > Some(0.0));
+}
+
+#[tokio::test]
+async fn a_dropped_subscriber_shows_up_as_loss() {
+    let tern = Tern::start();
+    // Subscriber 0 of 2 drops its connection after exactly 50 messages: it misses 150 of the
+    // 200; subscriber 1 gets all of them.
+    let args = [
+        "fanout",
+        "-c",
+        "2",
+        "-n",
+        "200",
+        "-q",
+        "1",
+        "--kill-subscriber-after",
+        "50",
+        "--drain",
+        "3s",
+        "--json",
+    ];
+    let run = bench(tern.addr, &args).await;
+    let v = run.json();
+    assert_eq!(u(&v, "expected"), 400, "{v}");
+    assert_eq!(u(&v, "received"), 250, "{v}");
+    assert_eq!(u(&v, "lost"), 150, "{v}");
+    assert_eq!(u(&v, "duplicates"), 0, "{v}");
+    assert_eq!(u(&v["errors_by_kind"], "killed_by_test_hook"), 1, "{v}");
+    assert_eq!(v["passed"], Value::Bool(false));
+
+    // The same with --fail-on-loss is a failure.
+    let mut failing = args.to_vec();
+    failing.push("--fail-on-loss");
+    let run = bench(tern.addr, &failing).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("150 lost"), "{}", run.stderr);
+    let v: Value = serde_json::from_str(run.stdout.trim()).expect("JSON even when failing");
+    assert_eq!(u(&v, "lost"), 150);
+}
+
+#[tokio::test]
+async fn fail_on_loss_passes_a_clean_run() {
+    let tern = Tern::start();
+    let run = bench(
+        tern.addr,
+        &["p2p", "-c", "2", "-n", "100", "-q", "2", "--fail-on-loss"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("lost             0"), "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn conn_counts_connections_and_holds_them() {
+    let tern = Tern::start();
+    let v = bench(
+        tern.addr,
+        &[
+            "conn",
+            "-c",
+            "30",
+            "--connect-rate",
+            "300",
+            "--duration",
+            "300ms",
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(v["scenario"], "conn");
+    let c = &v["connect"];
+    assert_eq!(
+        (u(c, "attempted"), u(c, "connected"), u(c, "failed")),
+        (30, 30, 0)
+    );
+    assert_eq!(u(&v, "connections"), 30);
+    assert_eq!(u(&v, "errors"), 0, "{v}");
+    // 30 connections at 300/s take about 0.1 s: the rate cannot exceed what was asked for
+    // (29 intervals of 1/300 s between the first and the last attempt).
+    let per_s = c["per_s"].as_f64().unwrap_or(0.0);
+    assert!(per_s > 0.0 && per_s <= 330.0, "{v}");
+    assert!(
+        v["duration_s"].as_f64() >= Some(0.3),
+        "held for the duration: {v}"
+    );
+    assert!(c["p50_ms"].as_f64() <= c["max_ms"].as_f64());
+}
+
+#[tokio::test]
+async fn nothing_to_connect_to_is_a_setup_failure() {
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for scenario in ["conn", "fanin"] {
+        let run = bench(
+            addr,
+            &[scenario, "-c", "2", "-n", "10", "--connect-timeout", "2s"],
+        )
+        .await;
+        assert_eq!(run.code, 1, "{scenario}: {}", run.stderr);
+        assert!(run.stderr.contains("connection_refused"), "{}", run.stderr);
+        assert!(run.stdout.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn pub_counts_sent_and_acknowledged() {
+    let tern = Tern::start();
+    let v = bench(
+        tern.addr,
+        &["pub", "-c", "3", "-n", "100", "-q", "2", "--json"],
+    )
+    .await
+    .json();
+    assert_eq!((u(&v, "sent"), u(&v, "acked")), (300, 300));
+    assert_eq!(
+        (u(&v, "received"), u(&v, "expected"), u(&v, "lost")),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn sub_counts_what_arrives_from_elsewhere() {
+    let tern = Tern::start();
+    let addr = tern.addr;
+    let sub = tokio::spawn(bench(
+        addr,
+        &[
+            "sub",
+            "-c",
+            "2",
+            "-n",
+            "5",
+            "--filter",
+            "ext/#",
+            "--duration",
+            "20s",
+            "--json",
+        ],
+    ));
+    // Publish bench-format payloads until both subscribers have their 5 and the run ends.
+    let mut publisher = RawClient::connect(addr, V5, "ext-pub").await;
+    let mut seq = 0u32;
+    while !sub.is_finished() {
+        let mut payload = [0u8; 16];
+        payload[4..8].copy_from_slice(&seq.to_be_bytes());
+        publisher
+            .publish("ext/t", &payload, QoS::AtLeastOnce, false)
+            .await;
+        seq += 1;
+        assert!(seq < 2000, "the sub run did not end");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let v = sub.await.expect("join").json();
+    assert_eq!(v["scenario"], "sub");
+    assert_eq!(
+        u(&v, "received"),
+        10,
+        "each subscriber stops at --count: {v}"
+    );
+    assert_eq!((u(&v, "duplicates"), u(&v, "lost")), (0, 0), "{v}");
+    assert_eq!(
+        u(&v["latency_us"], "count"),
+        0,
+        "no latency across processes"
+    );
+}
+
+#[tokio::test]
+async fn rate_and_time_limits_bound_publishing() {
+    let tern = Tern::start();
+    // 50 messages at 250/s take at least 49/250 s.
+    let v = bench(
+        tern.addr,
+        &["fanin", "-c", "1", "-n", "50", "--rate", "250", "--json"],
+    )
+    .await
+    .json();
+    assert_exact(&v, 50, 50);
+    assert!(v["duration_s"].as_f64() >= Some(0.19), "{v}");
+    // A count that cannot be reached in 300 ms at 100/s stops at the time limit.
+    let v = bench(
+        tern.addr,
+        &[
+            "fanin",
+            "-c",
+            "1",
+            "-n",
+            "100000",
+            "--rate",
+            "100",
+            "--duration",
+            "300ms",
+            "-q",
+            "1",
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(v["hit_time_limit"], Value::Bool(true), "{v}");
+    let sent = u(&v, "sent");
+    assert!((1..=31).contains(&sent), "{v}");
+    assert_eq!((u(&v, "received"), u(&v, "lost")), (sent, 0), "{v}");
+}
+
+#[tokio::test]
+async fn bad_arguments_exit_2() {
+    for args in [
+        &["fanin", "--size", "8"][..],
+        &["fanin", "--qos", "3"],
+        &["nosuchscenario"],
+        &["fanin", "--duration", "10x"],
+        &["p2p", "--publishers", "3", "--subscribers", "4"],
+        &["fanin", "-c", "0"],
+        &["wildcard", "--topic", "a/b"],
+        &["fanin", "--topic", "a/+"],
+    ] {
+        let mut full = vec!["bench".to_owned()];
+        full.extend(args.iter().map(|a| (*a).to_owned()));
+        full.extend(["--port".into(), "1".into()]);
+        let run = run_tern(full).await;
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}");
+        assert!(!run.stderr.is_empty(), "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_time_limit_cuts_flat_out_publishing_exactly() {
+    // Queues without limits, so that whatever the publishers get in before the cut arrives.
+    let tern = Tern::start_config(
+        "[mqtt]\nmax_queued_messages = 0\nmax_queued_bytes = 0\n",
+        "toml",
+    );
+    for qos in ["0", "1", "2"] {
+        let v = bench(
+            tern.addr,
+            &[
+                "p2p",
+                "-c",
+                "2",
+                "-q",
+                qos,
+                "-n",
+                "100000000",
+                "--duration",
+                "300ms",
+                "--drain",
+                "20s",
+                "--json",
+            ],
+        )
+        .await
+        .json();
+        assert_eq!(v["hit_time_limit"], Value::Bool(true), "{v}");
+        let sent = u(&v, "sent");
+        assert!(sent > 0, "{v}");
+        assert_exact_after_cut(&v, sent);
+    }
+}
+
+/// [`assert_exact`] for a run cut by its time limit.
+fn assert_exact_after_cut(v: &Value, sent: u64) {
+    assert_eq!(u(v, "expected"), sent, "{v}");
+    assert_eq!(u(v, "received"), sent, "{v}");
+    assert_eq!(
+        (u(v, "lost"), u(v, "duplicates"), u(v, "errors")),
+        (0, 0, 0),
+        "{v}"
+    );
+    if u(v, "qos") > 0 {
+        assert_eq!((u(v, "acked"), u(v, "unacked")), (sent, 0), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn broker_cpu_is_sampled_over_the_measured_phase() {
+    let tern = Tern::start();
+    let pid = tern.pid().to_string();
+    let v = bench(
+        tern.addr,
+        &[
+            "fanin",
+            "-c",
+            "2",
+            "-n",
+            "2000",
+            "--broker-pid",
+            &pid,
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    let cpu = v["broker_cpu_s"].as_f64().expect("broker_cpu_s");
+    assert!((0.0..60.0).contains(&cpu), "{v}");
+    assert!(v["broker_cpu_us_per_delivery"].is_f64(), "{v}");
+}
