@@ -19,8 +19,12 @@ use crate::BrokerConfig;
 use crate::acl::{Access, Identity};
 use crate::message::Message;
 use crate::metrics::{DropReason, Metrics, inc};
+use crate::persistence::Persistence;
 use crate::retained::RetainedStore;
-use crate::session::{Delivery, Enqueued, Link, Session, SubscriptionRecord};
+use crate::session::{
+    Awaiting, Delivery, Enqueued, Inflight, Link, Session, SessionState, SubscriptionRecord,
+};
+use crate::store::{DeliveryState, Lsn, Snapshot, Store, StoreOp, WillRecord};
 use crate::subscriptions::{Match, Subscriber, SubscriptionTree};
 use crate::timers::Timers;
 
@@ -50,42 +54,62 @@ struct Inner {
     metrics: Metrics,
     generation: AtomicU64,
     id_hasher: RandomState,
+    persistence: Persistence,
 }
 
-/// A Will waiting for its connection to end.
-pub(crate) struct WillSpec {
-    pub(crate) topic: ByteString,
-    pub(crate) payload: Bytes,
-    pub(crate) qos: QoS,
-    pub(crate) retain: bool,
-    pub(crate) properties: PublishProperties,
-    pub(crate) delay_interval: u32,
-    pub(crate) publisher: ByteString,
+/// A will to publish, with the client it is published for.
+struct DueWill {
+    publisher: ByteString,
+    will: Box<WillRecord>,
 }
 
-impl WillSpec {
+impl DueWill {
     fn into_message(self, now: Instant) -> Arc<Message> {
+        let w = *self.will;
         Arc::new(Message {
-            expires_at: Message::expiry_from(self.properties.message_expiry_interval, now),
-            topic: self.topic,
-            payload: self.payload,
-            qos: self.qos,
-            retain: self.retain,
-            properties: self.properties,
+            expires_at: Message::expiry_from(w.properties.message_expiry_interval, now),
+            topic: w.topic,
+            payload: w.payload,
+            qos: w.qos,
+            retain: w.retain,
+            properties: w.properties,
             publisher: Some(self.publisher),
         })
     }
+}
+
+/// What routing one message did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Routed {
+    /// How many subscriptions matched.
+    pub matched: usize,
+    /// The store operation the message's durability depends on (0: nothing to wait for). An
+    /// acknowledgement promising the message is kept must wait for it.
+    pub lsn: Lsn,
+    /// A QoS 1/2 copy could not be queued for some subscriber (queue limits): MQTT 5
+    /// publishers get 0x97 (Quota exceeded).
+    pub quota_exceeded: bool,
 }
 
 /// Work decided under locks and carried out after they are released.
 #[derive(Default)]
 #[must_use]
 struct Aftermath {
-    /// Boxed as they come out of the session, to move them without copying.
-    #[allow(clippy::vec_box)]
-    wills: Vec<Box<WillSpec>>,
+    wills: Vec<DueWill>,
     ended: Vec<EndedSession>,
     wake: Vec<Arc<dyn Wake>>,
+}
+
+impl Aftermath {
+    fn will_of(&mut self, session: &Session, will: Option<Box<WillRecord>>) {
+        if let Some(will) = will {
+            self.wills.push(DueWill {
+                publisher: session.client_id.clone(),
+                will,
+            });
+        }
+    }
 }
 
 struct EndedSession {
@@ -107,9 +131,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Broker {
-    /// A broker with no sessions, subscriptions or retained messages.
+    /// A broker with no sessions, subscriptions or retained messages, and no store: nothing
+    /// survives the process.
     #[must_use]
     pub fn new(config: BrokerConfig) -> Self {
+        Self::with_store(config, None)
+    }
+
+    /// A broker that writes its durable state through `store` (see [`crate::Store`]).
+    #[must_use]
+    pub fn with_store(config: BrokerConfig, store: Option<Arc<dyn Store>>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -121,6 +152,7 @@ impl Broker {
                 metrics: Metrics::default(),
                 generation: AtomicU64::new(1),
                 id_hasher: RandomState::new(),
+                persistence: Persistence::new(store),
             }),
         }
     }
@@ -199,16 +231,19 @@ impl Broker {
                     since + Duration::from_secs(u64::from(w.delay_interval)) <= now
                 });
                 if will_due || expired {
-                    after.wills.extend(st.will.take());
+                    after.will_of(&session, st.will.take());
                 }
                 if expired {
                     inc(&self.inner.metrics.sessions_expired, 1);
                     sessions.remove(&id);
-                    after.ended.push(end_locked(&session, &mut st));
-                } else if let (true, Some(e)) = (will_due, expiry) {
-                    // Only the earlier of will delay and expiry was scheduled at detach: the
-                    // session's own end is still to come (MQTT-4.1.0-2).
-                    self.schedule(since + e, id);
+                    after.ended.push(self.end_locked(&session, &mut st));
+                } else if will_due {
+                    self.persist_session(&session, &mut st);
+                    if let Some(e) = expiry {
+                        // Only the earlier of will delay and expiry was scheduled at detach:
+                        // the session's own end is still to come (MQTT-4.1.0-2).
+                        self.schedule(since + e, id);
+                    }
                 }
             }
         }
@@ -216,24 +251,34 @@ impl Broker {
     }
 
     /// Routes a message to every matching subscription and, if it is retained, updates the
-    /// retained store first. Returns how many subscriptions matched.
+    /// retained store first.
     ///
     /// A session whose subscriptions overlap gets one copy, at the highest QoS among them and
     /// with all their subscription identifiers (MQTT-3.3.4-2, MQTT-3.3.4-4). Each shared
     /// subscription sends its own copy to one of its members.
-    pub fn publish(&self, message: Arc<Message>, now: Instant) -> usize {
+    pub fn publish(&self, message: Arc<Message>, now: Instant) -> Routed {
+        let mut routed = Routed::default();
         if message.retain && self.inner.config.retain_available {
-            self.retained_mut().set(message.clone());
+            let mut retained = self.retained_mut();
+            let op = if message.payload.is_empty() {
+                StoreOp::DeleteRetained {
+                    topic: message.topic.clone(),
+                }
+            } else {
+                StoreOp::PutRetained(message.clone())
+            };
+            retained.set(message.clone());
+            // Submitted under the retained lock, so that the store sees the same order.
+            routed.lsn = self.inner.persistence.submit(op);
         }
         if message.is_expired(now) {
             self.inner.metrics.record_drop(DropReason::Expired);
-            return 0;
+            return routed;
         }
         let tree = self.subs();
         let mut direct: Vec<&Subscriber> = Vec::new();
-        let mut matched = 0;
         tree.for_each_match(&message.topic, |m| {
-            matched += 1;
+            routed.matched += 1;
             match m {
                 Match::Direct(sub) => {
                     if !(sub.options.no_local
@@ -244,7 +289,7 @@ impl Broker {
                 }
                 Match::Shared(group) => {
                     if let Some(sub) = group.pick() {
-                        self.deliver(&[sub], &message, Some(&group.key));
+                        self.deliver(&[sub], &message, Some(&group.key), &mut routed);
                     }
                 }
             }
@@ -253,12 +298,12 @@ impl Broker {
             direct.sort_unstable_by_key(|s| Arc::as_ptr(&s.session));
         }
         for same_session in direct.chunk_by(|a, b| Arc::ptr_eq(&a.session, &b.session)) {
-            self.deliver(same_session, &message, None);
+            self.deliver(same_session, &message, None, &mut routed);
         }
-        if matched == 0 {
+        if routed.matched == 0 {
             inc(&self.inner.metrics.publish_no_subscribers, 1);
         }
-        matched
+        routed
     }
 
     /// Publishes a message on behalf of the broker itself (no publisher client id).
@@ -269,7 +314,7 @@ impl Broker {
         qos: QoS,
         retain: bool,
         now: Instant,
-    ) -> usize {
+    ) -> Routed {
         let message = Message {
             topic,
             payload,
@@ -284,7 +329,13 @@ impl Broker {
 
     /// Queues one copy of `message` for the session of `subs` (all of the same session), merging
     /// their QoS, RETAIN and identifiers.
-    fn deliver(&self, subs: &[&Subscriber], message: &Arc<Message>, shared: Option<&ByteString>) {
+    fn deliver(
+        &self,
+        subs: &[&Subscriber],
+        message: &Arc<Message>,
+        shared: Option<&ByteString>,
+        routed: &mut Routed,
+    ) {
         let Some(first) = subs.first() else { return };
         let granted = subs
             .iter()
@@ -297,13 +348,16 @@ impl Broker {
             retain: message.retain && subs.iter().any(|s| s.options.retain_as_published),
             subscription_identifiers: subs.iter().filter_map(|s| s.identifier).collect(),
             shared: shared.cloned(),
+            seq: 0,
         };
-        self.enqueue(&first.session, delivery);
+        self.enqueue(&first.session, delivery, routed);
     }
 
     /// Queues a delivery for a session, if the session may read its topic (checked here, when
     /// the message is routed to the session, for every kind of delivery: routed, retained, will).
-    fn enqueue(&self, session: &Session, delivery: Delivery) {
+    /// A QoS 1/2 delivery to a durable session is written to the store, under the session's
+    /// lock so that its later updates follow it.
+    fn enqueue(&self, session: &Session, mut delivery: Delivery, routed: &mut Routed) {
         let cfg = &self.inner.config;
         let mut st = session.lock();
         if st.ended {
@@ -322,12 +376,25 @@ impl Broker {
             self.inner.metrics.record_drop(DropReason::Offline);
             return;
         }
+        let durable = st.durable && delivery.qos != QoS::AtMostOnce;
+        let record = durable.then(|| {
+            delivery.seq = st.next_seq();
+            delivery.record(&session.client_id, DeliveryState::Queued)
+        });
         let was_empty = st.queue.is_empty();
         match st.enqueue(delivery, cfg.max_queued_messages, cfg.max_queued_bytes) {
-            Enqueued::Yes => {}
-            Enqueued::DisplacedQos0 | Enqueued::Full => {
+            Enqueued::Full => {
                 self.inner.metrics.record_drop(DropReason::QueueFull);
+                routed.quota_exceeded = true;
+                return;
             }
+            Enqueued::DisplacedQos0 => self.inner.metrics.record_drop(DropReason::QueueFull),
+            Enqueued::Yes => {}
+        }
+        if let Some(record) = record {
+            routed.lsn = routed
+                .lsn
+                .max(self.inner.persistence.submit(StoreOp::PutDelivery(record)));
         }
         // The connection drains its whole queue when woken, so only the first delivery into an
         // empty queue needs to wake it.
@@ -335,6 +402,167 @@ impl Broker {
             if let Some(link) = &st.link {
                 link.waker.wake();
             }
+        }
+    }
+
+    /// Submits a store operation (a no-op without a store); its sequence number.
+    pub(crate) fn persist(&self, op: StoreOp) -> Lsn {
+        self.inner.persistence.submit(op)
+    }
+
+    /// The broker's store link, for acknowledgements waiting on durability.
+    pub(crate) fn persistence(&self) -> &Persistence {
+        &self.inner.persistence
+    }
+
+    /// Writes a session's attributes through to the store when it has a non-zero expiry, and
+    /// removes it from the store when its expiry dropped to 0. Called with the session locked.
+    fn persist_session(&self, session: &Session, st: &mut SessionState) -> Lsn {
+        let persistence = &self.inner.persistence;
+        if !persistence.is_enabled() {
+            return 0;
+        }
+        if st.expiry_interval == 0 {
+            if !st.durable {
+                return 0;
+            }
+            st.durable = false;
+            return persistence.submit(StoreOp::DeleteSession {
+                client_id: session.client_id.clone(),
+            });
+        }
+        let mut lsn =
+            persistence.submit(StoreOp::PutSession(Box::new(st.record(&session.client_id))));
+        if !st.durable {
+            // Becoming durable: everything the session holds goes to the store too.
+            st.durable = true;
+            for (filter, sub) in &st.subscriptions {
+                lsn = persistence.submit(StoreOp::PutSubscription {
+                    client_id: session.client_id.clone(),
+                    filter: filter.clone(),
+                    options: sub.options,
+                    identifier: sub.identifier,
+                });
+            }
+            let mut records = Vec::new();
+            for i in 0..st.inflight.len() {
+                if st.inflight[i].delivery.qos == QoS::AtMostOnce {
+                    continue;
+                }
+                let seq = st.next_seq();
+                let entry = &mut st.inflight[i];
+                entry.delivery.seq = seq;
+                let state = match entry.awaiting {
+                    Awaiting::PubComp => DeliveryState::Released(entry.packet_id.get()),
+                    _ => DeliveryState::Sent(entry.packet_id.get()),
+                };
+                records.push(entry.delivery.record(&session.client_id, state));
+            }
+            for i in 0..st.queue.len() {
+                if st.queue[i].qos == QoS::AtMostOnce {
+                    continue;
+                }
+                let seq = st.next_seq();
+                st.queue[i].seq = seq;
+                records.push(st.queue[i].record(&session.client_id, DeliveryState::Queued));
+            }
+            for record in records {
+                lsn = persistence.submit(StoreOp::PutDelivery(record));
+            }
+            for id in &st.incoming_qos2 {
+                lsn = persistence.submit(StoreOp::AddIncomingQos2 {
+                    client_id: session.client_id.clone(),
+                    packet_id: *id,
+                });
+            }
+        }
+        lsn
+    }
+
+    /// Rebuilds the sessions and retained messages a store recovered. Sessions come back
+    /// disconnected; those that were connected when the broker stopped count as disconnected
+    /// at `now` (their wills fall due from then). Expiry timers resume from the stored times.
+    pub fn restore(&self, snapshot: Snapshot, now: Instant) {
+        {
+            let mut retained = self.retained_mut();
+            for message in snapshot.retained {
+                retained.set(message);
+            }
+        }
+        let mut sessions = lock(&self.inner.sessions);
+        let mut tree = self.subs_mut();
+        for snap in snapshot.sessions {
+            let record = snap.record;
+            let session = Arc::new(Session::new(
+                record.client_id.clone(),
+                record.expiry_interval,
+            ));
+            let since = record.disconnected_at.unwrap_or(now);
+            {
+                let mut st = session.lock();
+                st.durable = true;
+                st.username = record.username;
+                st.will = record.will.map(Box::new);
+                st.disconnected_at = Some(since);
+                for (filter, options, identifier) in snap.subscriptions {
+                    let (share, plain) = split_key(&filter);
+                    let sub = Subscriber {
+                        session: session.clone(),
+                        options,
+                        identifier,
+                    };
+                    tree.insert(plain, share, &filter, sub);
+                    st.subscriptions.insert(
+                        filter,
+                        SubscriptionRecord {
+                            options,
+                            identifier,
+                        },
+                    );
+                }
+                for d in snap.deliveries {
+                    st.seen_seq(d.seq);
+                    let delivery = Delivery {
+                        message: d.message,
+                        qos: d.qos,
+                        retain: d.retain,
+                        subscription_identifiers: d.subscription_identifiers,
+                        shared: d.shared,
+                        seq: d.seq,
+                    };
+                    let (packet_id, awaiting) = match d.state {
+                        DeliveryState::Queued => {
+                            st.restore_queued(delivery);
+                            continue;
+                        }
+                        DeliveryState::Sent(id) if d.qos == QoS::AtLeastOnce => {
+                            (id, Awaiting::PubAck)
+                        }
+                        DeliveryState::Sent(id) => (id, Awaiting::PubRec),
+                        DeliveryState::Released(id) => (id, Awaiting::PubComp),
+                    };
+                    let Some(packet_id) = tern_codec::PacketId::new(packet_id) else {
+                        continue;
+                    };
+                    // Sent by an earlier connection: re-sent with DUP on reconnection.
+                    st.inflight.push_back(Inflight {
+                        sent_by: 0,
+                        packet_id,
+                        delivery,
+                        awaiting,
+                    });
+                }
+                st.incoming_qos2.extend(snap.incoming_qos2);
+                let mut deadline = self.session_lifetime(st.expiry_interval).map(|l| since + l);
+                if let Some(w) = &st.will {
+                    let at = since + Duration::from_secs(u64::from(w.delay_interval));
+                    deadline = Some(deadline.map_or(at, |d| d.min(at)));
+                }
+                if let Some(at) = deadline {
+                    self.schedule(at, record.client_id.clone());
+                }
+            }
+            sessions.insert(record.client_id, session);
         }
     }
 
@@ -389,7 +617,7 @@ impl Broker {
         clean_start: bool,
         expiry_interval: u32,
         link: Link,
-        will: Option<Box<WillSpec>>,
+        will: Option<Box<WillRecord>>,
         now: Instant,
     ) -> Attached {
         let mut after = Aftermath::default();
@@ -406,18 +634,18 @@ impl Broker {
                     after.wake.push(old.waker);
                     if let Some(w) = st.will.take() {
                         if w.delay_interval == 0 || clean_start || st.expiry_interval == 0 {
-                            after.wills.push(w);
+                            after.will_of(&session, Some(w));
                         }
                     }
                 } else if clean_start {
                     // A will still waiting for its delay goes out when the session ends.
-                    after.wills.extend(st.will.take());
+                    after.will_of(&session, st.will.take());
                 }
                 // A session with expiry 0 (3.x CleanSession = 1) ends with the connection just
                 // taken over: it is not resumed either (MQTT-3.1.2-6).
                 if clean_start || st.expiry_interval == 0 {
                     sessions.remove(&client_id);
-                    after.ended.push(end_locked(&session, &mut st));
+                    after.ended.push(self.end_locked(&session, &mut st));
                     None
                 } else {
                     // Reconnected in time: a delayed will is not published (MQTT-3.1.3-9).
@@ -440,6 +668,7 @@ impl Broker {
                 st.will = will;
                 st.username = username;
                 session.set_online(true);
+                self.persist_session(&session, &mut st);
             }
             Attached {
                 session,
@@ -487,7 +716,7 @@ impl Broker {
             let mut deadline = lifetime.map(|l| now + l);
             if let Some(w) = &st.will {
                 if w.delay_interval == 0 || ends_now {
-                    after.wills.extend(st.will.take());
+                    after.will_of(session, st.will.take());
                 } else {
                     let at = now + Duration::from_secs(u64::from(w.delay_interval));
                     deadline = Some(deadline.map_or(at, |d| d.min(at)));
@@ -500,9 +729,12 @@ impl Broker {
                 {
                     sessions.remove(&session.client_id);
                 }
-                after.ended.push(end_locked(session, &mut st));
-            } else if let Some(at) = deadline {
-                self.schedule(at, session.client_id.clone());
+                after.ended.push(self.end_locked(session, &mut st));
+            } else {
+                self.persist_session(session, &mut st);
+                if let Some(at) = deadline {
+                    self.schedule(at, session.client_id.clone());
+                }
             }
         }
         self.finish(after, now);
@@ -549,6 +781,14 @@ impl Broker {
                 identifier,
             },
         );
+        if st.durable {
+            self.persist(StoreOp::PutSubscription {
+                client_id: session.client_id.clone(),
+                filter: key.clone(),
+                options,
+                identifier,
+            });
+        }
         Some(existed)
     }
 
@@ -567,6 +807,19 @@ impl Broker {
             } else {
                 Vec::new()
             };
+            if st.durable {
+                let client_id = &session.client_id;
+                self.persist(StoreOp::DeleteSubscription {
+                    client_id: client_id.clone(),
+                    filter: key.clone(),
+                });
+                for d in moved.iter().filter(|d| d.seq != 0) {
+                    self.persist(StoreOp::DeleteDelivery {
+                        client_id: client_id.clone(),
+                        seq: d.seq,
+                    });
+                }
+            }
             (tree.remove(filter, share, &session.client_id), moved)
         };
         self.redeliver_shared(&session.client_id, moved, now);
@@ -591,8 +844,9 @@ impl Broker {
                 retain: true,
                 subscription_identifiers: identifier.into_iter().collect(),
                 shared: None,
+                seq: 0,
             };
-            self.enqueue(session, delivery);
+            self.enqueue(session, delivery, &mut Routed::default());
         });
     }
 
@@ -622,7 +876,7 @@ impl Broker {
             self.redeliver_shared(&ended.client_id, ended.redeliveries, now);
         }
         for will in after.wills {
-            self.publish(will.into_message(now), now);
+            let _ = self.publish(will.into_message(now), now);
         }
     }
 
@@ -641,9 +895,30 @@ impl Broker {
             };
             if let Some(sub) = group.pick_other(from) {
                 if !d.message.is_expired(now) {
-                    self.deliver(&[sub], &d.message, Some(&group.key));
+                    self.deliver(&[sub], &d.message, Some(&group.key), &mut Routed::default());
                 }
             }
+        }
+    }
+
+    /// Marks a session ended (its lock held), removes it from the store, and takes what must be
+    /// cleaned up after the locks are released.
+    fn end_locked(&self, session: &Session, st: &mut SessionState) -> EndedSession {
+        st.ended = true;
+        if let Some(link) = st.link.take() {
+            link.waker.wake();
+        }
+        session.set_online(false);
+        if st.durable {
+            st.durable = false;
+            self.persist(StoreOp::DeleteSession {
+                client_id: session.client_id.clone(),
+            });
+        }
+        EndedSession {
+            client_id: session.client_id.clone(),
+            subscriptions: st.subscriptions.drain().map(|(k, _)| k).collect(),
+            redeliveries: st.take_shared_redeliveries(),
         }
     }
 
@@ -673,21 +948,6 @@ impl Broker {
             .retained
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// Marks a session ended (its lock held) and takes what must be cleaned up after the locks are
-/// released.
-fn end_locked(session: &Session, st: &mut crate::session::SessionState) -> EndedSession {
-    st.ended = true;
-    if let Some(link) = st.link.take() {
-        link.waker.wake();
-    }
-    session.set_online(false);
-    EndedSession {
-        client_id: session.client_id.clone(),
-        subscriptions: st.subscriptions.drain().map(|(k, _)| k).collect(),
-        redeliveries: st.take_shared_redeliveries(),
     }
 }
 

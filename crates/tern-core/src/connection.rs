@@ -14,10 +14,11 @@ use tern_codec::{
 
 use crate::ListenerPolicy;
 use crate::acl::{Access, Identity};
-use crate::broker::{Broker, Wake, WillSpec};
+use crate::broker::{Broker, Wake};
 use crate::message::Message;
 use crate::metrics::{DropReason, inc};
 use crate::session::{Awaiting, Delivery, Inflight, Link, Session};
+use crate::store::{DeliveryState, Durability, Lsn, StoreOp, WillRecord};
 
 /// What the runtime knows about a connection before CONNECT.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +35,15 @@ enum Phase {
     Connected,
     /// Write what is pending, then close the network connection.
     Closing,
+}
+
+/// Something waiting in the control queue (short-lived; its size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Outgoing {
+    Packet(Packet),
+    /// A delivery encoded when it was taken from the session queue (per-delivery topic alias
+    /// and expiry already decided).
+    Encoded(bytes::Bytes),
 }
 
 /// Client-sendable DISCONNECT reason codes (Table 3-10, sender C or C/S).
@@ -65,8 +75,11 @@ pub struct Connection {
     phase: Phase,
     generation: u64,
     version: ProtocolVersion,
-    /// Packets other than deliveries, written before any delivery, in order.
-    control: VecDeque<Packet>,
+    /// Packets other than deliveries (and QoS 2 deliveries of durable sessions), written
+    /// before any other delivery, in order; each waits for a store operation (0: none).
+    control: VecDeque<(Lsn, Outgoing)>,
+    /// The store operation this connection asked to be woken for.
+    awaiting_lsn: Lsn,
     connect_deadline: Instant,
     last_received: Instant,
     keep_alive: Option<Duration>,
@@ -99,6 +112,7 @@ impl Connection {
             generation,
             version: ProtocolVersion::V311,
             control: VecDeque::new(),
+            awaiting_lsn: 0,
             connect_deadline,
             last_received: now,
             keep_alive: None,
@@ -205,14 +219,14 @@ impl Connection {
                     // MQTT-3.1.2-2: 3.x-style CONNACK 0x01 is understood by every version.
                     DecodeError::UnsupportedProtocolLevel(_) => {
                         self.version = ProtocolVersion::V311;
-                        self.control.push_back(Packet::ConnAck(ConnAck {
+                        self.push(Packet::ConnAck(ConnAck {
                             reason: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
                             ..ConnAck::default()
                         }));
                     }
                     _ if version == Some(ProtocolVersion::V5) => {
                         self.version = ProtocolVersion::V5;
-                        self.control.push_back(Packet::ConnAck(ConnAck {
+                        self.push(Packet::ConnAck(ConnAck {
                             reason: error.reason_code(),
                             ..ConnAck::default()
                         }));
@@ -251,7 +265,7 @@ impl Connection {
             Packet::PubComp(ack) => self.handle_puback(ack.packet_id, Awaiting::PubComp),
             Packet::Subscribe(s) => self.handle_subscribe(s, now),
             Packet::Unsubscribe(u) => self.handle_unsubscribe(u, now),
-            Packet::PingReq => self.control.push_back(Packet::PingResp),
+            Packet::PingReq => self.push(Packet::PingResp),
             Packet::Disconnect(d) => self.handle_disconnect(d, now),
             // MQTT-3.1.0-2: a second CONNECT is a protocol violation.
             Packet::Connect(_) => {
@@ -281,7 +295,7 @@ impl Connection {
     /// Refuses a CONNECT with a CONNACK carrying `reason`, then closes (MQTT-3.2.2-7).
     fn refuse(&mut self, reason: ReasonCode) {
         tracing::debug!(peer = ?self.info.remote_addr, %reason, "CONNECT refused");
-        self.control.push_back(Packet::ConnAck(ConnAck {
+        self.push(Packet::ConnAck(ConnAck {
             reason,
             ..ConnAck::default()
         }));
@@ -370,24 +384,19 @@ impl Connection {
         };
         self.connect_session_expiry = expiry;
         let will = c.will.map(|w| {
-            Box::new(WillSpec {
+            Box::new(WillRecord {
                 topic: w.topic,
                 payload: w.payload,
                 qos: w.qos,
                 retain: w.retain,
                 delay_interval: w.properties.will_delay_interval.unwrap_or(0),
                 properties: w.properties.message,
-                publisher: ByteString::new(),
             })
         });
         let link = Link {
             generation: self.generation,
             waker: self.waker.clone(),
         };
-        let mut will = will;
-        if let Some(w) = &mut will {
-            w.publisher = client_id.clone();
-        }
         let attached = self.broker.attach(
             client_id,
             self.username.clone(),
@@ -431,7 +440,7 @@ impl Connection {
                 }
             }
         }
-        self.control.push_back(Packet::ConnAck(ConnAck {
+        self.push(Packet::ConnAck(ConnAck {
             session_present: attached.session_present,
             reason: ReasonCode::SUCCESS,
             properties,
@@ -460,7 +469,7 @@ impl Connection {
         if self.version.is_v5() {
             let mut d = Disconnect::with_reason(reason);
             d.properties.reason_string = why.map(ByteString::from);
-            self.control.push_back(Packet::Disconnect(d));
+            self.push(Packet::Disconnect(d));
         }
     }
 
@@ -567,7 +576,7 @@ impl Connection {
                 // A resend before PUBREL: acknowledge again, do not deliver twice
                 // (MQTT-4.3.3-10).
                 drop(st);
-                self.control.push_back(Packet::PubRec(Ack::new(id)));
+                self.push(Packet::PubRec(Ack::new(id)));
                 return;
             }
             if st.incoming_qos2.len() >= usize::from(cfg.receive_maximum) {
@@ -588,9 +597,9 @@ impl Connection {
         } else {
             None
         };
-        let reason = if refused.is_some() {
+        let (reason, mut lsn) = if refused.is_some() {
             metrics.record_drop(DropReason::NotAuthorized);
-            ReasonCode::NOT_AUTHORIZED
+            (ReasonCode::NOT_AUTHORIZED, 0)
         } else {
             let mut properties = p.properties;
             let interval = properties.message_expiry_interval.take();
@@ -603,10 +612,17 @@ impl Connection {
                 expires_at: Message::expiry_from(interval, now),
                 publisher: Some(self.client_id.clone()),
             };
-            match self.broker.publish(Arc::new(message), now) {
-                0 => ReasonCode::NO_MATCHING_SUBSCRIBERS,
-                _ => ReasonCode::SUCCESS,
-            }
+            let routed = self.broker.publish(Arc::new(message), now);
+            let reason = if routed.quota_exceeded {
+                // Some subscriber's queue is full: never a success code for a message that
+                // did not reach everyone it should.
+                ReasonCode::QUOTA_EXCEEDED
+            } else if routed.matched == 0 {
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            } else {
+                ReasonCode::SUCCESS
+            };
+            (reason, routed.lsn)
         };
         // MQTT 3.x has no negative acknowledgement: the refused message is acknowledged and
         // dropped (MQTT-3.3.5-2).
@@ -618,34 +634,56 @@ impl Connection {
         let ack = |id| {
             let mut ack = Ack::with_reason(id, reason);
             if reason.is_error() && self.request_problem_information {
-                ack.properties.reason_string = refused.map(ByteString::from);
+                ack.properties.reason_string = refused
+                    .map(ByteString::from)
+                    .or_else(|| reason.name().map(ByteString::from));
             }
             ack
         };
         match (p.qos, p.packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => self.control.push_back(Packet::PubAck(ack(id))),
+            (QoS::AtLeastOnce, Some(id)) => {
+                let ack = ack(id);
+                self.push_after(lsn, Packet::PubAck(ack));
+            }
             (QoS::ExactlyOnce, Some(id)) => {
+                let ack = ack(id);
                 if !reason.is_error() {
-                    session.lock().incoming_qos2.insert(id.get());
+                    let mut st = session.lock();
+                    st.incoming_qos2.insert(id.get());
+                    if st.durable {
+                        lsn = lsn.max(self.broker.persist(StoreOp::AddIncomingQos2 {
+                            client_id: session.client_id.clone(),
+                            packet_id: id.get(),
+                        }));
+                    }
                 }
-                self.control.push_back(Packet::PubRec(ack(id)));
+                // PUBREC promises the message is kept (and that a resend is recognised).
+                self.push_after(lsn, Packet::PubRec(ack));
             }
             _ => {}
         }
     }
 
     fn handle_pubrel(&mut self, id: PacketId) {
-        let known = self
-            .session
-            .as_ref()
-            .is_some_and(|s| s.lock().incoming_qos2.remove(&id.get()));
+        let mut lsn = 0;
+        let known = self.session.as_ref().is_some_and(|s| {
+            let mut st = s.lock();
+            let known = st.incoming_qos2.remove(&id.get());
+            if known && st.durable {
+                lsn = self.broker.persist(StoreOp::RemoveIncomingQos2 {
+                    client_id: s.client_id.clone(),
+                    packet_id: id.get(),
+                });
+            }
+            known
+        });
         let reason = if known || !self.version.is_v5() {
             ReasonCode::SUCCESS
         } else {
             ReasonCode::PACKET_IDENTIFIER_NOT_FOUND // MQTT-3.7.2-1
         };
-        self.control
-            .push_back(Packet::PubComp(Ack::with_reason(id, reason)));
+        // After PUBCOMP the client may reuse the id: the store must have forgotten it first.
+        self.push_after(lsn, Packet::PubComp(Ack::with_reason(id, reason)));
     }
 
     /// PUBACK or PUBCOMP: the delivery is complete and its identifier free again.
@@ -653,24 +691,47 @@ impl Connection {
         if let Some(session) = &self.session {
             let mut st = session.lock();
             if let Some(pos) = st.inflight_position(id, awaiting) {
-                st.inflight.remove(pos);
+                if let Some(done) = st.inflight.remove(pos) {
+                    self.forget_delivery(session, &done.delivery);
+                }
             }
         }
     }
 
+    /// Removes a finished or dropped delivery from the store (session locked by the caller).
+    fn forget_delivery(&self, session: &Session, delivery: &Delivery) {
+        if delivery.seq != 0 {
+            self.broker.persist(StoreOp::DeleteDelivery {
+                client_id: session.client_id.clone(),
+                seq: delivery.seq,
+            });
+        }
+    }
+
     fn handle_pubrec(&mut self, ack: Ack) {
-        let Some(session) = &self.session else { return };
+        let Some(session) = self.session.clone() else {
+            return;
+        };
         let mut st = session.lock();
         match st.inflight_position(ack.packet_id, Awaiting::PubRec) {
             Some(pos) if ack.reason.is_error() => {
                 // MQTT-4.4.0-2, MQTT-4.8.2-6: a failed PUBREC ends the delivery.
-                st.inflight.remove(pos);
+                if let Some(done) = st.inflight.remove(pos) {
+                    self.forget_delivery(&session, &done.delivery);
+                }
             }
             Some(pos) => {
-                st.inflight[pos].awaiting = Awaiting::PubComp;
+                let entry = &mut st.inflight[pos];
+                entry.awaiting = Awaiting::PubComp;
+                let mut lsn = 0;
+                if entry.delivery.seq != 0 {
+                    let state = DeliveryState::Released(ack.packet_id.get());
+                    let record = entry.delivery.record(&session.client_id, state);
+                    lsn = self.broker.persist(StoreOp::PutDelivery(record));
+                }
                 drop(st);
-                self.control
-                    .push_back(Packet::PubRel(Ack::new(ack.packet_id)));
+                // Once PUBREL is out, a restart must re-send PUBREL, never the PUBLISH.
+                self.push_after(lsn, Packet::PubRel(Ack::new(ack.packet_id)));
             }
             None => {
                 let resend = st
@@ -678,10 +739,9 @@ impl Connection {
                     .is_some();
                 drop(st);
                 if resend {
-                    self.control
-                        .push_back(Packet::PubRel(Ack::new(ack.packet_id)));
+                    self.push(Packet::PubRel(Ack::new(ack.packet_id)));
                 } else if self.version.is_v5() {
-                    self.control.push_back(Packet::PubRel(Ack::with_reason(
+                    self.push(Packet::PubRel(Ack::with_reason(
                         ack.packet_id,
                         ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
                     )));
@@ -737,7 +797,7 @@ impl Connection {
             }
             reasons.push(ReasonCode(options.qos as u8));
         }
-        self.control.push_back(Packet::SubAck(SubAck {
+        self.push(Packet::SubAck(SubAck {
             packet_id: s.packet_id,
             properties: Default::default(),
             reasons,
@@ -768,7 +828,7 @@ impl Connection {
         } else {
             Vec::new()
         };
-        self.control.push_back(Packet::UnsubAck(UnsubAck {
+        self.push(Packet::UnsubAck(UnsubAck {
             packet_id: u.packet_id,
             properties: Default::default(),
             reasons,
@@ -807,15 +867,54 @@ impl Connection {
         self.write_control(out);
         if self.phase == Phase::Connected {
             self.transmit_deliveries(now, out, high_water);
+            // Deliveries that had to wait for the store joined the control queue.
+            self.write_control(out);
         }
         out.len() > start
     }
 
-    /// Writes the control packets. One that exceeds the client's Maximum Packet Size is sent
-    /// without its Reason String and User Properties (MQTT-3.1.2-24, MQTT-3.4.2-2 and the like),
-    /// or not at all if it is still too large.
+    /// Queues a packet to send as soon as the packets before it are out.
+    fn push(&mut self, packet: Packet) {
+        self.control.push_back((0, Outgoing::Packet(packet)));
+    }
+
+    /// Queues a packet that may only leave once store operation `lsn` is durable.
+    fn push_after(&mut self, lsn: Lsn, packet: Packet) {
+        self.control.push_back((lsn, Outgoing::Packet(packet)));
+    }
+
+    /// Writes the control packets, in order, each once the store operation it waits for is
+    /// settled. One that exceeds the client's Maximum Packet Size is sent without its Reason
+    /// String and User Properties (MQTT-3.1.2-24, MQTT-3.4.2-2 and the like), or not at all if
+    /// it is still too large.
     fn write_control(&mut self, out: &mut BytesMut) {
-        while let Some(mut packet) = self.control.pop_front() {
+        while let Some((lsn, _)) = self.control.front() {
+            let lsn = *lsn;
+            let persistence = self.broker.persistence();
+            let failed = match persistence.durability(lsn) {
+                Durability::Durable => false,
+                Durability::Failed => true,
+                Durability::Pending => {
+                    if self.awaiting_lsn != lsn {
+                        self.awaiting_lsn = lsn;
+                        persistence.notify(lsn, self.waker.clone());
+                    }
+                    return;
+                }
+            };
+            let Some((_, outgoing)) = self.control.pop_front() else {
+                return;
+            };
+            let mut packet = match outgoing {
+                Outgoing::Packet(packet) => packet,
+                Outgoing::Encoded(bytes) => {
+                    out.extend_from_slice(&bytes);
+                    continue;
+                }
+            };
+            if failed && !self.store_failed(&mut packet) {
+                continue;
+            }
             if packet
                 .encode_limited(self.version, self.client_max_packet_size, out)
                 .is_ok()
@@ -827,6 +926,29 @@ impl Connection {
                 tracing::debug!(client = %self.client_id, error = %e, "packet not sent");
             }
         }
+    }
+
+    /// Adjusts an acknowledgement whose store write failed: the message was not kept, so an
+    /// MQTT 5 publisher hears 0x80 and a 3.x publisher hears nothing (it will send it again).
+    /// Returns whether to send the packet. Packets that promise nothing are sent as they are.
+    fn store_failed(&mut self, packet: &mut Packet) -> bool {
+        tracing::warn!(client = %self.client_id, "store write failed: acknowledgement withheld");
+        let is_pubrec = matches!(packet, Packet::PubRec(_));
+        let (Packet::PubAck(ack) | Packet::PubRec(ack)) = packet else {
+            return true;
+        };
+        if let (true, Some(session)) = (is_pubrec, &self.session) {
+            // Not stored: a resend must be taken as a new message.
+            session.lock().incoming_qos2.remove(&ack.packet_id.get());
+        }
+        if !self.version.is_v5() {
+            return false;
+        }
+        ack.reason = ReasonCode::UNSPECIFIED_ERROR;
+        if self.request_problem_information {
+            ack.properties.reason_string = Some("the message could not be stored".into());
+        }
+        true
     }
 
     fn transmit_deliveries(&mut self, now: Instant, out: &mut BytesMut, high_water: usize) {
@@ -884,6 +1006,7 @@ impl Connection {
             };
             if delivery.message.is_expired(now) {
                 metrics.record_drop(DropReason::Expired); // MQTT-3.3.2-5
+                self.forget_delivery(&session, &delivery);
                 continue;
             }
             let packet_id = if delivery.qos == QoS::AtMostOnce {
@@ -894,30 +1017,54 @@ impl Connection {
                 };
                 Some(id)
             };
-            match self.encode_delivery(&delivery, packet_id, false, now, out) {
-                Ok(_) => {
-                    inc(&metrics.publish_sent, 1);
-                    inc(
-                        &metrics.publish_bytes_sent,
-                        delivery.message.payload.len() as u64,
-                    );
-                    if let Some(packet_id) = packet_id {
-                        let awaiting = if delivery.qos == QoS::AtLeastOnce {
-                            Awaiting::PubAck
-                        } else {
-                            Awaiting::PubRec
-                        };
-                        st.inflight.push_back(Inflight {
-                            sent_by: generation,
-                            packet_id,
-                            delivery,
-                            awaiting,
-                        });
-                    }
+            // A durable QoS 2 delivery leaves only once its packet identifier is stored: a
+            // restart must re-send it with the same identifier, or the client would take the
+            // re-sent message for a new one.
+            let gated = delivery.seq != 0 && delivery.qos == QoS::ExactlyOnce;
+            let encoded = if gated {
+                let mut scratch = BytesMut::new();
+                self.encode_delivery(&delivery, packet_id, false, now, &mut scratch)
+                    .map(|_| Some(scratch.freeze()))
+            } else {
+                self.encode_delivery(&delivery, packet_id, false, now, out)
+                    .map(|_| None)
+            };
+            let encoded = match encoded {
+                Ok(encoded) => encoded,
+                Err(_) => {
+                    // MQTT-3.1.2-25: too large for this client; dropped as if delivered.
+                    metrics.record_drop(DropReason::TooLarge);
+                    self.forget_delivery(&session, &delivery);
+                    continue;
                 }
-                // MQTT-3.1.2-25: too large for this client; dropped as if delivered.
-                Err(_) => metrics.record_drop(DropReason::TooLarge),
+            };
+            inc(&metrics.publish_sent, 1);
+            inc(
+                &metrics.publish_bytes_sent,
+                delivery.message.payload.len() as u64,
+            );
+            let Some(packet_id) = packet_id else { continue };
+            let mut lsn = 0;
+            if delivery.seq != 0 {
+                let state = DeliveryState::Sent(packet_id.get());
+                lsn = broker.persist(StoreOp::PutDelivery(
+                    delivery.record(&session.client_id, state),
+                ));
             }
+            if let Some(bytes) = encoded {
+                self.control.push_back((lsn, Outgoing::Encoded(bytes)));
+            }
+            let awaiting = if delivery.qos == QoS::AtLeastOnce {
+                Awaiting::PubAck
+            } else {
+                Awaiting::PubRec
+            };
+            st.inflight.push_back(Inflight {
+                sent_by: generation,
+                packet_id,
+                delivery,
+                awaiting,
+            });
         }
     }
 

@@ -12,18 +12,26 @@ mod acl;
 mod broker;
 mod config;
 mod connection;
+mod memory_store;
 mod message;
 mod metrics;
+mod persistence;
 mod retained;
 mod session;
+mod store;
 mod subscriptions;
 mod timers;
 mod topic;
 
 pub use acl::{Access, Acl, AclDiagnostic, Identity};
-pub use broker::{Broker, Wake};
+pub use broker::{Broker, Routed, Wake};
 pub use config::{BrokerConfig, ListenerPolicy};
 pub use connection::{Connection, ConnectionInfo};
+pub use memory_store::MemoryStore;
 pub use message::Message;
 pub use metrics::{DropReason, Metrics};
+pub use store::{
+    DeliveryRecord, DeliveryState, Durability, Lsn, SessionRecord, SessionSnapshot, Snapshot,
+    Store, StoreOp, WillRecord,
+};
 pub use topic::topic_matches;

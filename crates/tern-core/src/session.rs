@@ -8,7 +8,8 @@ use std::time::Instant;
 use tern_codec::{ByteString, PacketId, QoS, SubscriptionOptions};
 
 use crate::Message;
-use crate::broker::{Wake, WillSpec};
+use crate::broker::Wake;
+use crate::store::{DeliveryRecord, DeliveryState, SessionRecord, WillRecord};
 
 /// One client id's session. The registry, the subscription index and queued deliveries refer to
 /// it by `Arc`; its mutable state sits behind one short-held mutex.
@@ -72,6 +73,24 @@ pub(crate) struct Delivery {
     /// The shared subscription (`$share/group/filter`) this delivery was chosen through, so it
     /// can go to another member if this session ends before acknowledging it.
     pub(crate) shared: Option<ByteString>,
+    /// Its key in the store, for a durable delivery (0 otherwise).
+    pub(crate) seq: u64,
+}
+
+impl Delivery {
+    /// The delivery as the store keeps it.
+    pub(crate) fn record(&self, client_id: &ByteString, state: DeliveryState) -> DeliveryRecord {
+        DeliveryRecord {
+            client_id: client_id.clone(),
+            seq: self.seq,
+            message: self.message.clone(),
+            qos: self.qos,
+            retain: self.retain,
+            subscription_identifiers: self.subscription_identifiers.clone(),
+            shared: self.shared.clone(),
+            state,
+        }
+    }
 }
 
 /// Where an outgoing QoS 1/2 delivery stands: which packet it waits for.
@@ -120,9 +139,14 @@ pub(crate) struct SessionState {
     pub(crate) disconnected_at: Option<Instant>,
     /// The Will of the attached (or last) connection, until published or discarded.
     /// Boxed: most sessions have none, and it is large.
-    pub(crate) will: Option<Box<WillSpec>>,
+    pub(crate) will: Option<Box<WillRecord>>,
     /// The user name of the attached (or last) connection, for the read check on delivery.
     pub(crate) username: Option<ByteString>,
+    /// Whether the store holds this session (it has a non-zero expiry and the broker has a
+    /// store); its changes are then written through.
+    pub(crate) durable: bool,
+    /// The next delivery sequence number.
+    next_seq: u64,
 }
 
 impl SessionState {
@@ -139,7 +163,32 @@ impl SessionState {
             expiry_interval,
             disconnected_at: None,
             will: None,
+            durable: false,
+            next_seq: 1,
             username: None,
+        }
+    }
+
+    /// A sequence number for a new durable delivery.
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Makes later sequence numbers follow `seq` (after recovery).
+    pub(crate) fn seen_seq(&mut self, seq: u64) {
+        self.next_seq = self.next_seq.max(seq + 1);
+    }
+
+    /// The session's attributes as the store keeps them.
+    pub(crate) fn record(&self, client_id: &ByteString) -> SessionRecord {
+        SessionRecord {
+            client_id: client_id.clone(),
+            expiry_interval: self.expiry_interval,
+            username: self.username.clone(),
+            disconnected_at: self.disconnected_at,
+            will: self.will.as_deref().cloned(),
         }
     }
 
@@ -183,6 +232,12 @@ impl SessionState {
         self.queued_bytes += size;
         self.queue.push_back(delivery);
         outcome
+    }
+
+    /// Puts a recovered delivery back at the end of the queue, whatever the limits.
+    pub(crate) fn restore_queued(&mut self, delivery: Delivery) {
+        self.queued_bytes += delivery.message.size();
+        self.queue.push_back(delivery);
     }
 
     pub(crate) fn pop_queued(&mut self) -> Option<Delivery> {
