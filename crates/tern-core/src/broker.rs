@@ -22,7 +22,8 @@ use crate::metrics::{DropReason, Metrics, inc};
 use crate::persistence::Persistence;
 use crate::retained::RetainedStore;
 use crate::session::{
-    Awaiting, Delivery, Enqueued, Inflight, Link, Session, SessionState, SubscriptionRecord,
+    Awaiting, Delivery, Enqueued, Inflight, Link, QueueBudget, Session, SessionState,
+    SubscriptionRecord,
 };
 use crate::store::{DeliveryState, Lsn, Snapshot, Store, StoreOp, WillRecord};
 use crate::subscriptions::{Match, Subscriber, SubscriptionTree};
@@ -55,6 +56,7 @@ struct Inner {
     generation: AtomicU64,
     id_hasher: RandomState,
     persistence: Persistence,
+    queue_budget: Arc<QueueBudget>,
 }
 
 /// A will to publish, with the client it is published for.
@@ -143,7 +145,6 @@ impl Broker {
     pub fn with_store(config: BrokerConfig, store: Option<Arc<dyn Store>>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                config,
                 sessions: Mutex::default(),
                 subscriptions: RwLock::default(),
                 retained: RwLock::default(),
@@ -153,6 +154,8 @@ impl Broker {
                 generation: AtomicU64::new(1),
                 id_hasher: RandomState::new(),
                 persistence: Persistence::new(store),
+                queue_budget: Arc::new(QueueBudget::new(config.max_total_queued_bytes)),
+                config,
             }),
         }
     }
@@ -185,6 +188,12 @@ impl Broker {
     #[must_use]
     pub fn shared_subscription_count(&self) -> usize {
         self.subs().shared_len()
+    }
+
+    /// Payload bytes queued for delivery in all sessions together.
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.queue_budget.used()
     }
 
     /// Number of retained messages.
@@ -496,6 +505,7 @@ impl Broker {
             let session = Arc::new(Session::new(
                 record.client_id.clone(),
                 record.expiry_interval,
+                self.inner.queue_budget.clone(),
             ));
             let since = record.disconnected_at.unwrap_or(now);
             {
@@ -656,7 +666,11 @@ impl Broker {
             });
             let session_present = resumed.is_some();
             let session = resumed.unwrap_or_else(|| {
-                let s = Arc::new(Session::new(client_id.clone(), expiry_interval));
+                let s = Arc::new(Session::new(
+                    client_id.clone(),
+                    expiry_interval,
+                    self.inner.queue_budget.clone(),
+                ));
                 sessions.insert(client_id.clone(), s.clone());
                 s
             });

@@ -22,6 +22,9 @@ pub struct BrokerConfig {
     pub max_queued_messages: usize,
     /// Payload bytes queued per session (`max_queued_bytes`); 0 = no limit.
     pub max_queued_bytes: usize,
+    /// Payload bytes queued in all sessions together; 0 = no limit. A delivery that would
+    /// exceed it is refused like one exceeding a session's own limits.
+    pub max_total_queued_bytes: usize,
     /// Whether QoS 0 messages are queued for offline persistent sessions (`queue_qos0_messages`).
     pub queue_qos0_messages: bool,
     /// Largest Keep Alive granted (`max_keepalive`); longer or zero requests from MQTT 5
@@ -75,6 +78,7 @@ impl Default for BrokerConfig {
             receive_maximum: 1024,
             max_queued_messages: 1000,
             max_queued_bytes: 64 * 1024 * 1024,
+            max_total_queued_bytes: 1024 * 1024 * 1024,
             queue_qos0_messages: false,
             max_keepalive: 65535,
             retain_available: true,

@@ -1,7 +1,7 @@
 //! Session state: what the broker keeps for a client id across connections (MQTT §4.1).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -10,6 +10,33 @@ use tern_codec::{ByteString, PacketId, QoS, SubscriptionOptions};
 use crate::Message;
 use crate::broker::Wake;
 use crate::store::{DeliveryRecord, DeliveryState, SessionRecord, WillRecord};
+
+/// The broker-wide budget of queued payload bytes, shared by every session, so that many
+/// sessions each within their own limit cannot exhaust memory together.
+#[derive(Debug, Default)]
+pub(crate) struct QueueBudget {
+    used: AtomicUsize,
+    /// 0 = no limit.
+    limit: usize,
+}
+
+impl QueueBudget {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    fn fits(&self, bytes: usize) -> bool {
+        self.limit == 0 || self.used.load(Ordering::Relaxed) + bytes <= self.limit
+    }
+
+    /// Bytes queued in all sessions.
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
 
 /// One client id's session. The registry, the subscription index and queued deliveries refer to
 /// it by `Arc`; its mutable state sits behind one short-held mutex.
@@ -22,11 +49,15 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(client_id: ByteString, expiry_interval: u32) -> Self {
+    pub(crate) fn new(
+        client_id: ByteString,
+        expiry_interval: u32,
+        budget: Arc<QueueBudget>,
+    ) -> Self {
         Self {
             client_id,
             online: AtomicBool::new(false),
-            state: Mutex::new(SessionState::new(expiry_interval)),
+            state: Mutex::new(SessionState::new(expiry_interval, budget)),
         }
     }
 
@@ -128,6 +159,7 @@ pub(crate) struct SessionState {
     /// Deliveries not yet sent, oldest first.
     pub(crate) queue: VecDeque<Delivery>,
     pub(crate) queued_bytes: usize,
+    budget: Arc<QueueBudget>,
     /// Sent and not yet fully acknowledged, in send order.
     pub(crate) inflight: VecDeque<Inflight>,
     next_packet_id: u16,
@@ -150,13 +182,14 @@ pub(crate) struct SessionState {
 }
 
 impl SessionState {
-    fn new(expiry_interval: u32) -> Self {
+    fn new(expiry_interval: u32, budget: Arc<QueueBudget>) -> Self {
         Self {
             link: None,
             ended: false,
             subscriptions: HashMap::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
+            budget,
             inflight: VecDeque::new(),
             next_packet_id: 1,
             incoming_qos2: HashSet::new(),
@@ -212,6 +245,7 @@ impl SessionState {
         let full = |s: &Self| {
             (max_messages != 0 && s.queue.len() >= max_messages)
                 || (max_bytes != 0 && s.queued_bytes + size > max_bytes)
+                || !s.budget.fits(size)
         };
         let mut outcome = Enqueued::Yes;
         if full(self) {
@@ -222,27 +256,37 @@ impl SessionState {
                 return Enqueued::Full;
             };
             if let Some(old) = self.queue.remove(pos) {
-                self.queued_bytes -= old.message.size();
+                self.release(old.message.size());
             }
             if full(self) {
                 return Enqueued::Full;
             }
             outcome = Enqueued::DisplacedQos0;
         }
-        self.queued_bytes += size;
+        self.reserve(size);
         self.queue.push_back(delivery);
         outcome
     }
 
+    fn reserve(&mut self, bytes: usize) {
+        self.queued_bytes += bytes;
+        self.budget.used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn release(&mut self, bytes: usize) {
+        self.queued_bytes -= bytes;
+        self.budget.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     /// Puts a recovered delivery back at the end of the queue, whatever the limits.
     pub(crate) fn restore_queued(&mut self, delivery: Delivery) {
-        self.queued_bytes += delivery.message.size();
+        self.reserve(delivery.message.size());
         self.queue.push_back(delivery);
     }
 
     pub(crate) fn pop_queued(&mut self) -> Option<Delivery> {
         let d = self.queue.pop_front()?;
-        self.queued_bytes -= d.message.size();
+        self.release(d.message.size());
         Some(d)
     }
 
@@ -276,7 +320,7 @@ impl SessionState {
             .drain(..)
             .partition(|d| d.qos != QoS::AtMostOnce && d.shared.as_ref() == Some(key));
         self.queue = kept.into();
-        self.queued_bytes = self.queue.iter().map(|d| d.message.size()).sum();
+        self.release(moved.iter().map(|d| d.message.size()).sum());
         moved
     }
 
@@ -294,7 +338,15 @@ impl SessionState {
             .chain(queued)
             .filter(|d| d.shared.is_some())
             .collect();
-        self.queued_bytes = 0;
+        self.release(self.queued_bytes);
         out
+    }
+}
+
+impl Drop for SessionState {
+    fn drop(&mut self) {
+        self.budget
+            .used
+            .fetch_sub(self.queued_bytes, Ordering::Relaxed);
     }
 }

@@ -254,7 +254,7 @@ mod tests {
 
     fn subscriber(id: &str) -> Subscriber {
         Subscriber {
-            session: Arc::new(Session::new(ByteString::from(id), 0)),
+            session: Arc::new(Session::new(ByteString::from(id), 0, Default::default())),
             options: SubscriptionOptions::default(),
             identifier: None,
         }

@@ -379,3 +379,35 @@ fn acknowledged_deliveries_leave_the_store() {
     let _ = ByteString::new();
     let _ = Bytes::new();
 }
+
+#[test]
+fn the_global_queue_budget_bounds_all_sessions_together() {
+    let t0 = Instant::now();
+    // Each message counts topic + payload = 1 + 9 = 10 bytes; room for three in all.
+    let config = BrokerConfig {
+        max_total_queued_bytes: 30,
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::new(config);
+    for id in ["a", "b"] {
+        let mut s = Sim::connected(&broker, connect5(id, true, Some(60)), t0);
+        s.subscribe("t", QoS::AtLeastOnce, t0);
+        s.disconnect(t0);
+    }
+    let mut p = Sim::connected(&broker, connect5("pub", true, None), t0);
+    p.send(publish("t", b"123456789", QoS::AtLeastOnce, 1, None), t0);
+    assert_eq!(acks(&p.drain(t0)), [(1, ReasonCode::SUCCESS)]);
+    assert_eq!(broker.queued_bytes(), 20);
+    p.send(publish("t", b"123456789", QoS::AtLeastOnce, 2, None), t0);
+    assert_eq!(
+        acks(&p.drain(t0)),
+        [(2, ReasonCode::QUOTA_EXCEEDED)],
+        "one copy did not fit"
+    );
+    assert_eq!(broker.queued_bytes(), 30);
+    // Draining one session gives the budget back.
+    let (mut a, _) = Sim::connect(&broker, connect5("a", false, Some(60)), t0);
+    assert_eq!(a.publishes(t0).len(), 2);
+    assert_eq!(broker.queued_bytes(), 10);
+    drop(a);
+}

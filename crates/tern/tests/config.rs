@@ -244,6 +244,7 @@ fn toml_full_fixture() {
         b.receive_maximum = 100;
         b.max_queued_messages = 500;
         b.max_queued_bytes = 1_048_576;
+        b.max_total_queued_bytes = 268_435_456;
         b.queue_qos0_messages = true;
         b.max_keepalive = 600;
         b.retain_available = false;
@@ -340,6 +341,13 @@ fn toml_listener_addresses() {
 // ---------------------------------------------------------------------------------------------
 // TOML: errors
 
+/// Every key of `[mqtt]`, in the order the error message lists them.
+const MQTT_KEYS: &str = "`max_packet_size`, `max_inflight_messages`, `receive_maximum`, \
+     `max_queued_messages`, `max_queued_bytes`, `max_total_queued_bytes`, `queue_qos0_messages`, \
+     `max_keepalive`, `retain_available`, `max_qos`, `max_topic_alias`, `max_topic_levels`, \
+     `persistent_client_expiration`, `allow_zero_length_clientid`, `auto_id_prefix`, \
+     `connect_timeout`";
+
 #[test]
 fn toml_unknown_keys_in_every_section() {
     assert_eq!(
@@ -361,12 +369,7 @@ fn toml_unknown_keys_in_every_section() {
     );
     assert_eq!(
         toml_err("[mqtt]\nmax_qos = 1\nmax_inflight = 20\n"),
-        "tern.toml:3: `mqtt.max_inflight`: unknown key, expected one of `max_packet_size`, \
-         `max_inflight_messages`, `receive_maximum`, `max_queued_messages`, `max_queued_bytes`, \
-         `queue_qos0_messages`, `max_keepalive`, `retain_available`, `max_qos`, \
-         `max_topic_alias`, `max_topic_levels`, `persistent_client_expiration`, \
-         `allow_zero_length_clientid`, \
-         `auto_id_prefix`, `connect_timeout`"
+        format!("tern.toml:3: `mqtt.max_inflight`: unknown key, expected one of {MQTT_KEYS}")
     );
     // An unknown table is an unknown key too, and dotted keys are located the same way.
     assert_eq!(
@@ -376,12 +379,7 @@ fn toml_unknown_keys_in_every_section() {
     );
     assert_eq!(
         toml_err("mqtt.max_qos = 1\nmqtt.maxqos = 2\n"),
-        "tern.toml:2: `mqtt.maxqos`: unknown key, expected one of `max_packet_size`, \
-         `max_inflight_messages`, `receive_maximum`, `max_queued_messages`, `max_queued_bytes`, \
-         `queue_qos0_messages`, `max_keepalive`, `retain_available`, `max_qos`, \
-         `max_topic_alias`, `max_topic_levels`, `persistent_client_expiration`, \
-         `allow_zero_length_clientid`, \
-         `auto_id_prefix`, `connect_timeout`"
+        format!("tern.toml:2: `mqtt.maxqos`: unknown key, expected one of {MQTT_KEYS}")
     );
 }
 

@@ -71,6 +71,7 @@ struct RawMqtt {
     receive_maximum: Option<Spanned<Int>>,
     max_queued_messages: Option<Spanned<Int>>,
     max_queued_bytes: Option<Spanned<SizeValue>>,
+    max_total_queued_bytes: Option<Spanned<SizeValue>>,
     queue_qos0_messages: Option<bool>,
     max_keepalive: Option<Spanned<Int>>,
     retain_available: Option<bool>,
@@ -343,6 +344,10 @@ impl RawMqtt {
         if let Some(v) = &self.max_queued_bytes {
             let bytes = doc.size(v, "mqtt.max_queued_bytes")?;
             broker.max_queued_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        if let Some(v) = &self.max_total_queued_bytes {
+            let bytes = doc.size(v, "mqtt.max_total_queued_bytes")?;
+            broker.max_total_queued_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
         }
         if let Some(v) = &self.max_keepalive {
             let key = "mqtt.max_keepalive";
