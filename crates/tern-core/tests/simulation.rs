@@ -11,9 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tern_codec::{
-    Ack, Packet, ProtocolVersion, QoS, ReasonCode,
-};
+use tern_codec::{Ack, Packet, ProtocolVersion, QoS, ReasonCode};
 use tern_core::{Broker, BrokerConfig};
 
 mod common;
