@@ -45,6 +45,25 @@ enum Awaiting {
     PubComp,
 }
 
+/// What a client must remember between connections of a persistent session (MQTT §4.1): the
+/// incoming QoS 2 identifiers it has answered with PUBREC, and its own unacknowledged QoS 1/2
+/// messages. Taken with [`Client::session_state`] and given back to [`Client::resume`].
+#[derive(Debug, Clone, Default)]
+pub struct SessionState {
+    incoming_qos2: HashSet<u16>,
+    /// Outgoing messages in send order: the PUBLISH to re-send, or `None` once PUBREL is due.
+    outgoing: Vec<(PacketId, Option<Publish>)>,
+    next_packet_id: u16,
+}
+
+impl SessionState {
+    /// How many outgoing QoS 1/2 messages are not yet complete.
+    #[must_use]
+    pub fn unacknowledged(&self) -> usize {
+        self.outgoing.len()
+    }
+}
+
 /// One MQTT connection.
 pub struct Client {
     stream: TcpStream,
@@ -57,6 +76,9 @@ pub struct Client {
     pub auto_flush: bool,
     next_packet_id: u16,
     inflight: HashMap<u16, Awaiting>,
+    /// Outgoing QoS 1/2 messages sent with [`Client::send_publish`], in send order, kept for
+    /// re-sending after a reconnection.
+    unacked: Vec<(PacketId, Publish)>,
     /// The broker's Receive Maximum.
     send_window: usize,
     /// The broker's Maximum Packet Size.
@@ -91,6 +113,7 @@ impl Client {
             auto_flush: true,
             next_packet_id: 1,
             inflight: HashMap::new(),
+            unacked: Vec::new(),
             send_window: usize::from(u16::MAX),
             max_packet_size: u32::MAX,
             incoming_qos2: HashSet::new(),
@@ -119,6 +142,69 @@ impl Client {
         client.keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
         client.connack = connack;
         Ok(client)
+    }
+
+    /// Connects with Clean Start off and, if the broker still has the session, carries on
+    /// from `state`: incoming QoS 2 identifiers are still recognised, and unacknowledged
+    /// messages are re-sent with DUP and their identifiers, PUBREL where PUBREC came
+    /// (MQTT-4.4.0-1). Without a session on the broker the state is dropped (MQTT-3.2.2-5).
+    pub async fn resume(
+        options: &ConnectOptions,
+        state: SessionState,
+    ) -> Result<Self, ClientError> {
+        let mut options = options.clone();
+        options.clean_start = false;
+        let mut client = Self::connect(&options).await?;
+        if !client.connack.session_present {
+            return Ok(client);
+        }
+        client.incoming_qos2 = state.incoming_qos2;
+        client.next_packet_id = state.next_packet_id.max(1);
+        for (id, publish) in state.outgoing {
+            match publish {
+                Some(mut publish) => {
+                    publish.dup = true;
+                    publish.packet_id = Some(id);
+                    let awaiting = if publish.qos == QoS::AtLeastOnce {
+                        Awaiting::PubAck
+                    } else {
+                        Awaiting::PubRec
+                    };
+                    client.inflight.insert(id.get(), awaiting);
+                    client.queue(&Packet::Publish(publish.clone()))?;
+                    client.unacked.push((id, publish));
+                }
+                None => {
+                    client.inflight.insert(id.get(), Awaiting::PubComp);
+                    client.queue(&Packet::PubRel(Ack::new(id)))?;
+                }
+            }
+        }
+        client.flush().await?;
+        Ok(client)
+    }
+
+    /// What to carry over to the next connection of this session (see [`Client::resume`]).
+    /// Messages sent with [`Client::send_publish_view`] are not kept and cannot be re-sent.
+    #[must_use]
+    pub fn session_state(&self) -> SessionState {
+        let mut outgoing: Vec<(PacketId, Option<Publish>)> = self
+            .unacked
+            .iter()
+            .filter(|(id, _)| self.inflight.get(&id.get()) != Some(&Awaiting::PubComp))
+            .map(|(id, p)| (*id, Some(p.clone())))
+            .collect();
+        outgoing.extend(
+            self.inflight
+                .iter()
+                .filter(|(_, a)| **a == Awaiting::PubComp)
+                .filter_map(|(id, _)| PacketId::new(*id).map(|id| (id, None))),
+        );
+        SessionState {
+            incoming_qos2: self.incoming_qos2.clone(),
+            outgoing,
+            next_packet_id: self.next_packet_id,
+        }
     }
 
     /// The CONNACK the broker accepted the connection with.
@@ -151,7 +237,17 @@ impl Client {
         &mut self,
         publish: Publish,
     ) -> Result<Option<PacketId>, ClientError> {
-        self.send_publish_view(publish.view()).await
+        let id = self.send_publish_view(publish.view()).await?;
+        if let Some(id) = id {
+            self.unacked.push((
+                id,
+                Publish {
+                    packet_id: Some(id),
+                    ..publish
+                },
+            ));
+        }
+        Ok(id)
     }
 
     /// Like [`Client::send_publish`] for a borrowed message: the topic and payload are encoded
@@ -418,6 +514,7 @@ impl Client {
     fn complete(&mut self, packet_id: PacketId, awaiting: Awaiting, reason: ReasonCode) {
         if self.inflight.get(&packet_id.get()) == Some(&awaiting) {
             self.inflight.remove(&packet_id.get());
+            self.unacked.retain(|(id, _)| *id != packet_id);
             self.events.push_back(Event::Acked { packet_id, reason });
         }
     }

@@ -8,14 +8,15 @@
 //! outgoing QoS 1/2 messages within the broker's Receive Maximum, and hands everything else to
 //! the caller as [`Event`]s.
 //!
-//! It does not reconnect, persist its session state, or retransmit on reconnection: callers
-//! that need those (a bridge) build them on top.
+//! It does not reconnect by itself: a caller that needs to (a bridge, a test harness) takes the
+//! [`SessionState`] of a lost connection and gives it to [`Client::resume`], which re-sends what
+//! was not acknowledged and keeps recognising QoS 2 messages already received.
 
 mod client;
 mod error;
 mod options;
 
-pub use client::{Client, Event};
+pub use client::{Client, Event, SessionState};
 pub use error::ClientError;
 pub use options::ConnectOptions;
 pub use tern_codec;
