@@ -1,0 +1,1091 @@
+#!/usr/bin/env python3
+"""Tern, Mosquitto and rumqttd side by side, measured by `tern bench`.
+
+Run it through bench/compare.sh, which installs the brokers and matplotlib first. Every scenario
+runs against a fresh broker process on a free loopback port, the broker pinned to one core and
+the load generator to the other; the brokers' order rotates from round to round and the
+medians over the rounds are reported, with every figure also given as a ratio to Mosquitto's
+from the same run. bench/README.md explains the columns and the caveats.
+
+Outputs (under --out, default bench/results):
+  compare-<UTC date>.md and latest.md   the tables, the machine, the command line
+  latest.json                           the medians, machine-readable
+  latest.png                            broker CPU time per delivery, per scenario and broker
+  raw/<stamp>/                          one JSON per run (bench output, RSS, load), broker logs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    kind: str  # "throughput", "latency" or "conn"
+    args: list[str]
+    quick: list[str]
+
+
+SOURCES = "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4"
+
+SCENARIOS = [
+    Scenario(
+        "fanin-q0", "QoS 0 fan-in 8 → 1", "throughput",
+        ["fanin", "-q", "0", "--publishers", "8", "-n", "600000", "-d", "10s", "--drain", "30s"],
+        ["fanin", "-q", "0", "--publishers", "8", "-n", "500", "-d", "5s", "--drain", "3s"],
+    ),
+    Scenario(
+        "fanout-q0", "QoS 0 fan-out 1 → 100", "throughput",
+        ["fanout", "-q", "0", "--subscribers", "100", "-n", "150000", "-d", "10s", "--drain", "60s"],
+        ["fanout", "-q", "0", "--subscribers", "20", "-n", "200", "-d", "5s", "--drain", "3s"],
+    ),
+    Scenario(
+        "p2p-q1", "QoS 1 point-to-point, 10 pairs, 16 in flight", "throughput",
+        ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "-n", "250000", "-d", "10s",
+         "--drain", "20s"],
+        ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "-n", "300", "-d", "5s",
+         "--drain", "3s"],
+    ),
+    Scenario(
+        "p2p-q2", "QoS 2 point-to-point, 10 pairs, 16 in flight", "throughput",
+        ["p2p", "-q", "2", "-c", "10", "--inflight", "16", "-n", "70000", "-d", "10s",
+         "--drain", "20s"],
+        ["p2p", "-q", "2", "-c", "10", "--inflight", "16", "-n", "300", "-d", "5s",
+         "--drain", "3s"],
+    ),
+    Scenario(
+        "p2p-q2-if64", "QoS 2 point-to-point, 10 pairs, 64 in flight", "throughput",
+        ["p2p", "-q", "2", "-c", "10", "--inflight", "64", "-n", "70000", "-d", "10s",
+         "--drain", "5s"],
+        ["p2p", "-q", "2", "-c", "10", "--inflight", "64", "-n", "300", "-d", "5s",
+         "--drain", "2s"],
+    ),
+    Scenario(
+        "wildcard", "QoS 0 wildcard table: 1000 × dev/<i>/+ and 20 non-matching filters each",
+        "throughput",
+        ["wildcard", "-q", "0", "--subscribers", "1000", "--wildcard-filters", "20",
+         "--publishers", "8", "-n", "200000", "-d", "10s", "--drain", "20s"],
+        ["wildcard", "-q", "0", "--subscribers", "100", "--wildcard-filters", "20",
+         "--publishers", "8", "-n", "200", "-d", "5s", "--drain", "3s"],
+    ),
+    Scenario(
+        "lat-p2p-q1", "latency: QoS 1 point-to-point at 2k msg/s (10 pairs × 200/s)", "latency",
+        ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "--rate", "200", "-n", "1000",
+         "-d", "10s", "--drain", "5s"],
+        ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "--rate", "200", "-n", "60",
+         "-d", "3s", "--drain", "2s"],
+    ),
+    Scenario(
+        "lat-fanout-q0", "latency: QoS 0 fan-out 1 → 100 at 20k deliveries/s (200 msg/s)",
+        "latency",
+        ["fanout", "-q", "0", "--subscribers", "100", "--rate", "200", "-n", "1000", "-d", "10s",
+         "--drain", "5s"],
+        ["fanout", "-q", "0", "--subscribers", "100", "--rate", "200", "-n", "60", "-d", "3s",
+         "--drain", "2s"],
+    ),
+    Scenario(
+        "conn-10k", "10k idle connections", "conn",
+        ["conn", "-c", "10000", "--duration", "4s", "--connect-timeout", "30s",
+         "--source", SOURCES],
+        ["conn", "-c", "300", "--duration", "1500ms", "--source", SOURCES],
+    ),
+]
+SCENARIO_KEYS = [s.key for s in SCENARIOS]
+
+
+# --------------------------------------------------------------------------------------------
+# Brokers
+
+
+@dataclass
+class BrokerSpec:
+    label: str
+    kind: str  # tern, mosquitto, rumqttd
+    binary: str
+    # The configuration template, when it differs from bench/<name> (Tern: see tern_template).
+    template: str | None = None
+
+
+@dataclass
+class Running:
+    spec: BrokerSpec
+    proc: subprocess.Popen
+    port: int
+    log: Path
+    exited_early: bool = False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CONFIG_NAMES = {"tern": "tern.toml", "mosquitto": "mosquitto.conf", "rumqttd": "rumqttd.toml"}
+
+
+def tern_template(binary: str) -> tuple[str, list[str]]:
+    """bench/tern.toml as this Tern build accepts it, and the optional lines it had to drop.
+
+    Tern refuses keys it does not know; keys newer than the build (marked `# optional`) are
+    dropped when `tern check-config` refuses the full file."""
+    text = (BENCH_DIR / "tern.toml").read_text()
+    with tempfile.TemporaryDirectory(prefix="tern-compare-check-") as tmp:
+        path = Path(tmp) / "tern.toml"
+        path.write_text(text.replace("@PORT@", "1883").replace("@INFLIGHT@", "20"))
+        check = subprocess.run([binary, "check-config", str(path)], capture_output=True,
+                               text=True, timeout=30)
+    if check.returncode == 0:
+        return text, []
+    kept, dropped = [], []
+    for line in text.splitlines(keepends=True):
+        (dropped if line.rstrip().endswith("# optional") else kept).append(line)
+    return "".join(kept), [l.split("#")[0].strip() for l in dropped]
+
+
+def write_config(spec: BrokerSpec, port: int, inflight: int, protocol: str, workdir: Path) -> Path:
+    name = CONFIG_NAMES[spec.kind]
+    text = spec.template if spec.template is not None else (BENCH_DIR / name).read_text()
+    text = text.replace("@PORT@", str(port)).replace("@INFLIGHT@", str(inflight))
+    if spec.kind == "rumqttd" and protocol == "5":
+        # rumqttd serves MQTT 5 on a separate "v5" listener.
+        text = text.replace("[v4.1.connections]", "[v5.1.connections]").replace(
+            "[v4.1]", "[v5.1]"
+        ).replace('name = "v4-1"', 'name = "v5-1"')
+    path = workdir / f"{spec.label}-{port}-{name}"
+    path.write_text(text)
+    return path
+
+
+def broker_command(spec: BrokerSpec, config: Path) -> list[str]:
+    if spec.kind == "tern":
+        return [spec.binary, "serve", "--config", str(config)]
+    if spec.kind == "mosquitto":
+        return [spec.binary, "-c", str(config)]
+    return [spec.binary, "-q", "-c", str(config)]
+
+
+def pin(core: int | None, cmd: list[str]) -> list[str]:
+    return cmd if core is None else ["taskset", "-c", str(core), *cmd]
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def start_broker(spec: BrokerSpec, opts, workdir: Path, logdir: Path, tag: str) -> Running:
+    port = free_port()
+    config = write_config(spec, port, opts.inflight_window, opts.protocol, workdir)
+    log = logdir / f"{tag}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            pin(opts.broker_core, broker_command(spec, config)),
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
+            start_new_session=True, preexec_fn=raise_fd_limit,
+        )
+    running = Running(spec, proc, port, log)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{spec.label} exited at start-up (status {proc.returncode}); see {log}"
+                )
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(
+                f"{spec.label} did not listen on port {port} within 20 s; see {log}"
+            )
+        time.sleep(0.2)  # let the probe connection's close settle before the baseline readings
+    except BaseException:
+        stop_broker(running)
+        raise
+    return running
+
+
+def stop_broker(b: Running) -> None:
+    if b.proc.poll() is not None:
+        b.exited_early = True
+        return
+    b.proc.send_signal(signal.SIGTERM)
+    try:
+        b.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        b.proc.kill()
+        b.proc.wait(10)
+
+
+# --------------------------------------------------------------------------------------------
+# /proc readings
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def fd_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def cpu_busy_s() -> dict[str, float]:
+    """Busy time (everything but idle and iowait) of each CPU, in seconds."""
+    busy = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            name, *vals = line.split()
+            v = [int(x) for x in vals]
+            busy[name] = (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
+    return busy
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+
+
+def bench_command(opts, scenario: Scenario, port: int, pid: int) -> list[str]:
+    args = scenario.quick if opts.quick else scenario.args
+    cmd = [opts.bench, "bench", *args, "-p", str(port), "-V", opts.protocol, "--quiet",
+           "--json", "--broker-pid", str(pid)]
+    if opts.loadgen_core is not None:
+        cmd += ["--threads", "1"]
+    return pin(opts.loadgen_core, cmd)
+
+
+def bench_timeout(cmd: list[str]) -> float:
+    """Wall-clock bound of one bench run: its own bounds plus set-up, with room to spare."""
+    from_flags = 0.0
+    for flag in ("-d", "--duration", "--drain", "--connect-timeout"):
+        if flag in cmd:
+            from_flags += parse_seconds(cmd[cmd.index(flag) + 1])
+    return from_flags + 120
+
+
+def parse_seconds(text: str) -> float:
+    for unit, mult in (("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * mult
+    return float(text)
+
+
+def run_one(opts, scenario: Scenario, spec: BrokerSpec, rnd: int, workdir: Path,
+            rawdir: Path) -> dict:
+    tag = f"r{rnd}-{scenario.key}-{spec.label}"
+    record: dict = {"round": rnd, "scenario": scenario.key, "broker": spec.label,
+                    "kind": spec.kind, "ok": False}
+    try:
+        b = start_broker(spec, opts, workdir, rawdir, tag)
+    except RuntimeError as e:
+        record["error"] = str(e)
+        return record
+    pid = b.proc.pid
+    try:
+        cmd = bench_command(opts, scenario, b.port, pid)
+        record["bench_command"] = shlex.join(cmd)
+        record["port"] = b.port
+        rss_before = rss_kib(pid)
+        fds_before = fd_count(pid)
+        busy_before = cpu_busy_s()
+        broker_cpu_before = proc_cpu_s(pid)
+        t0 = time.monotonic()
+        rss_loaded = None
+        out_path = rawdir / f"{tag}.bench.out"
+        err_path = rawdir / f"{tag}.bench.err"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            bench = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                     preexec_fn=raise_fd_limit)
+            limit = t0 + bench_timeout(cmd)
+            try:
+                if scenario.kind == "conn":
+                    # Wait until the broker holds every connection (one descriptor each), let
+                    # it settle, and read its resident memory while the connections are held.
+                    want = fds_before + connection_count(cmd)
+                    reached = None
+                    while bench.poll() is None and time.monotonic() < limit:
+                        now = time.monotonic()
+                        if reached is None and fd_count(pid) >= want:
+                            reached = now
+                        if reached is not None and now - reached >= 1.0:
+                            rss_loaded = rss_kib(pid)
+                            record["fds_loaded"] = fd_count(pid)
+                            break
+                        time.sleep(0.05)
+                bench.wait(max(1.0, limit - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                bench.kill()
+                bench.wait()
+                record["error"] = f"bench killed after {bench_timeout(cmd):.0f} s"
+            except BaseException:
+                bench.kill()
+                bench.wait()
+                raise
+        wall = time.monotonic() - t0
+        busy_after = cpu_busy_s()
+        broker_cpu_after = proc_cpu_s(pid)
+        record["wall_s"] = round(wall, 3)
+        record["bench_status"] = bench.returncode
+        text = out_path.read_text(errors="replace").strip().splitlines()
+        report = None
+        for line in reversed(text):
+            if line.startswith("{"):
+                try:
+                    report = json.loads(line)
+                except json.JSONDecodeError:
+                    pass
+                break
+        record["bench"] = report
+        if report is None and "error" not in record:
+            tail = err_path.read_text(errors="replace").strip()[-500:]
+            record["error"] = f"no JSON from tern bench (status {bench.returncode}): {tail}"
+        # Load on each core that was neither the broker nor the load generator.
+        if broker_cpu_before is not None and broker_cpu_after is not None and report:
+            broker_total = broker_cpu_after - broker_cpu_before
+            loadgen = report.get("loadgen_cpu_s", 0.0)
+            other = {}
+            for cpu, after in busy_after.items():
+                used = after - busy_before.get(cpu, after)
+                if opts.broker_core is not None and cpu == f"cpu{opts.broker_core}":
+                    used -= broker_total
+                if opts.loadgen_core is not None and cpu == f"cpu{opts.loadgen_core}":
+                    used -= loadgen
+                other[cpu] = round(max(0.0, used) / wall * 100, 1) if wall > 0 else 0.0
+            record["other_load_pct"] = other
+        if rss_before is not None and rss_loaded is not None and report:
+            connected = report["connect"]["connected"]
+            record["rss_before_kib"] = rss_before
+            record["rss_loaded_kib"] = rss_loaded
+            if connected:
+                record["rss_per_connection_b"] = round(
+                    (rss_loaded - rss_before) * 1024 / connected, 1
+                )
+        if report and "error" not in record:
+            record["ok"] = True
+    finally:
+        stop_broker(b)
+        if b.exited_early:
+            record["ok"] = False
+            record["broker_crashed"] = True
+            record["error"] = (
+                f"{spec.label} exited during the run (status {b.proc.returncode}); see {b.log}"
+            )
+        record["broker_status"] = b.proc.returncode
+    (rawdir / f"{tag}.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def connection_count(cmd: list[str]) -> int:
+    """The bench's `-c N` (not taskset's `-c CORE` in front of it)."""
+    args = cmd[cmd.index("bench") + 1:]
+    return int(args[args.index("-c") + 1])
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+
+
+@dataclass
+class Figure:
+    key: str
+    label: str
+    unit: str
+    lower_is_better: bool
+    kinds: tuple[str, ...]
+    digits: int = 2
+
+
+FIGURES = [
+    Figure("cpu_us", "broker CPU per delivery", "µs", True, ("throughput", "latency")),
+    Figure("deliveries_s", "deliveries/s", "/s", False, ("throughput", "latency"), 0),
+    Figure("broker_util", "broker CPU use", "%", False, ("throughput", "latency"), 0),
+    Figure("lost_pct", "lost", "%", True, ("throughput", "latency"), 3),
+    Figure("duplicates", "duplicates", "", True, ("throughput", "latency"), 0),
+    Figure("p50_us", "latency p50", "µs", True, ("throughput", "latency"), 0),
+    Figure("p99_us", "latency p99", "µs", True, ("throughput", "latency"), 0),
+    Figure("loadgen_us", "load generator CPU per delivery", "µs", True,
+           ("throughput", "latency")),
+    Figure("rss_per_conn", "broker RSS per idle connection", "B", True, ("conn",), 0),
+    Figure("connects_s", "connects/s", "/s", False, ("conn",), 0),
+    Figure("connect_p99_ms", "connect p99", "ms", True, ("conn",), 2),
+    Figure("cpu_us_conn", "broker CPU per connect", "µs", True, ("conn",), 1),
+    Figure("connect_failed", "failed connects", "", True, ("conn",), 0),
+    Figure("loadgen_s", "load generator CPU", "s", True, ("conn",), 2),
+]
+FIG = {f.key: f for f in FIGURES}
+
+
+def figures_of(record: dict) -> dict[str, float]:
+    r = record["bench"]
+    out: dict[str, float] = {}
+    if r["scenario"] == "conn":
+        c = r["connect"]
+        if "rss_per_connection_b" in record:
+            out["rss_per_conn"] = record["rss_per_connection_b"]
+        out["connects_s"] = c["per_s"]
+        out["connect_p99_ms"] = c["p99_ms"]
+        out["connect_failed"] = c["failed"]
+        if r.get("broker_cpu_s") is not None and c["connected"]:
+            out["cpu_us_conn"] = r["broker_cpu_s"] * 1e6 / c["connected"]
+        out["loadgen_s"] = r["loadgen_cpu_s"]
+        return out
+    received = r["received"]
+    if r.get("broker_cpu_us_per_delivery") is not None:
+        out["cpu_us"] = r["broker_cpu_us_per_delivery"]
+    out["deliveries_s"] = r["received_per_s"]
+    if r.get("broker_cpu_s") is not None and r["duration_s"] > 0:
+        out["broker_util"] = min(100.0, r["broker_cpu_s"] / r["duration_s"] * 100)
+    out["lost_pct"] = r["lost"] * 100 / r["expected"] if r["expected"] else 0.0
+    out["duplicates"] = r["duplicates"]
+    lat = r["latency_us"]
+    if lat["count"]:
+        out["p50_us"] = lat["p50"]
+        out["p99_us"] = lat["p99"]
+    if received:
+        out["loadgen_us"] = r["loadgen_cpu_s"] * 1e6 / received
+    return out
+
+
+def drain_cut(record: dict) -> bool:
+    """Whether messages were lost while deliveries were still arriving when the drain ended:
+    then the 'lost' count includes the broker's backlog, not only dropped messages."""
+    r = record.get("bench") or {}
+    if not r.get("lost") or not r.get("sent_per_s"):
+        return False
+    cmd = shlex.split(record.get("bench_command", ""))
+    drain = parse_seconds(cmd[cmd.index("--drain") + 1]) if "--drain" in cmd else 5.0
+    last_send = r["sent"] / r["sent_per_s"]
+    return r["duration_s"] >= last_send + drain - 1.0
+
+
+def summarise(records: list[dict], labels: list[str]) -> dict:
+    """scenario -> broker -> {figure: {median, min, max, n}} plus run counts and failures."""
+    summary: dict = {}
+    for s in SCENARIOS:
+        per: dict = {}
+        for label in labels:
+            runs = [r for r in records if r["scenario"] == s.key and r["broker"] == label]
+            good = [r for r in runs if r["ok"]]
+            values: dict[str, list[float]] = {}
+            for r in good:
+                for k, v in figures_of(r).items():
+                    values.setdefault(k, []).append(v)
+            other = [max(r.get("other_load_pct", {}).values(), default=0.0) for r in good]
+            per[label] = {
+                "runs": len(runs),
+                "ok": len(good),
+                "failures": [r.get("error", "?") for r in runs if not r["ok"]],
+                "crashes": sum(1 for r in runs if r.get("broker_crashed")),
+                "errors": sum(r["bench"]["errors"] for r in good),
+                "errors_by_kind": merged_errors(good),
+                "drain_cut": sum(1 for r in good if drain_cut(r)),
+                "lost_total": sum(r["bench"].get("lost", 0) for r in good),
+                "other_load_pct_max": max(other, default=0.0),
+                "figures": {
+                    k: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
+                    for k, v in values.items()
+                },
+            }
+        if any(per[l]["runs"] for l in labels):
+            summary[s.key] = per
+    return summary
+
+
+def merged_errors(runs: list[dict]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for r in runs:
+        for k, v in r["bench"].get("errors_by_kind", {}).items():
+            kinds[k] = kinds.get(k, 0) + v
+    return kinds
+
+
+def fmt(value: float | None, digits: int) -> str:
+    if value is None:
+        return "–"
+    if digits == 0:
+        return f"{value:,.0f}".replace(",", " ")
+    if abs(value) >= 100:
+        return f"{value:,.0f}".replace(",", " ")
+    return f"{value:.{digits}f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return "–"
+    if b == 0:
+        return "–" if a == 0 else "∞"
+    r = a / b
+    return f"{r:.2f}×" if r < 10 else f"{r:.0f}×"
+
+
+def median_of(summary, scenario, label, key):
+    f = summary[scenario][label]["figures"].get(key)
+    return None if f is None else f["median"]
+
+
+HEADLINE = {
+    "throughput": ["cpu_us", "deliveries_s", "lost_pct"],
+    "latency": ["p50_us", "p99_us", "cpu_us", "lost_pct"],
+    "conn": ["rss_per_conn", "connects_s", "connect_p99_ms"],
+}
+
+
+def ratio_pairs(labels: list[str], aa: str | None) -> list[tuple[str, str]]:
+    """Which ratios the summary shows: Tern against each reference broker, rumqttd against
+    Mosquitto, and the A/A pair (the second instance over the first)."""
+    refs = [l for l in ("mosquitto", "rumqttd") if l in labels]
+    own = [l for l in labels if l not in refs and not (aa and l == f"{aa}-b")]
+    pairs = [(a, r) for a in own for r in refs]
+    if "mosquitto" in labels and "rumqttd" in labels:
+        pairs.append(("rumqttd", "mosquitto"))
+    if aa and f"{aa}-b" in labels:
+        pairs.append((f"{aa}-b", aa))
+    if not pairs:
+        pairs = [(l, labels[0]) for l in labels[1:]]
+    return pairs
+
+
+def headline_table(summary: dict, labels: list[str], pairs: list[tuple[str, str]]) -> list[str]:
+    """The short table: the figures that matter per scenario, with ratios."""
+    head = ["scenario", "figure", *labels]
+    head += [f"{a} ÷ {b}" for a, b in pairs]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in SCENARIOS:
+        if s.key not in summary:
+            continue
+        first = True
+        for key in HEADLINE[s.kind]:
+            f = FIG[key]
+            vals = {l: median_of(summary, s.key, l, key) for l in labels}
+            if key == "lost_pct" and not any(vals.values()):
+                continue
+            name = f"{f.label} ({f.unit}, {'lower' if f.lower_is_better else 'higher'} is better)" \
+                if f.unit else f.label
+            row = [s.title if first else "", name]
+            row += [fmt(vals[l], f.digits) for l in labels]
+            row += [ratio(vals[a], vals[b]) for a, b in pairs]
+            lines.append("| " + " | ".join(row) + " |")
+            first = False
+    return lines
+
+
+def detail_tables(summary: dict, labels: list[str], baseline: str | None) -> list[str]:
+    out = []
+    for s in SCENARIOS:
+        if s.key not in summary:
+            continue
+        figs = [f for f in FIGURES if s.kind in f.kinds]
+        head = ["broker", "runs"]
+        for f in figs:
+            head.append(f"{f.label} ({f.unit})" if f.unit else f.label)
+            if baseline and f.key in ("cpu_us", "deliveries_s", "p99_us", "rss_per_conn",
+                                      "connects_s", "connect_p99_ms"):
+                head.append(f"÷ {baseline}")
+        head.append("other load %")
+        out.append(f"### {s.title} (`{s.key}`)")
+        out.append("")
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        for l in labels:
+            p = summary[s.key][l]
+            row = [l, f"{p['ok']}/{p['runs']}"]
+            for f in figs:
+                st = p["figures"].get(f.key)
+                if st is None:
+                    cell = "–"
+                elif st["n"] > 1 and f.key in ("cpu_us", "deliveries_s", "lost_pct",
+                                               "rss_per_conn", "connects_s", "p99_us"):
+                    cell = (f"{fmt(st['median'], f.digits)} "
+                            f"({fmt(st['min'], f.digits)}–{fmt(st['max'], f.digits)})")
+                else:
+                    cell = fmt(st["median"], f.digits)
+                row.append(cell)
+                if baseline and f.key in ("cpu_us", "deliveries_s", "p99_us", "rss_per_conn",
+                                          "connects_s", "connect_p99_ms"):
+                    row.append(ratio(median_of(summary, s.key, l, f.key),
+                                     median_of(summary, s.key, baseline, f.key)))
+            row.append(fmt(p["other_load_pct_max"], 0))
+            out.append("| " + " | ".join(row) + " |")
+        notes = []
+        for l in labels:
+            p = summary[s.key][l]
+            if p["crashes"]:
+                notes.append(f"**{l} exited during {p['crashes']} run(s).**")
+            for e in dict.fromkeys(p["failures"]):
+                notes.append(f"{l}: failed run: {e}")
+            if p.get("drain_cut"):
+                notes.append(f"{l}: in {p['drain_cut']} run(s) deliveries were still arriving "
+                             f"when the drain ended: its \"lost\" includes messages the broker "
+                             f"still held (a backlog), not only dropped ones.")
+            if p["errors"]:
+                kinds = ", ".join(f"{k} {v}" for k, v in sorted(p["errors_by_kind"].items()))
+                notes.append(f"{l}: {p['errors']} client errors over its {p['ok']} runs "
+                             f"({kinds}; see the raw JSON).")
+        if notes:
+            out.append("")
+            out.extend(f"- {n}" for n in notes)
+        out.append("")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Machine, versions, chart
+
+
+def machine() -> dict:
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = "?"
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal"):
+            mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    osname = "?"
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                osname = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    virt = []
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Hypervisor vendor:"):
+                virt.append(f"{line.split(':', 1)[1].strip()} virtual machine")
+    except OSError:
+        pass
+    if Path("/.dockerenv").exists():
+        virt.append("in a container")
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "kernel": platform.release(),
+        "os": osname,
+        "virtualisation": ", ".join(virt) or None,
+        "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
+
+
+def first_line(cmd: list[str]) -> str:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (p.stdout + p.stderr).strip().splitlines()
+    return text[0] if text else "?"
+
+
+def versions(specs: list[BrokerSpec], bench: str) -> dict:
+    out = {}
+    for s in specs:
+        if s.kind == "tern":
+            v = first_line([s.binary, "--version"])
+            commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True).stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+                                    "crates"], capture_output=True, text=True).stdout.strip()
+            built = dt.datetime.fromtimestamp(os.path.getmtime(s.binary), dt.timezone.utc)
+            digest = hashlib.sha256(Path(s.binary).read_bytes()).hexdigest()[:12]
+            v += f" (git {commit or '?'}{' + uncommitted changes' if dirty else ''}, " \
+                 f"built {built:%Y-%m-%d %H:%M} UTC, binary sha256 {digest})"
+        elif s.kind == "mosquitto":
+            v = first_line([s.binary, "-h"])
+        else:
+            v = first_line([s.binary, "--version"])
+        out[s.label] = v
+    out["load generator"] = first_line([bench, "--version"]) + " (`tern bench`)"
+    return out
+
+
+def chart(summary: dict, labels: list[str], path: Path, title: str) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: no chart"
+    keys = [s for s in SCENARIOS if s.key in summary and s.kind != "conn"]
+    if not keys:
+        return "no message scenario: no chart"
+    fig, ax = plt.subplots(figsize=(12, 5.5))
+    width = 0.8 / len(labels)
+    palette = {"tern": "#2a9d8f", "tern-b": "#8fd3c9", "mosquitto": "#264653",
+               "mosquitto-b": "#7a97a6", "rumqttd": "#e9c46a", "rumqttd-b": "#f4e1a8"}
+    colours = [palette.get(l, "#8d99ae") for l in labels]
+    for i, label in enumerate(labels):
+        xs, ys, lost = [], [], []
+        for j, s in enumerate(keys):
+            v = median_of(summary, s.key, label, "cpu_us")
+            if v is not None and v > 0:
+                xs.append(j + (i - (len(labels) - 1) / 2) * width)
+                ys.append(v)
+                lost.append((median_of(summary, s.key, label, "lost_pct") or 0) > 0)
+            else:
+                # No figure: nothing was delivered (or the run failed).
+                ax.annotate("none\ndelivered", (j + (i - (len(labels) - 1) / 2) * width, 0),
+                            xycoords=("data", "axes fraction"), xytext=(0, 4),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=6,
+                            color=colours[i])
+        bars = ax.bar(xs, ys, width, label=label, color=colours[i])
+        for bar, y, l in zip(bars, ys, lost):
+            ax.annotate(f"{y:.2f}" if y < 10 else f"{y:.0f}", (bar.get_x() + bar.get_width() / 2, y),
+                        ha="center", va="bottom", fontsize=7)
+            if l:
+                bar.set_hatch("//")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([s.key for s in keys], rotation=15)
+    ax.set_ylabel("broker CPU µs per delivery (log scale, lower is better)")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.text(0.01, 0.01, "hatched: messages were lost in that configuration; medians over the rounds",
+             fontsize=8)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv: list[str]):
+    p = argparse.ArgumentParser(
+        description="Tern, Mosquitto and rumqttd side by side (run through bench/compare.sh).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--brokers", default="tern,mosquitto,rumqttd",
+                   help="comma-separated brokers: tern, mosquitto, rumqttd (default: all three)")
+    p.add_argument("--aa", metavar="BROKER",
+                   help="A/A check: add a second instance of BROKER, labelled BROKER-b, that "
+                        "runs the same binary and settings; the two differ only by noise")
+    p.add_argument("--scenarios", default=",".join(SCENARIO_KEYS),
+                   help="comma-separated subset of: " + ", ".join(SCENARIO_KEYS))
+    p.add_argument("--rounds", type=int, default=3, help="rounds (default 3; --quick: 1)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke mode: 1 round, tiny counts (checks that everything works)")
+    p.add_argument("--protocol", default="3.1.1", choices=["3.1.1", "5"],
+                   help="MQTT version of every client (default 3.1.1, the version all three "
+                        "brokers implement fully)")
+    p.add_argument("--inflight-window", type=int, default=20,
+                   help="outgoing QoS 1/2 window per client of Tern and Mosquitto (both "
+                        "default to 20; rumqttd's is fixed at 100)")
+    p.add_argument("--broker-core", type=int, default=0)
+    p.add_argument("--loadgen-core", type=int, default=1)
+    p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    p.add_argument("--tern", default=str(ROOT / "target/release/tern"))
+    p.add_argument("--bench", help="tern binary that runs the load (default: --tern)")
+    p.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+    p.add_argument("--rumqttd", default=str(BENCH_DIR / ".tools/rumqttd/bin/rumqttd"))
+    p.add_argument("--out", help="where the results go (default bench/results; with --quick "
+                                 "bench/results/raw/quick, so that a smoke run does not replace "
+                                 "the latest full results)")
+    p.add_argument("--note", action="append", default=[],
+                   help="a line added to the Markdown's notes (repeatable)")
+    p.add_argument("--rereport", metavar="RAWDIR",
+                   help="run nothing: rebuild the tables, Markdown and chart from a previous "
+                        "run's raw directory (bench/results/raw/<stamp>)")
+    p.add_argument("--command-line", default=None, help=argparse.SUPPRESS)
+    opts = p.parse_args(argv)
+    if opts.quick and "--rounds" not in " ".join(argv):
+        opts.rounds = 1
+    if opts.no_pin:
+        opts.broker_core = opts.loadgen_core = None
+    opts.bench = opts.bench or opts.tern
+    if opts.out is None:
+        opts.out = str(BENCH_DIR / "results" / "raw" / "quick") if opts.quick \
+            else str(BENCH_DIR / "results")
+    return opts
+
+
+class Interrupted(Exception):
+    pass
+
+
+def on_signal(signum, _frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def main(argv: list[str]) -> int:
+    opts = parse_args(argv)
+    if opts.rereport:
+        raw = Path(opts.rereport).resolve()
+        meta = json.loads((raw / "meta.json").read_text())
+        meta["raw"] = str(raw)
+        return report(meta, json.loads((raw / "records.json").read_text()), Path(opts.out))
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    binaries = {"tern": opts.tern, "mosquitto": opts.mosquitto, "rumqttd": opts.rumqttd}
+    specs = []
+    for name in [b.strip() for b in opts.brokers.split(",") if b.strip()]:
+        if name not in binaries:
+            print(f"compare: unknown broker {name!r}", file=sys.stderr)
+            return 2
+        specs.append(BrokerSpec(name, name, binaries[name]))
+    if opts.aa:
+        if opts.aa not in binaries:
+            print(f"compare: unknown broker {opts.aa!r}", file=sys.stderr)
+            return 2
+        if opts.aa not in [s.label for s in specs]:
+            specs.insert(0, BrokerSpec(opts.aa, opts.aa, binaries[opts.aa]))
+        specs.insert([s.label for s in specs].index(opts.aa) + 1,
+                     BrokerSpec(f"{opts.aa}-b", opts.aa, binaries[opts.aa]))
+    for s in specs + [BrokerSpec("bench", "tern", opts.bench)]:
+        if not os.access(s.binary, os.X_OK):
+            print(f"compare: {s.label}: {s.binary} is not an executable", file=sys.stderr)
+            return 2
+    wanted = [k.strip() for k in opts.scenarios.split(",") if k.strip()]
+    unknown = [k for k in wanted if k not in SCENARIO_KEYS]
+    if unknown:
+        print(f"compare: unknown scenario(s) {unknown}; known: {SCENARIO_KEYS}", file=sys.stderr)
+        return 2
+    scenarios = [s for s in SCENARIOS if s.key in wanted]
+
+    raise_fd_limit()
+    # Run a private copy of the tern binary: target/release/tern may be rebuilt (by someone
+    # else's cargo build) while the comparison runs, and every run must use the same binary.
+    snapshot = Path(tempfile.mkdtemp(prefix="tern-compare-bin-"))
+    copies: dict[str, str] = {}
+    for s in specs + [BrokerSpec("bench", "tern", opts.bench)]:
+        if s.kind == "tern":
+            if s.binary not in copies:
+                copies[s.binary] = str(snapshot / f"tern-{len(copies)}")
+                shutil.copy2(s.binary, copies[s.binary])
+            if s.label == "bench":
+                opts.bench = copies[s.binary]
+            else:
+                s.binary = copies[s.binary]
+    for s in specs:
+        if s.kind == "tern":
+            s.template, dropped = tern_template(s.binary)
+            if dropped:
+                opts.note.append(
+                    f"This Tern build does not know some settings of bench/tern.toml; run "
+                    f"without: {'; '.join(dropped)}."
+                )
+                print(f"compare: {s.label}: this build refuses the optional settings "
+                      f"{dropped}; running without them", file=sys.stderr)
+    try:
+        return compare(opts, specs, scenarios, argv)
+    except (Interrupted, KeyboardInterrupt) as e:
+        print(f"compare: interrupted ({e or 'SIGINT'}); brokers stopped, nothing written",
+              file=sys.stderr)
+        return 130
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def compare(opts, specs: list[BrokerSpec], scenarios: list[Scenario], argv: list[str]) -> int:
+    labels = [s.label for s in specs]
+    out = Path(opts.out)
+    started = dt.datetime.now(dt.timezone.utc)
+    stamp = started.strftime("%Y%m%d-%H%M%S") + ("-quick" if opts.quick else "")
+    rawdir = (out / "raw" / stamp).resolve()
+    rawdir.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "command": opts.command_line or shlex.join(["bench/compare.py", *argv]),
+        "started": started.isoformat(),
+        "machine": machine(),
+        "versions": versions(specs, opts.bench),
+        "labels": labels,
+        "aa": opts.aa,
+        "scenarios": [s.key for s in scenarios],
+        "scenario_args": {s.key: s.quick if opts.quick else s.args for s in scenarios},
+        "rounds": opts.rounds,
+        "quick": opts.quick,
+        "protocol": opts.protocol,
+        "inflight_window": opts.inflight_window,
+        "broker_core": opts.broker_core,
+        "loadgen_core": opts.loadgen_core,
+        "notes": opts.note,
+        "raw": str(rawdir),
+    }
+
+    print(f"compare: {len(scenarios)} scenarios × {len(specs)} brokers × {opts.rounds} rounds; "
+          f"raw results in {rawdir}", flush=True)
+    records = []
+    with tempfile.TemporaryDirectory(prefix="tern-compare-") as tmp:
+        workdir = Path(tmp)
+        for rnd in range(opts.rounds):
+            order = specs[rnd % len(specs):] + specs[: rnd % len(specs)]
+            for sc in scenarios:
+                for spec in order:
+                    t = time.monotonic()
+                    rec = run_one(opts, sc, spec, rnd + 1, workdir, rawdir)
+                    records.append(rec)
+                    print(f"  round {rnd + 1} {sc.key:<14} {spec.label:<10} "
+                          f"{time.monotonic() - t:5.1f} s  {one_line(rec)}", flush=True)
+    meta["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    meta["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    (rawdir / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+    (rawdir / "records.json").write_text(json.dumps(records, indent=1))
+    return report(meta, records, out)
+
+
+def one_line(rec: dict) -> str:
+    status = "ok" if rec["ok"] else f"FAILED: {rec.get('error')}"
+    if not rec.get("bench"):
+        return status
+    f = figures_of(rec)
+    if rec["bench"]["scenario"] == "conn":
+        brief = (f"{fmt(f.get('rss_per_conn'), 0)} B/conn, {fmt(f.get('connects_s'), 0)} conn/s, "
+                 f"p99 {fmt(f.get('connect_p99_ms'), 2)} ms")
+    else:
+        brief = (f"{fmt(f.get('cpu_us'), 2)} µs/delivery, {fmt(f.get('deliveries_s'), 0)}/s, "
+                 f"lost {fmt(f.get('lost_pct'), 3)} %, p50/p99 {fmt(f.get('p50_us'), 0)}/"
+                 f"{fmt(f.get('p99_us'), 0)} µs")
+    return f"{brief}  {status}"
+
+
+def report(meta: dict, records: list[dict], out: Path) -> int:
+    """Tables, Markdown, JSON and chart from the runs' records (also used by --rereport)."""
+    labels = meta["labels"]
+    baseline = "mosquitto" if "mosquitto" in labels else labels[0]
+    scenarios = [s for s in SCENARIOS if s.key in meta["scenarios"]]
+    started = dt.datetime.fromisoformat(meta["started"])
+    finished = dt.datetime.fromisoformat(meta["finished"])
+    host, vers, quick = meta["machine"], meta["versions"], meta["quick"]
+    elapsed = int((finished - started).total_seconds())
+
+    summary = summarise(records, labels)
+    headline = headline_table(summary, labels, ratio_pairs(labels, meta["aa"]))
+    details = detail_tables(summary, labels, baseline)
+
+    md = [f"# Broker comparison, {started:%Y-%m-%d %H:%M} UTC" + (" (quick smoke run)" if quick else ""),
+          "",
+          f"Command: `{meta['command']}`",
+          "",
+          f"{meta['rounds']} round(s), {elapsed // 60} min {elapsed % 60} s in all; MQTT "
+          f"{meta['protocol']} clients; broker pinned to core {meta['broker_core']}, load "
+          f"generator to core {meta['loadgen_core']} (`taskset`); a fresh broker per run; the "
+          f"brokers' order rotates each round; medians over the rounds (min–max in the detailed "
+          f"tables). bench/README.md explains every column.",
+          "",
+          "## Machine",
+          "",
+          f"- CPU: {host['cpu']}, {host['cores']} cores"
+          + (f" ({host['virtualisation']})" if host.get("virtualisation") else "")
+          + f"; memory {host['memory']}",
+          f"- Kernel: Linux {host['kernel']} ({host['os']}); file-descriptor limit {host['fd_limit']}",
+          f"- Load average at start {' '.join(host['loadavg_start'])}, at end "
+          f"{' '.join(host['loadavg_end'])} (1, 5, 15 min). The machine is shared: other work "
+          f"(compilers) may run on the same cores; the \"other load\" column gives, per run, the "
+          f"busiest core's CPU use by anything but the broker and the load generator.",
+          ]
+    for label, v in vers.items():
+        md.append(f"- {label}: {v}")
+    md += ["", "## Summary", "",
+           "Medians; ratios are one broker's median over another's (for \"lower is better\" "
+           "figures, below 1× is better). Broker CPU per delivery is the broker's user + system "
+           "time over the measured phase divided by the messages delivered."
+           + (f" `{meta['aa']}-b` is a second instance of `{meta['aa']}` (same binary, same "
+              f"settings): `{meta['aa']}-b ÷ {meta['aa']}` shows the noise." if meta["aa"] else ""),
+           ""]
+    md += headline
+    md += ["", "## Details", ""]
+    md += details
+    w = meta["inflight_window"]
+    md += ["## Settings", "",
+           f"- Tern: `bench/tern.toml` (in memory only: `[persistence] enabled = false` where "
+           f"the build has persistence; max_inflight_messages {w}; max_queued_messages, "
+           f"max_queued_bytes and max_total_queued_bytes 0 = unlimited; warn-level logging).",
+           f"- Mosquitto: `bench/mosquitto.conf` (persistence false, max_inflight_messages {w}, "
+           f"max_queued_messages 0 and max_queued_bytes 0 = unlimited, set_tcp_nodelay true as "
+           f"Tern does).",
+           "- rumqttd: `bench/rumqttd.toml` (max_connections 20010, next_connection_delay_ms 0, "
+           "dynamic_filters true; its outgoing QoS 1/2 window is fixed at 100 and it does not set "
+           "TCP_NODELAY).",
+           "- Scenario flags (`tern bench ...`, plus `-p PORT -V VERSION --quiet --json "
+           "--broker-pid PID --threads 1`):", ""]
+    ran = meta.get("scenario_args", {})
+    for s in scenarios:
+        md.append(f"  - `{s.key}`: `{shlex.join(ran.get(s.key) or (s.quick if quick else s.args))}`")
+    if meta["notes"]:
+        md += ["", "## Notes", ""] + [f"- {n}" for n in meta["notes"]]
+    md.append("")
+
+    out.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(md)
+    (out / f"compare-{started:%Y-%m-%d}{'-quick' if quick else ''}.md").write_text(text)
+    (out / "latest.md").write_text(text)
+    raw = Path(meta["raw"])
+    (out / "latest.json").write_text(json.dumps(
+        {**{k: v for k, v in meta.items() if k != "raw"},
+         "raw": str(raw.relative_to(out.resolve())) if raw.is_relative_to(out.resolve()) else str(raw),
+         "summary": summary}, indent=1, ensure_ascii=False))
+    problem = chart(summary, labels, out / "latest.png",
+                    f"Broker CPU per delivery — {host['cpu']}, {host['cores']} cores, "
+                    f"{started:%Y-%m-%d}, {meta['rounds']} round(s)"
+                    + (" (quick smoke run)" if quick else ""))
+
+    print()
+    print("\n".join(headline))
+    print()
+    print(f"written: {out / 'latest.md'}, {out / 'latest.json'}"
+          + ("" if problem else f", {out / 'latest.png'}") + f", raw runs in {raw}")
+    if problem:
+        print(f"compare: {problem}", file=sys.stderr)
+    failed = [r for r in records if not r["ok"]]
+    if failed:
+        print(f"compare: {len(failed)} of {len(records)} runs failed (see the Markdown)",
+              file=sys.stderr)
+    return 1 if failed and len(failed) == len(records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
