@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -77,6 +79,10 @@ class Tern:
 
     def __init__(self, args: list[str]):
         self.args = args
+        # Persistence is on by default: each instance gets its own data directory.
+        self.data_dir = tempfile.mkdtemp(prefix="tern-py-data-")
+        env = tern_env()
+        env["TERN_DATA_DIR"] = self.data_dir
         self.proc = subprocess.Popen(
             [str(tern_binary()), *args],
             stdin=subprocess.DEVNULL,
@@ -84,7 +90,7 @@ class Tern:
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            env=tern_env(),
+            env=env,
         )
         self._lines: list[str] = []
         self._lock = threading.Condition()
@@ -169,6 +175,7 @@ class Tern:
         self._ended.wait(STOP_TIMEOUT)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def kill(self) -> None:
         """Kills the process at once (SIGKILL)."""

@@ -295,10 +295,9 @@ impl Client {
                 .events
                 .iter()
                 .position(|e| matches!(e, Event::Acked { packet_id, .. } if *packet_id == id))
+                && let Some(Event::Acked { reason, .. }) = self.events.remove(pos)
             {
-                if let Some(Event::Acked { reason, .. }) = self.events.remove(pos) {
-                    return Ok(reason);
-                }
+                return Ok(reason);
             }
             self.pump().await?;
         }

@@ -114,10 +114,8 @@ impl ConnectOptions {
             ConnectProperties::default()
         };
         let mut will = self.will.clone();
-        if !v5 {
-            if let Some(w) = &mut will {
-                w.properties = Default::default();
-            }
+        if !v5 && let Some(w) = &mut will {
+            w.properties = Default::default();
         }
         Connect {
             protocol: self.version,

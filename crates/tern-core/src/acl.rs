@@ -231,12 +231,11 @@ impl Rule {
             return Applies::Unsafe;
         }
         // A value at the very start of the filter must not make it a `$` topic.
-        if let Some(Level::Template(pieces)) = self.levels.first() {
-            if let Some(Piece::Var(var)) = pieces.first() {
-                if value(*var, who).starts_with('$') {
-                    return Applies::Unsafe;
-                }
-            }
+        if let Some(Level::Template(pieces)) = self.levels.first()
+            && let Some(Piece::Var(var)) = pieces.first()
+            && value(*var, who).starts_with('$')
+        {
+            return Applies::Unsafe;
         }
         Applies::Yes
     }

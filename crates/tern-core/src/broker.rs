@@ -407,10 +407,11 @@ impl Broker {
         }
         // The connection drains its whole queue when woken, so only the first delivery into an
         // empty queue needs to wake it.
-        if was_empty && !st.queue.is_empty() {
-            if let Some(link) = &st.link {
-                link.waker.wake();
-            }
+        if was_empty
+            && !st.queue.is_empty()
+            && let Some(link) = &st.link
+        {
+            link.waker.wake();
         }
     }
 
@@ -642,10 +643,10 @@ impl Broker {
                     // A live connection is taken over: its will goes out now if it has no delay
                     // or if the session is about to end with it.
                     after.wake.push(old.waker);
-                    if let Some(w) = st.will.take() {
-                        if w.delay_interval == 0 || clean_start || st.expiry_interval == 0 {
-                            after.will_of(&session, Some(w));
-                        }
+                    if let Some(w) = st.will.take()
+                        && (w.delay_interval == 0 || clean_start || st.expiry_interval == 0)
+                    {
+                        after.will_of(&session, Some(w));
                     }
                 } else if clean_start {
                     // A will still waiting for its delay goes out when the session ends.
@@ -760,10 +761,10 @@ impl Broker {
     }
 
     fn schedule(&self, at: Instant, client_id: ByteString) {
-        if lock(&self.inner.timers).schedule(at, client_id) {
-            if let Some(w) = lock(&self.inner.timer_waker).as_ref() {
-                w.wake();
-            }
+        if lock(&self.inner.timers).schedule(at, client_id)
+            && let Some(w) = lock(&self.inner.timer_waker).as_ref()
+        {
+            w.wake();
         }
     }
 
@@ -907,10 +908,10 @@ impl Broker {
                 self.inner.metrics.record_drop(DropReason::QueueFull);
                 continue;
             };
-            if let Some(sub) = group.pick_other(from) {
-                if !d.message.is_expired(now) {
-                    self.deliver(&[sub], &d.message, Some(&group.key), &mut Routed::default());
-                }
+            if let Some(sub) = group.pick_other(from)
+                && !d.message.is_expired(now)
+            {
+                self.deliver(&[sub], &d.message, Some(&group.key), &mut Routed::default());
             }
         }
     }

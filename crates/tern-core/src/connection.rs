@@ -172,15 +172,15 @@ impl Connection {
                 self.phase = Phase::Closing;
             }
             Phase::Connected => {
-                if let Some(ka) = self.keep_alive {
-                    if now >= self.last_received + ka * 3 / 2 {
-                        tracing::debug!(client = %self.client_id, "keep-alive expired");
-                        self.fail(
-                            ReasonCode::KEEP_ALIVE_TIMEOUT,
-                            "[MQTT-3.1.2-22] nothing received within 1.5 times the keep-alive",
-                            now,
-                        );
-                    }
+                if let Some(ka) = self.keep_alive
+                    && now >= self.last_received + ka * 3 / 2
+                {
+                    tracing::debug!(client = %self.client_id, "keep-alive expired");
+                    self.fail(
+                        ReasonCode::KEEP_ALIVE_TIMEOUT,
+                        "[MQTT-3.1.2-22] nothing received within 1.5 times the keep-alive",
+                        now,
+                    );
                 }
             }
             _ => {}
@@ -690,10 +690,10 @@ impl Connection {
     fn handle_puback(&mut self, id: PacketId, awaiting: Awaiting) {
         if let Some(session) = &self.session {
             let mut st = session.lock();
-            if let Some(pos) = st.inflight_position(id, awaiting) {
-                if let Some(done) = st.inflight.remove(pos) {
-                    self.forget_delivery(session, &done.delivery);
-                }
+            if let Some(pos) = st.inflight_position(id, awaiting)
+                && let Some(done) = st.inflight.remove(pos)
+            {
+                self.forget_delivery(session, &done.delivery);
             }
         }
     }
@@ -938,8 +938,15 @@ impl Connection {
             return true;
         };
         if let (true, Some(session)) = (is_pubrec, &self.session) {
-            // Not stored: a resend must be taken as a new message.
-            session.lock().incoming_qos2.remove(&ack.packet_id.get());
+            // Not stored: a resend must be taken as a new message. The store retries failed
+            // writes, so it must be told to forget the identifier too.
+            let mut st = session.lock();
+            if st.incoming_qos2.remove(&ack.packet_id.get()) && st.durable {
+                self.broker.persist(StoreOp::RemoveIncomingQos2 {
+                    client_id: session.client_id.clone(),
+                    packet_id: ack.packet_id.get(),
+                });
+            }
         }
         if !self.version.is_v5() {
             return false;
@@ -1020,7 +1027,11 @@ impl Connection {
             // A durable QoS 2 delivery leaves only once its packet identifier is stored: a
             // restart must re-send it with the same identifier, or the client would take the
             // re-sent message for a new one.
-            let gated = delivery.seq != 0 && delivery.qos == QoS::ExactlyOnce;
+            // Behind a delivery that waits, the next ones wait too: they go out in the order
+            // they were taken from the queue, which is the order a reconnection re-sends them
+            // in (MQTT-4.6.0-1).
+            let gated =
+                (delivery.seq != 0 && delivery.qos == QoS::ExactlyOnce) || !self.control.is_empty();
             let encoded = if gated {
                 let mut scratch = BytesMut::new();
                 self.encode_delivery(&delivery, packet_id, false, now, &mut scratch)
@@ -1043,9 +1054,8 @@ impl Connection {
                 &metrics.publish_bytes_sent,
                 delivery.message.payload.len() as u64,
             );
-            let Some(packet_id) = packet_id else { continue };
             let mut lsn = 0;
-            if delivery.seq != 0 {
+            if let (Some(packet_id), true) = (packet_id, delivery.seq != 0) {
                 let state = DeliveryState::Sent(packet_id.get());
                 lsn = broker.persist(StoreOp::PutDelivery(
                     delivery.record(&session.client_id, state),
@@ -1054,6 +1064,7 @@ impl Connection {
             if let Some(bytes) = encoded {
                 self.control.push_back((lsn, Outgoing::Encoded(bytes)));
             }
+            let Some(packet_id) = packet_id else { continue };
             let awaiting = if delivery.qos == QoS::AtLeastOnce {
                 Awaiting::PubAck
             } else {

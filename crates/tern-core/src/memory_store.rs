@@ -1,6 +1,10 @@
 //! A store that keeps its operations in memory, for tests: commits and failures happen when
 //! the test says so, and [`MemoryStore::snapshot`] replays what was committed, as a store
 //! would recover it after a crash.
+//!
+//! Like the disk store, a failed commit's operations stay [`Durability::Failed`] but are
+//! written by the next successful commit: the store's contents converge with the broker's
+//! memory.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +22,8 @@ struct State {
     ops: Vec<StoreOp>,
     /// Highest settled sequence number (committed or failed).
     settled: Lsn,
+    /// Highest sequence number a successful commit covered (failed ones before it included).
+    written: Lsn,
     failed: Vec<(Lsn, Lsn)>,
     waiters: Vec<(Lsn, Arc<dyn Wake>)>,
     auto_commit: bool,
@@ -69,6 +75,9 @@ impl MemoryStore {
                 st.failed.push(range);
             }
             st.settled = last;
+            if !failed {
+                st.written = last;
+            }
             let (due, waiting): (Vec<_>, Vec<_>) =
                 st.waiters.drain(..).partition(|(l, _)| *l <= last);
             st.waiters = waiting;
@@ -86,16 +95,16 @@ impl MemoryStore {
         self.lock().ops.clone()
     }
 
-    /// What a store would recover: the committed operations (failed ones excluded), replayed.
+    /// What a store would recover: every operation up to the last successful commit
+    /// (operations of a failed commit before it included, since it wrote them), replayed.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
         let st = self.lock();
-        let committed = st.ops.iter().enumerate().filter_map(|(i, op)| {
-            let lsn = i as Lsn + 1;
-            let failed = st.failed.iter().any(|(a, b)| (*a..=*b).contains(&lsn));
-            (lsn <= st.settled && !failed).then_some(op)
-        });
-        replay(committed)
+        replay(
+            st.ops
+                .iter()
+                .take(usize::try_from(st.written).unwrap_or(usize::MAX)),
+        )
     }
 }
 
@@ -106,6 +115,7 @@ impl Store for MemoryStore {
         let lsn = st.ops.len() as Lsn;
         if st.auto_commit {
             st.settled = lsn;
+            st.written = lsn;
         }
         lsn
     }

@@ -20,10 +20,10 @@ impl Node {
     }
 
     fn emit_live(&self, now: Instant, f: &mut impl FnMut(&Arc<Message>)) {
-        if let Some(m) = &self.message {
-            if !m.is_expired(now) {
-                f(m);
-            }
+        if let Some(m) = &self.message
+            && !m.is_expired(now)
+        {
+            f(m);
         }
     }
 

@@ -405,9 +405,14 @@ fn the_global_queue_budget_bounds_all_sessions_together() {
         "one copy did not fit"
     );
     assert_eq!(broker.queued_bytes(), 30);
-    // Draining one session gives the budget back.
-    let (mut a, _) = Sim::connect(&broker, connect5("a", false, Some(60)), t0);
-    assert_eq!(a.publishes(t0).len(), 2);
-    assert_eq!(broker.queued_bytes(), 10);
-    drop(a);
+    // Draining the sessions gives the budget back; which one got the second copy depends on
+    // routing order, but one of them did.
+    let mut counts = Vec::new();
+    for id in ["a", "b"] {
+        let (mut s, _) = Sim::connect(&broker, connect5(id, false, Some(60)), t0);
+        counts.push(s.publishes(t0).len());
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2]);
+    assert_eq!(broker.queued_bytes(), 0);
 }

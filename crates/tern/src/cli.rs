@@ -72,6 +72,15 @@ struct ServeArgs {
     /// `tern=debug`. Overrides RUST_LOG and the configuration file.
     #[arg(long, value_name = "FILTER", env = "TERN_LOG_LEVEL")]
     log_level: Option<String>,
+
+    /// Keep durable state (persistent sessions, their messages, retained messages) in DIR
+    /// (default `tern-data` in the working directory). Overrides the configuration file.
+    #[arg(long, value_name = "DIR", env = "TERN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Keep everything in memory: nothing survives a restart (wins over --data-dir).
+    #[arg(long)]
+    in_memory: bool,
 }
 
 /// Runs the command line; the process exit status is the result.
@@ -115,10 +124,16 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => config::load(path)?,
         None => Config::default(),
     };
+    if let Some(dir) = &args.data_dir {
+        config.persistence.data_dir.clone_from(dir);
+    }
+    if args.in_memory {
+        config.persistence.enabled = false;
+    }
     crate::logging::init(
         args.log_level.as_deref(),
         config.log.level.as_deref(),
@@ -142,14 +157,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .thread_name("tern-worker")
         .build()
         .context("cannot start the async runtime")?;
+    let opened = crate::persistence::open(&config.persistence, config.broker.clone())?;
+    let store = opened.store.clone();
     runtime.block_on(async {
         let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
-        let server = Server::bind(config.broker.clone(), listeners)
+        if let Some(store) = &store {
+            checkpoint_on_sigusr1(store.clone())?;
+        }
+        let server = Server::bind(opened.broker, listeners)
             .await?
             .with_connection_messages(config.log.connection_messages.unwrap_or(true));
         server.run(shutdown).await;
         anyhow::Ok(())
     })?;
+    // Connections are closed: write what is pending and close the store.
+    crate::persistence::close(store);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -195,6 +217,23 @@ fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
         Some(addr) => Ok(addr),
         None => bail!("listen address `{text}` resolves to nothing"),
     }
+}
+
+/// SIGUSR1 forces a store checkpoint, as it makes Mosquitto write its persistence file.
+fn checkpoint_on_sigusr1(store: std::sync::Arc<tern_store::DiskStore>) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut usr1 = signal(SignalKind::user_defined1())?;
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                crate::persistence::checkpoint(store.clone()).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = store;
+    Ok(())
 }
 
 /// Installs the SIGINT and SIGTERM handlers now and returns a future that completes on the

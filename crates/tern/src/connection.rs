@@ -79,11 +79,11 @@ pub(crate) async fn drive<S>(
         if conn.is_closing() {
             break;
         }
-        if let Some(deadline) = conn.poll_timeout() {
-            if armed.is_none_or(|a| deadline < a) {
-                sleep.as_mut().reset(deadline.into());
-                armed = Some(deadline);
-            }
+        if let Some(deadline) = conn.poll_timeout()
+            && armed.is_none_or(|a| deadline < a)
+        {
+            sleep.as_mut().reset(deadline.into());
+            armed = Some(deadline);
         }
         if rbuf.capacity() - rbuf.len() < read_chunk / 2 {
             rbuf.reserve(read_chunk);

@@ -9,5 +9,6 @@ pub mod cli;
 pub mod config;
 mod connection;
 mod logging;
+mod persistence;
 pub mod server;
 pub mod tools;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern_core::{Broker, BrokerConfig, ConnectionInfo, ListenerPolicy, Wake};
+use tern_core::{Broker, ConnectionInfo, ListenerPolicy, Wake};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -36,8 +36,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds every listener. Fails if any address cannot be bound.
-    pub async fn bind(config: BrokerConfig, specs: Vec<ListenerSpec>) -> std::io::Result<Self> {
+    /// Binds every listener for `broker`. Fails if any address cannot be bound.
+    pub async fn bind(broker: Broker, specs: Vec<ListenerSpec>) -> std::io::Result<Self> {
         let mut listeners = Vec::with_capacity(specs.len());
         for spec in specs {
             let listener = TcpListener::bind(spec.bind).await.map_err(|e| {
@@ -46,7 +46,7 @@ impl Server {
             listeners.push((listener, spec));
         }
         Ok(Self {
-            broker: Broker::new(config),
+            broker,
             listeners,
             log_connections: true,
         })

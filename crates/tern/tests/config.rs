@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tern::config::{Config, ConfigError, Format, ListenerConfig, LogConfig, detect_format, load};
+use tern::config::{
+    Config, ConfigError, DEFAULT_DATA_DIR, Durability, Format, ListenerConfig, LogConfig,
+    PersistenceConfig, detect_format, load,
+};
 use tern_codec::{MAX_PACKET_SIZE, QoS};
 
 // ---------------------------------------------------------------------------------------------
@@ -255,6 +258,14 @@ fn toml_full_fixture() {
         b.allow_zero_length_clientid = false;
         b.auto_id_prefix = "tern-".to_owned();
         b.connect_timeout = Duration::from_secs(5);
+        c.persistence = PersistenceConfig {
+            enabled: false,
+            // Relative to the directory of full.toml.
+            data_dir: fixture("state"),
+            durability: Durability::Flush,
+            commit_window: Duration::from_millis(5),
+            max_batch: 500,
+        };
         c.source = Some(path.clone());
     });
     assert_eq!(config, want);
@@ -262,13 +273,23 @@ fn toml_full_fixture() {
     let default = tern_core::BrokerConfig::default();
     assert_ne!(config.broker.max_packet_size, default.max_packet_size);
     assert_ne!(config.broker.connect_timeout, default.connect_timeout);
+    let default = PersistenceConfig::default();
+    let p = &config.persistence;
+    assert_ne!(p.enabled, default.enabled);
+    assert_ne!(p.data_dir, default.data_dir);
+    assert_ne!(p.durability, default.durability);
+    assert_ne!(p.commit_window, default.commit_window);
+    assert_ne!(p.max_batch, default.max_batch);
 }
 
 #[test]
 fn toml_empty_file_gives_the_defaults() {
     assert_eq!(toml(""), Config::default());
     assert_eq!(toml("# nothing but a comment\n"), Config::default());
-    assert_eq!(toml("listeners = []\n[mqtt]\n[log]\n"), Config::default());
+    assert_eq!(
+        toml("listeners = []\n[mqtt]\n[log]\n[persistence]\n"),
+        Config::default()
+    );
 }
 
 #[test]
@@ -348,12 +369,18 @@ const MQTT_KEYS: &str = "`max_packet_size`, `max_inflight_messages`, `receive_ma
      `persistent_client_expiration`, `allow_zero_length_clientid`, `auto_id_prefix`, \
      `connect_timeout`";
 
+/// Every top-level key, in the order the error message lists them.
+const TOP_LEVEL_KEYS: &str =
+    "`allow_anonymous`, `sys_interval`, `acl_file`, `log`, `listeners`, `mqtt`, `persistence`";
+
+/// Every key of `[persistence]`, in the order the error message lists them.
+const PERSISTENCE_KEYS: &str = "`enabled`, `data_dir`, `durability`, `commit_window`, `max_batch`";
+
 #[test]
 fn toml_unknown_keys_in_every_section() {
     assert_eq!(
         toml_err("allow_anonymous = true\nallow_anonymus = false\n"),
-        "tern.toml:2: `allow_anonymus`: unknown key, expected one of `allow_anonymous`, \
-         `sys_interval`, `acl_file`, `log`, `listeners`, `mqtt`"
+        format!("tern.toml:2: `allow_anonymus`: unknown key, expected one of {TOP_LEVEL_KEYS}")
     );
     assert_eq!(
         toml_err("[log]\nlevel = \"info\"\nfile = \"/var/log/tern.log\"\n"),
@@ -374,12 +401,24 @@ fn toml_unknown_keys_in_every_section() {
     // An unknown table is an unknown key too, and dotted keys are located the same way.
     assert_eq!(
         toml_err("[tls]\ncertfile = \"x\"\n"),
-        "tern.toml:1: `tls`: unknown key, expected one of `allow_anonymous`, `sys_interval`, \
-         `acl_file`, `log`, `listeners`, `mqtt`"
+        format!("tern.toml:1: `tls`: unknown key, expected one of {TOP_LEVEL_KEYS}")
     );
     assert_eq!(
         toml_err("mqtt.max_qos = 1\nmqtt.maxqos = 2\n"),
         format!("tern.toml:2: `mqtt.maxqos`: unknown key, expected one of {MQTT_KEYS}")
+    );
+    assert_eq!(
+        toml_err("[persistence]\nenabled = true\nlocation = \"/var/lib/tern\"\n"),
+        format!(
+            "tern.toml:3: `persistence.location`: unknown key, expected one of {PERSISTENCE_KEYS}"
+        )
+    );
+    assert_eq!(
+        toml_err("persistence.autosave_interval = 1800\n"),
+        format!(
+            "tern.toml:1: `persistence.autosave_interval`: unknown key, expected one of \
+             {PERSISTENCE_KEYS}"
+        )
     );
 }
 
@@ -680,6 +719,233 @@ fn toml_syntax_errors_name_the_line() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// TOML: [persistence]
+
+#[test]
+fn toml_persistence_defaults() {
+    let want = PersistenceConfig {
+        enabled: true,
+        data_dir: PathBuf::from("tern-data"),
+        durability: Durability::Fsync,
+        commit_window: Duration::ZERO,
+        max_batch: 10_000,
+    };
+    assert_eq!(DEFAULT_DATA_DIR, "tern-data");
+    assert_eq!(PersistenceConfig::default(), want);
+    assert_eq!(toml("").persistence, want);
+    assert_eq!(toml("[persistence]\n").persistence, want);
+    // The default data directory is relative to the working directory, not to the file.
+    assert_eq!(
+        toml("[mqtt]\nmax_qos = 1\n").persistence.data_dir,
+        Path::new("tern-data")
+    );
+}
+
+#[test]
+fn toml_persistence_every_key() {
+    let dir = TempDir::new();
+    let path = dir.write(
+        "tern.toml",
+        "[persistence]\nenabled = true\ndata_dir = \"data\"\ndurability = \"flush\"\n\
+         commit_window = \"500us\"\nmax_batch = 1\n",
+    );
+    let config = load(&path).expect("valid");
+    assert_eq!(
+        config.persistence,
+        PersistenceConfig {
+            enabled: true,
+            data_dir: dir.0.join("data"),
+            durability: Durability::Flush,
+            commit_window: Duration::from_micros(500),
+            max_batch: 1,
+        }
+    );
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn toml_persistence_data_dir_is_relative_to_the_file() {
+    let dir = TempDir::new();
+    let path = dir.write("etc/tern.toml", "persistence.data_dir = \"../var/tern\"\n");
+    assert_eq!(
+        load(&path).expect("valid").persistence.data_dir,
+        dir.0.join("etc").join("../var/tern")
+    );
+    let path = dir.write("abs.toml", "[persistence]\ndata_dir = \"/var/lib/tern\"\n");
+    assert_eq!(
+        load(&path).expect("valid").persistence.data_dir,
+        Path::new("/var/lib/tern")
+    );
+    assert_eq!(
+        toml_err("[persistence]\ndata_dir = \"\"\n"),
+        "tern.toml:2: `persistence.data_dir`: must not be empty (leave it out for the default, \
+         `tern-data` in the working directory)"
+    );
+}
+
+#[test]
+fn toml_persistence_durability_modes() {
+    let p = |text: &str| toml(&format!("[persistence]\n{text}\n")).persistence;
+    let default = PersistenceConfig::default();
+    assert_eq!(p("durability = \"fsync\""), default);
+    assert_eq!(
+        p("durability = \"flush\""),
+        PersistenceConfig {
+            durability: Durability::Flush,
+            ..default.clone()
+        }
+    );
+    // "memory" is another way to write `enabled = false`.
+    let off = PersistenceConfig {
+        enabled: false,
+        ..default.clone()
+    };
+    assert_eq!(p("durability = \"memory\""), off);
+    assert_eq!(p("enabled = false"), off);
+    assert_eq!(p("enabled = false\ndurability = \"memory\""), off);
+    // With persistence off, the other keys are checked and kept, but have no effect.
+    assert_eq!(
+        p("enabled = false\ndurability = \"flush\"\nmax_batch = 10"),
+        PersistenceConfig {
+            enabled: false,
+            durability: Durability::Flush,
+            max_batch: 10,
+            ..default
+        }
+    );
+}
+
+#[test]
+fn toml_persistence_memory_contradicts_enabled_true() {
+    let message = "`persistence.durability`: \"memory\" turns persistence off, which contradicts \
+                   `enabled = true`; keep only one of the two";
+    assert_eq!(
+        toml_err("[persistence]\nenabled = true\ndurability = \"memory\"\n"),
+        format!("tern.toml:3: {message}")
+    );
+    assert_eq!(
+        toml_err("[persistence]\ndurability = \"memory\"\nenabled = true\n"),
+        format!("tern.toml:2: {message}")
+    );
+}
+
+#[test]
+fn toml_persistence_commit_window() {
+    let window = |v: &str| {
+        toml(&format!("[persistence]\ncommit_window = \"{v}\"\n"))
+            .persistence
+            .commit_window
+    };
+    assert_eq!(window("1ms"), Duration::from_millis(1));
+    assert_eq!(window("0ms"), Duration::ZERO);
+    assert_eq!(window("250us"), Duration::from_micros(250));
+    assert_eq!(window("1µs"), Duration::from_micros(1));
+    assert_eq!(window("2ms500us"), Duration::from_micros(2500));
+    assert_eq!(window("1s"), Duration::from_secs(1));
+    assert_eq!(window("1000ms"), Duration::from_secs(1));
+}
+
+#[test]
+fn toml_persistence_out_of_range_and_invalid_values() {
+    let cases = [
+        (
+            "commit_window = \"1001ms\"",
+            "`persistence.commit_window`: must be at most 1s, not 1001ms",
+        ),
+        (
+            "commit_window = \"2s\"",
+            "`persistence.commit_window`: must be at most 1s, not 2s",
+        ),
+        (
+            "commit_window = \"1m\"",
+            "`persistence.commit_window`: expected a duration such as `1ms`, `500us` or `1s`, \
+             got `1m`",
+        ),
+        (
+            "commit_window = \"5\"",
+            "`persistence.commit_window`: expected a duration such as `1ms`, `500us` or `1s`, \
+             got `5`",
+        ),
+        (
+            "commit_window = \"0.5ms\"",
+            "`persistence.commit_window`: expected a duration such as `1ms`, `500us` or `1s`, \
+             got `0.5ms`",
+        ),
+        (
+            "commit_window = 1",
+            "`persistence.commit_window`: expected a duration with a unit, such as \"1ms\" or \
+             \"500us\", got integer `1`",
+        ),
+        (
+            "max_batch = 0",
+            "`persistence.max_batch`: must be between 1 and 1000000, not 0",
+        ),
+        (
+            "max_batch = 1000001",
+            "`persistence.max_batch`: must be between 1 and 1000000, not 1000001",
+        ),
+        (
+            "max_batch = -1",
+            "`persistence.max_batch`: must be between 1 and 1000000, not -1",
+        ),
+        (
+            "max_batch = \"20000\"",
+            "`persistence.max_batch`: expected an integer, got string \"20000\"",
+        ),
+        (
+            "durability = \"sync\"",
+            "`persistence.durability`: expected \"fsync\", \"flush\" or \"memory\", got `sync`",
+        ),
+        (
+            "durability = \"FSYNC\"",
+            "`persistence.durability`: expected \"fsync\", \"flush\" or \"memory\", got `FSYNC`",
+        ),
+        (
+            "durability = true",
+            "`persistence.durability`: expected a string, got boolean `true`",
+        ),
+        (
+            "enabled = \"yes\"",
+            "`persistence.enabled`: expected a boolean, got string \"yes\"",
+        ),
+        (
+            "data_dir = 1",
+            "`persistence.data_dir`: expected a string, got integer `1`",
+        ),
+    ];
+    for (line, error) in cases {
+        // The faulty key is on line 3, after a comment line and the table header.
+        assert_eq!(
+            toml_err(&format!("# store\n[persistence]\n{line}\n")),
+            format!("tern.toml:3: {error}"),
+            "line {line:?}"
+        );
+    }
+    assert_eq!(
+        toml("[persistence]\nmax_batch = 1000000\n")
+            .persistence
+            .max_batch,
+        1_000_000
+    );
+}
+
+#[test]
+fn toml_persistence_table_errors() {
+    assert_eq!(
+        toml_err("persistence = true\n"),
+        "tern.toml:1: `persistence`: expected a table, got boolean `true`"
+    );
+    assert_eq!(
+        toml_err("[[persistence]]\nenabled = false\n"),
+        "tern.toml:1: `persistence`: expected a table, got an array"
+    );
+    assert_eq!(
+        toml_err("[persistence]\nmax_batch = 1\n\nmax_batch = 2\n"),
+        "tern.toml:4: `persistence.max_batch`: duplicate key"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Mosquitto: fixtures
 
 #[test]
@@ -715,22 +981,24 @@ fn mosquitto_full_fixture() {
         b.retain_available = false;
         b.max_qos = QoS::AtLeastOnce;
         b.max_topic_alias = 20;
+        c.persistence.enabled = false;
+        c.persistence.data_dir = PathBuf::from("/var/lib/tern");
         c.source = Some(path.clone());
         c.warnings = vec![
             warning(
-                47,
-                "autosave_interval",
-                "persistence is not implemented yet; sessions and retained messages are kept \
-                 in memory",
+                49,
+                "persistence_file",
+                "ignored: Tern keeps its own store file, `tern.db`, in the data directory \
+                 (`persistence_location`)",
             ),
             warning(
-                55,
+                58,
                 "log_dest",
                 "ignored: Tern logs to stderr only (redirect it, or let systemd's journal \
                  collect it)",
             ),
             warning(
-                62,
+                65,
                 "log_timestamp_format",
                 "ignored: Tern's timestamp format is fixed",
             ),
@@ -743,6 +1011,16 @@ fn mosquitto_full_fixture() {
                 38,
                 "max_topic_alias",
                 "applies to every listener in Tern, not only to the listener above it",
+            ),
+            warning(
+                50,
+                "autosave_interval",
+                "ignored: persistence is off (`persistence false`)",
+            ),
+            warning(
+                51,
+                "autosave_on_changes",
+                "ignored: persistence is off (`persistence false`)",
             ),
         ];
     });
@@ -762,13 +1040,18 @@ fn mosquitto_distribution_fixture_with_include_dir() {
         warnings,
         [
             "mosquitto-debian.conf:6: `pid_file`: ignored for now: Tern does not write a PID file",
-            "mosquitto-debian.conf:8: `persistence`: persistence is not implemented yet; \
-             sessions and retained messages are kept in memory",
-            "mosquitto-debian.conf:9: `persistence_location`: persistence is not implemented \
-             yet; sessions and retained messages are kept in memory",
             "mosquitto-debian.conf:11: `log_dest`: ignored: Tern logs to stderr only (redirect \
              it, or let systemd's journal collect it)",
         ]
+    );
+    // `persistence true` and `persistence_location` are Tern's own settings: durable, in
+    // Debian's directory (Tern's store file, tern.db, sits next to mosquitto.db).
+    assert_eq!(
+        config.persistence,
+        PersistenceConfig {
+            data_dir: PathBuf::from("/var/lib/mosquitto"),
+            ..PersistenceConfig::default()
+        }
     );
     // conf.d/a.conf is read before conf.d/B.conf (Mosquitto sorts without regard to case), so
     // B.conf's prefix wins; notes.txt is not read. B.conf's max_connections, written before
@@ -1064,6 +1347,7 @@ fn mosquitto_broker_options() {
         b.persistent_client_expiration = Some(Duration::from_secs(86_400));
         b.queue_qos0_messages = true;
         b.retain_available = true;
+        c.persistence.enabled = false;
     });
     assert_eq!(c, want);
 }
@@ -1298,6 +1582,184 @@ fn mosquitto_message_size_limit() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Mosquitto: persistence
+
+#[test]
+fn mosquitto_persistence_is_on_without_a_persistence_line() {
+    // Mosquitto's default is off; Tern is durable unless the file says `persistence false`.
+    let c = mosq("listener 1883\nallow_anonymous true\n");
+    assert_eq!(c.persistence, PersistenceConfig::default());
+    assert!(c.persistence.enabled);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn mosquitto_persistence_and_retained_persistence() {
+    let enabled = |text: &str| {
+        let c = mosq(text);
+        assert!(c.warnings.is_empty(), "{text:?}: {:?}", c.warnings);
+        // Only `enabled` changes: the other settings keep Tern's defaults.
+        assert_eq!(
+            c.persistence,
+            PersistenceConfig {
+                enabled: c.persistence.enabled,
+                ..PersistenceConfig::default()
+            }
+        );
+        c.persistence.enabled
+    };
+    assert!(enabled("persistence true\n"));
+    assert!(!enabled("persistence false\n"));
+    assert!(enabled("persistence 1\n"));
+    assert!(!enabled("persistence 0\n"));
+    // Mosquitto's synonym of `persistence`.
+    assert!(!enabled("retained_persistence false\n"));
+    assert!(enabled("retained_persistence true\n"));
+    // The last line wins, whichever of the two names it uses.
+    assert!(enabled("persistence false\npersistence true\n"));
+    assert!(!enabled("persistence true\nretained_persistence false\n"));
+    assert_eq!(
+        mosq_err("persistence yes\n"),
+        "mosquitto.conf:1: `persistence`: expected true or false, got `yes`"
+    );
+    assert_eq!(
+        mosq_err("listener 1883\nretained_persistence on\n"),
+        "mosquitto.conf:2: `retained_persistence`: expected true or false, got `on`"
+    );
+    assert_eq!(
+        mosq_err("persistence\n"),
+        "mosquitto.conf:1: `persistence`: missing value"
+    );
+}
+
+#[test]
+fn mosquitto_persistence_location() {
+    let location = |value: &str| {
+        let c = mosq(&format!("persistence_location {value}\n"));
+        assert!(c.warnings.is_empty(), "{value:?}: {:?}", c.warnings);
+        assert!(c.persistence.enabled);
+        c.persistence.data_dir
+    };
+    // With or without Mosquitto's trailing slash.
+    assert_eq!(
+        location("/var/lib/mosquitto/"),
+        PathBuf::from("/var/lib/mosquitto")
+    );
+    assert_eq!(
+        location("/var/lib/mosquitto"),
+        PathBuf::from("/var/lib/mosquitto")
+    );
+    assert_eq!(location("/"), PathBuf::from("/"));
+    // The rest of the line: a path may contain spaces.
+    assert_eq!(location("/srv/my broker/"), PathBuf::from("/srv/my broker"));
+    // Relative to the working directory, as in Mosquitto: not joined to the file's directory
+    // (the file is in a temporary directory).
+    assert_eq!(location("state/"), PathBuf::from("state"));
+    assert_eq!(location("./state"), PathBuf::from("./state"));
+    assert_eq!(
+        mosq("persistence false\npersistence_location /data/\n").persistence,
+        PersistenceConfig {
+            enabled: false,
+            data_dir: PathBuf::from("/data"),
+            ..PersistenceConfig::default()
+        }
+    );
+    assert_eq!(
+        mosq_err("persistence true\npersistence_location\n"),
+        "mosquitto.conf:2: `persistence_location`: missing value"
+    );
+}
+
+#[test]
+fn mosquitto_persistence_location_in_an_included_file_is_not_relative_to_it() {
+    let dir = TempDir::new();
+    dir.write("conf.d/store.conf", "persistence_location data/\n");
+    let main = dir.write("main.conf", "include_dir conf.d\n");
+    assert_eq!(
+        load(&main).expect("valid").persistence.data_dir,
+        PathBuf::from("data")
+    );
+}
+
+#[test]
+fn mosquitto_persistence_file_is_ignored_with_a_warning() {
+    let c = mosq(
+        "persistence true\npersistence_location /var/lib/mosquitto/\npersistence_file broker.db\n",
+    );
+    assert_eq!(
+        c.warnings,
+        [
+            "mosquitto.conf:3: `persistence_file`: ignored: Tern keeps its own store file, \
+             `tern.db`, in the data directory (`persistence_location`)"
+        ]
+    );
+    assert_eq!(c.persistence.data_dir, PathBuf::from("/var/lib/mosquitto"));
+    assert_eq!(
+        mosq_err("persistence_file\n"),
+        "mosquitto.conf:1: `persistence_file`: missing value"
+    );
+}
+
+#[test]
+fn mosquitto_autosave_is_meaningless_with_continuous_durability() {
+    let meaningless = "ignored: meaningless with continuous durability: every acknowledged \
+                       message is committed before its acknowledgement";
+    let c = mosq("persistence true\nautosave_interval 1800\nautosave_on_changes true\n");
+    assert_eq!(
+        c.warnings,
+        [
+            format!("mosquitto.conf:2: `autosave_interval`: {meaningless}"),
+            format!("mosquitto.conf:3: `autosave_on_changes`: {meaningless}"),
+        ]
+    );
+    assert_eq!(c.persistence, PersistenceConfig::default());
+    // Without a `persistence` line too: Tern is durable by default.
+    assert_eq!(
+        mosq("autosave_interval 0\n").warnings,
+        [format!(
+            "mosquitto.conf:1: `autosave_interval`: {meaningless}"
+        )]
+    );
+    // With persistence off, whether `persistence false` comes before or after.
+    let off = "ignored: persistence is off (`persistence false`)";
+    assert_eq!(
+        mosq("autosave_interval 60\npersistence false\nautosave_on_changes false\n").warnings,
+        [
+            format!("mosquitto.conf:1: `autosave_interval`: {off}"),
+            format!("mosquitto.conf:3: `autosave_on_changes`: {off}"),
+        ]
+    );
+    // Their values are still checked.
+    assert_eq!(
+        mosq_err("autosave_interval often\n"),
+        "mosquitto.conf:1: `autosave_interval`: expected an integer, got `often`"
+    );
+    assert_eq!(
+        mosq_err("autosave_on_changes maybe\n"),
+        "mosquitto.conf:1: `autosave_on_changes`: expected true or false, got `maybe`"
+    );
+}
+
+#[test]
+fn mosquitto_queue_and_expiry_options_with_persistence() {
+    // The directives the durability issue lists, together: each reaches its Tern setting.
+    let c = mosq(
+        "persistence true\npersistence_location /var/lib/tern/\npersistent_client_expiration 2w\n\
+         max_queued_messages 5000\nmax_queued_bytes 1048576\nqueue_qos0_messages true\n",
+    );
+    assert_eq!(
+        c,
+        expected(|c| {
+            c.persistence.data_dir = PathBuf::from("/var/lib/tern");
+            c.broker.persistent_client_expiration = Some(Duration::from_secs(14 * 86_400));
+            c.broker.max_queued_messages = 5000;
+            c.broker.max_queued_bytes = 1_048_576;
+            c.broker.queue_qos0_messages = true;
+        })
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Mosquitto: logging
 
 #[test]
@@ -1488,15 +1950,7 @@ fn mosquitto_bridge_directives_are_errors() {
 
 #[test]
 fn mosquitto_harmless_unsupported_directives_are_warnings() {
-    let persistence = "persistence is not implemented yet; sessions and retained messages are \
-                       kept in memory";
     let cases = [
-        ("persistence true", persistence),
-        ("retained_persistence true", persistence),
-        ("persistence_location /var/lib/mosquitto/", persistence),
-        ("persistence_file mosquitto.db", persistence),
-        ("autosave_interval 1800", persistence),
-        ("autosave_on_changes false", persistence),
         (
             "http_dir /usr/share/mosquitto/www",
             "ignored: Tern does not serve files over HTTP",
@@ -1571,7 +2025,7 @@ fn mosquitto_harmless_unsupported_directives_are_warnings() {
 fn mosquitto_accepted_directives_without_effect_do_not_warn() {
     let c = mosq(
         "set_tcp_nodelay true\ncheck_retain_source true\nper_listener_settings false\n\
-         persistence false\nupgrade_outgoing_qos false\nmemory_limit 0\nmax_inflight_bytes 0\n",
+         persistence true\nupgrade_outgoing_qos false\nmemory_limit 0\nmax_inflight_bytes 0\n",
     );
     assert_eq!(c, Config::default());
 }

@@ -857,7 +857,7 @@ async fn mqtt5_2_2_1_4_server_packet_ids_are_nonzero_and_unique_in_flight() {
     let mut sub = subscriber(&tern, "ids-sub", "ids/#", QoS::ExactlyOnce).await;
     let mut publisher = client(&tern, "ids-pub").await;
     let qos_of = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             QoS::AtLeastOnce
         } else {
             QoS::ExactlyOnce

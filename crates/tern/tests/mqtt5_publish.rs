@@ -2045,10 +2045,10 @@ mod rumqttc_v5 {
                 .await
                 .expect("timeout")
                 .expect("poll");
-            if let Event::Incoming(p) = event {
-                if !matches!(p, RPacket::ConnAck(_) | RPacket::PingResp(_)) {
-                    return p;
-                }
+            if let Event::Incoming(p) = event
+                && !matches!(p, RPacket::ConnAck(_) | RPacket::PingResp(_))
+            {
+                return p;
             }
         }
     }

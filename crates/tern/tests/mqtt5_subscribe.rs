@@ -1738,13 +1738,13 @@ mod rumqttc_v5 {
                 .await
                 .expect("timeout")
                 .expect("poll");
-            if let Event::Incoming(p) = event {
-                if !matches!(
+            if let Event::Incoming(p) = event
+                && !matches!(
                     p,
                     RPacket::ConnAck(_) | RPacket::PingResp(_) | RPacket::PubAck(_)
-                ) {
-                    return p;
-                }
+                )
+            {
+                return p;
             }
         }
     }

@@ -733,13 +733,13 @@ impl Publisher {
             let id = packet_id.get();
             let found = self.pending.iter().position(|&(p, _)| p == id);
             let found = found.or_else(|| self.pending.iter().position(|&(p, _)| p == 0));
-            if let Some(pos) = found {
-                if let Some((_, seq)) = self.pending.remove(pos) {
-                    if reason.is_error() {
-                        self.out.rejected.push(seq);
-                    } else {
-                        self.out.acked += 1;
-                    }
+            if let Some(pos) = found
+                && let Some((_, seq)) = self.pending.remove(pos)
+            {
+                if reason.is_error() {
+                    self.out.rejected.push(seq);
+                } else {
+                    self.out.acked += 1;
                 }
             }
         }

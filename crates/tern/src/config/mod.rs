@@ -36,6 +36,8 @@ pub struct Config {
     pub acl_file: Option<PathBuf>,
     /// Logging.
     pub log: LogConfig,
+    /// Persistence: where and how durable state is kept.
+    pub persistence: PersistenceConfig,
     /// Where the configuration came from, for messages.
     pub source: Option<PathBuf>,
     /// Warnings about directives that were accepted but have no effect, each as
@@ -52,6 +54,7 @@ impl Default for Config {
             sys_interval: Duration::from_secs(10),
             acl_file: None,
             log: LogConfig::default(),
+            persistence: PersistenceConfig::default(),
             source: None,
             warnings: Vec::new(),
         }
@@ -65,6 +68,52 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
     /// Maximum simultaneous connections on this listener; `None` = unlimited.
     pub max_connections: Option<usize>,
+}
+
+/// Where and how the broker keeps its durable state (persistent sessions, their messages,
+/// retained messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistenceConfig {
+    /// Whether state is kept on disk at all (TOML `enabled`, or `durability = "memory"` to turn
+    /// it off; Mosquitto `persistence`); off keeps everything in memory.
+    pub enabled: bool,
+    /// The data directory (TOML `data_dir`, Mosquitto `persistence_location`). A relative
+    /// `data_dir` is already joined to the TOML file's directory; a relative
+    /// `persistence_location`, like the default [`DEFAULT_DATA_DIR`], is relative to the working
+    /// directory, as in Mosquitto.
+    pub data_dir: PathBuf,
+    /// How far a commit goes before acknowledgements are sent.
+    pub durability: Durability,
+    /// How long the store gathers writes into one commit after the first.
+    pub commit_window: Duration,
+    /// The most writes in one commit.
+    pub max_batch: usize,
+}
+
+/// The data directory when none is configured.
+pub const DEFAULT_DATA_DIR: &str = "tern-data";
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            durability: Durability::Fsync,
+            // Measured (crates/tern-store/README.md): under load groups form by themselves from
+            // what arrives during each commit; an idle window only delays lone messages.
+            commit_window: Duration::ZERO,
+            max_batch: 10_000,
+        }
+    }
+}
+
+/// What "durable" means before an acknowledgement is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Written and fsynced: survives a crash of the process, the OS or the machine.
+    Fsync,
+    /// Written to the OS without fsync: survives a crash of the process, not of the machine.
+    Flush,
 }
 
 /// Logging options.

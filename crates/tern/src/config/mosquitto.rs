@@ -277,6 +277,9 @@ struct Reader {
     broker_wide_in_listener: Vec<Location>,
     /// The `acl_file` line, once seen.
     acl_file_at: Option<Location>,
+    /// `autosave_interval`/`autosave_on_changes` lines, warned about at the end, when it is
+    /// known whether persistence is on.
+    autosave_at: Vec<Location>,
 }
 
 impl Reader {
@@ -318,6 +321,7 @@ impl Reader {
         }
         if self.listener_option(d, *section)?
             || self.broker_option(d, *section)?
+            || self.persistence_option(d)?
             || self.general_option(d)?
         {
             return Ok(());
@@ -505,6 +509,37 @@ impl Reader {
         }
     }
 
+    // --- Persistence ----------------------------------------------------------------------------
+
+    /// Persistence directives; `false` if `d` is not one of them. Tern is durable by default:
+    /// a file without `persistence` keeps it on.
+    fn persistence_option(&mut self, d: &Directive<'_>) -> Result<bool, ConfigError> {
+        let persistence = &mut self.config.persistence;
+        match d.name {
+            // `retained_persistence` is a synonym of `persistence` in Mosquitto (both set the same
+            // option there): it covers sessions too, not only retained messages.
+            "persistence" | "retained_persistence" => persistence.enabled = d.bool()?,
+            "persistence_location" => persistence.data_dir = data_dir(d.text()?),
+            "persistence_file" => {
+                d.text()?;
+                let message = "ignored: Tern keeps its own store file, `tern.db`, in the data \
+                               directory (`persistence_location`)";
+                self.config.warnings.push(d.warning(message));
+            }
+            // Warned about at the end, when it is known whether persistence is on.
+            "autosave_interval" => {
+                d.int()?;
+                self.autosave_at.push(d.location());
+            }
+            "autosave_on_changes" => {
+                d.bool()?;
+                self.autosave_at.push(d.location());
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     // --- Everything else that Tern supports or deliberately ignores -----------------------------
 
     /// General directives; `false` if `d` is not one of them.
@@ -552,7 +587,6 @@ impl Reader {
             // ACLs do not change while Tern runs (there is no reload yet), so the publisher of a
             // retained message still has the write access it was checked for.
             "check_retain_source" => d.bool().map(|_| None)?,
-            "persistence" | "retained_persistence" => d.bool()?.then_some(PERSISTENCE),
             "upgrade_outgoing_qos" => d.bool()?.then_some(
                 "not supported yet; messages are delivered at the lower of the published and the \
                  granted QoS",
@@ -626,8 +660,23 @@ impl Reader {
             }
         }
         self.apply_message_size_limit();
+        self.warn_autosave();
         self.config.log.level = self.log_types.level();
         Ok(self.config)
+    }
+
+    /// `autosave_*` lines: Mosquitto writes its state every so often; Tern commits it before
+    /// acknowledging it, so there is nothing to schedule.
+    fn warn_autosave(&mut self) {
+        let message = if self.config.persistence.enabled {
+            "ignored: meaningless with continuous durability: every acknowledged message is \
+             committed before its acknowledgement"
+        } else {
+            "ignored: persistence is off (`persistence false`)"
+        };
+        for at in self.autosave_at.drain(..) {
+            self.config.warnings.push(at.warning(message));
+        }
     }
 
     /// The default listener (if `port` or `bind_address` defines it) then the `listener`
@@ -722,6 +771,14 @@ fn unspecified(family: Option<Family>) -> IpAddr {
     }
 }
 
+/// `persistence_location DIR`: Mosquitto glues the file name to it, so it needs a trailing
+/// slash there; Tern accepts it with or without. A relative path is relative to the working
+/// directory, as in Mosquitto.
+fn data_dir(text: &str) -> PathBuf {
+    let trimmed = text.trim_end_matches('/');
+    PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed })
+}
+
 /// `log_dest`: Tern logs to stderr only; other destinations are accepted with a warning.
 fn log_dest(d: &Directive<'_>) -> Result<Option<&'static str>, ConfigError> {
     let mut words = d.text()?.split_ascii_whitespace();
@@ -777,9 +834,6 @@ enum Unsupported {
     /// The directive can be ignored safely; the message says what happens instead.
     Warning(&'static str),
 }
-
-const PERSISTENCE: &str =
-    "persistence is not implemented yet; sessions and retained messages are kept in memory";
 
 const TLS: &str = "TLS is not supported yet; Tern refuses to start rather than accept \
                    unencrypted connections where this file asks for TLS";
@@ -851,10 +905,6 @@ fn unsupported(name: &str) -> Option<Unsupported> {
              share every topic with the other listeners' clients",
         ),
         n if n.starts_with("bridge_") || BRIDGE_DIRECTIVES.contains(&n) => Error(BRIDGES),
-        "persistence_location"
-        | "persistence_file"
-        | "autosave_interval"
-        | "autosave_on_changes" => Warning(PERSISTENCE),
         "http_dir" => Warning("ignored: Tern does not serve files over HTTP"),
         "websockets_log_level" | "websockets_headers_size" => {
             Warning("ignored: WebSocket listeners are not supported yet")

@@ -20,8 +20,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    Config, ConfigError, ListenerConfig, LogConfig, MIN_PACKET_SIZE, load_acl, parse_duration,
-    relative_to, resolve_host,
+    Config, ConfigError, Durability, ListenerConfig, LogConfig, MIN_PACKET_SIZE, PersistenceConfig,
+    load_acl, parse_duration, relative_to, resolve_host,
 };
 
 /// Parses and validates a TOML configuration.
@@ -46,6 +46,7 @@ struct RawConfig {
     log: Option<Table<RawLog>>,
     listeners: Option<Vec<Table<RawListener>>>,
     mqtt: Option<Table<RawMqtt>>,
+    persistence: Option<Table<RawPersistence>>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +83,16 @@ struct RawMqtt {
     allow_zero_length_clientid: Option<bool>,
     auto_id_prefix: Option<String>,
     connect_timeout: Option<Spanned<DurationValue>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPersistence {
+    enabled: Option<Spanned<bool>>,
+    data_dir: Option<Spanned<String>>,
+    durability: Option<Spanned<String>>,
+    commit_window: Option<Spanned<ShortDurationValue>>,
+    max_batch: Option<Spanned<Int>>,
 }
 
 /// A TOML table deserialized into `T`. Serde's derived structs also accept arrays, matched to
@@ -124,6 +135,11 @@ struct DurationValue(Scalar);
 
 /// A size: bytes, or a string with a unit for [`parse_size`].
 struct SizeValue(Scalar);
+
+/// A short duration (`persistence.commit_window`): a string with a unit for
+/// [`parse_short_duration`]. A bare integer is refused: elsewhere it means seconds, which is
+/// never what a commit window should be.
+struct ShortDurationValue(String);
 
 /// Accepts an integer, and a string too when `strings` is set; `expecting` is what a type error
 /// says was expected.
@@ -182,6 +198,32 @@ impl<'de> Deserialize<'de> for DurationValue {
     }
 }
 
+impl<'de> Deserialize<'de> for ShortDurationValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor {
+            expecting: "a duration with a unit, such as \"1ms\" or \"500us\"",
+        })
+        .map(Self)
+    }
+}
+
+/// Accepts a string only; `expecting` is what a type error says was expected.
+struct TextVisitor {
+    expecting: &'static str,
+}
+
+impl Visitor<'_> for TextVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+}
+
 impl<'de> Deserialize<'de> for SizeValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let expecting = "a size: bytes, or a string such as \"256KiB\" or \"1MiB\"";
@@ -213,6 +255,9 @@ impl RawConfig {
             mqtt.apply_limits(doc, &mut config.broker)?;
             mqtt.apply_options(doc, &mut config.broker)?;
         }
+        if let Some(Table(persistence)) = self.persistence {
+            config.persistence = persistence.validate(doc)?;
+        }
         if let Some(v) = &self.acl_file {
             // Relative to the directory of this file.
             let path = relative_to(doc.path, Path::new(v.get_ref()));
@@ -222,6 +267,105 @@ impl RawConfig {
         }
         Ok(config)
     }
+}
+
+/// The longest `persistence.commit_window`: acknowledgements wait for the commit, so a longer
+/// window would only delay them.
+const MAX_COMMIT_WINDOW: Duration = Duration::from_secs(1);
+
+/// The largest `persistence.max_batch`.
+const MAX_BATCH: i64 = 1_000_000;
+
+impl RawPersistence {
+    fn validate(self, doc: &Doc<'_>) -> Result<PersistenceConfig, ConfigError> {
+        let mut config = PersistenceConfig::default();
+        if let Some(v) = &self.enabled {
+            config.enabled = *v.get_ref();
+        }
+        if let Some(v) = &self.data_dir {
+            if v.get_ref().trim().is_empty() {
+                let message = "must not be empty (leave it out for the default, `tern-data` in \
+                               the working directory)";
+                return Err(doc.error(v, "persistence.data_dir", message));
+            }
+            // Relative to the directory of this file, as `acl_file`.
+            config.data_dir = relative_to(doc.path, Path::new(v.get_ref()));
+        }
+        if let Some(v) = &self.durability {
+            let key = "persistence.durability";
+            match v.get_ref().as_str() {
+                "fsync" => config.durability = Durability::Fsync,
+                "flush" => config.durability = Durability::Flush,
+                "memory" => {
+                    if self.enabled.as_ref().is_some_and(|e| *e.get_ref()) {
+                        let message = "\"memory\" turns persistence off, which contradicts \
+                                       `enabled = true`; keep only one of the two";
+                        return Err(doc.error(v, key, message));
+                    }
+                    config.enabled = false;
+                }
+                other => {
+                    let message =
+                        format!("expected \"fsync\", \"flush\" or \"memory\", got `{other}`");
+                    return Err(doc.error(v, key, message));
+                }
+            }
+        }
+        if let Some(v) = &self.commit_window {
+            let key = "persistence.commit_window";
+            let text = &v.get_ref().0;
+            let window = parse_short_duration(text).map_err(|m| doc.error(v, key, m))?;
+            if window > MAX_COMMIT_WINDOW {
+                return Err(doc.error(v, key, format!("must be at most 1s, not {text}")));
+            }
+            config.commit_window = window;
+        }
+        if let Some(v) = &self.max_batch {
+            let message = |n| format!("must be between 1 and {MAX_BATCH}, not {n}");
+            config.max_batch = doc.ranged(v, "persistence.max_batch", 1, MAX_BATCH, message)?;
+        }
+        Ok(config)
+    }
+}
+
+/// Parses a short duration: one or more `<whole number><unit>` parts with the units `us` (or
+/// `µs`, microseconds), `ms` (milliseconds) and `s` (seconds), such as `1ms`, `500us` or
+/// `1ms500us`. A unit is required.
+fn parse_short_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("expected a duration such as `1ms`, `500us` or `1s`, got `{text}`");
+    let too_large = || format!("the duration `{text}` is too large");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut micros: u64 = 0;
+    while !rest.is_empty() {
+        let digits_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits_len == 0 {
+            return Err(invalid());
+        }
+        let (digits, after_number) = rest.split_at(digits_len);
+        let after_number = after_number.trim_start();
+        let unit_len = after_number
+            .find(|c: char| !c.is_alphabetic())
+            .unwrap_or(after_number.len());
+        let (unit, after_unit) = after_number.split_at(unit_len);
+        let micros_per_unit: u64 = match unit {
+            "us" | "µs" => 1,
+            "ms" => 1000,
+            "s" => 1_000_000,
+            _ => return Err(invalid()),
+        };
+        let number = digits.parse::<u64>().map_err(|_| too_large())?;
+        micros = number
+            .checked_mul(micros_per_unit)
+            .and_then(|part| micros.checked_add(part))
+            .ok_or_else(too_large)?;
+        rest = after_unit.trim_start();
+    }
+    Ok(Duration::from_micros(micros))
 }
 
 impl RawLog {
@@ -268,11 +412,11 @@ fn validate_listeners(
         let bind = parse_address(listener.address.get_ref())
             .map_err(|m| doc.error(&listener.address, &key, m))?;
         // Port 0 asks the system for a free port: two of them never collide.
-        if bind.port() != 0 {
-            if let Some(first) = seen.insert(bind, i) {
-                let message = format!("{bind} is already the address of `listeners[{first}]`");
-                return Err(doc.error(&listener.address, &key, message));
-            }
+        if bind.port() != 0
+            && let Some(first) = seen.insert(bind, i)
+        {
+            let message = format!("{bind} is already the address of `listeners[{first}]`");
+            return Err(doc.error(&listener.address, &key, message));
         }
         let max_connections = match &listener.max_connections {
             None => None,
@@ -696,6 +840,36 @@ mod tests {
         assert_eq!(
             parse_size("99999999999GiB"),
             Err("the size `99999999999GiB` is too large".to_owned())
+        );
+    }
+
+    #[test]
+    fn short_durations() {
+        let us = |n| Ok(Duration::from_micros(n));
+        assert_eq!(parse_short_duration("1ms"), us(1000));
+        assert_eq!(parse_short_duration("500us"), us(500));
+        assert_eq!(parse_short_duration("500µs"), us(500));
+        assert_eq!(parse_short_duration("1s"), us(1_000_000));
+        assert_eq!(parse_short_duration("1ms500us"), us(1500));
+        assert_eq!(parse_short_duration(" 2 ms 5 us "), us(2005));
+        assert_eq!(parse_short_duration("0ms"), us(0));
+        let invalid = |t: &str| {
+            Err(format!(
+                "expected a duration such as `1ms`, `500us` or `1s`, got `{t}`"
+            ))
+        };
+        for text in [
+            "", " ", "1", "10", "ms", "1.5ms", "-1ms", "1m", "1MS", "1ns", "1ms2",
+        ] {
+            assert_eq!(parse_short_duration(text), invalid(text), "input {text:?}");
+        }
+        assert_eq!(
+            parse_short_duration("99999999999999999999us"),
+            Err("the duration `99999999999999999999us` is too large".to_owned())
+        );
+        assert_eq!(
+            parse_short_duration("18446744073709551s"),
+            Err("the duration `18446744073709551s` is too large".to_owned())
         );
     }
 

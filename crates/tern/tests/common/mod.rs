@@ -31,6 +31,8 @@ pub struct Tern {
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
     _config: Option<TempFile>,
+    /// The data directory of this instance (persistence is on by default).
+    pub data_dir: TempDir,
 }
 
 impl Tern {
@@ -58,9 +60,15 @@ impl Tern {
     }
 
     fn spawn(args: &[&str], config: Option<TempFile>) -> Self {
+        Self::spawn_in(args, config, TempDir::new())
+    }
+
+    /// Starts `tern` with `args` on the data directory `data_dir` (reused across restarts).
+    pub fn spawn_in(args: &[&str], config: Option<TempFile>, data_dir: TempDir) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
             .args(args)
             .env("RUST_LOG", "info")
+            .env("TERN_DATA_DIR", &data_dir.path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -72,10 +80,10 @@ impl Tern {
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    if let Ok(addr) = addr.trim().parse::<SocketAddr>() {
-                        let _ = tx.send(addr);
-                    }
+                if let Some(addr) = line.split("listening on ").nth(1)
+                    && let Ok(addr) = addr.trim().parse::<SocketAddr>()
+                {
+                    let _ = tx.send(addr);
                 }
                 sink.lock().unwrap().push(line);
             }
@@ -92,6 +100,7 @@ impl Tern {
             addr,
             logs,
             _config: config,
+            data_dir,
         }
     }
 
@@ -132,6 +141,28 @@ impl Drop for Tern {
     }
 }
 
+/// A directory in the temporary directory, removed when dropped.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> Self {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("tern-test-data-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 /// A file in the temporary directory, removed when dropped.
 pub struct TempFile {
     pub path: PathBuf,
@@ -160,6 +191,9 @@ pub struct RawClient {
     buf: BytesMut,
     decoder: Decoder,
     pub version: ProtocolVersion,
+    /// Packets that arrived while [`RawClient::publish`] waited for its acknowledgement (a
+    /// client may receive its own message before the PUBACK, which waits for the store).
+    stashed: std::collections::VecDeque<Packet>,
 }
 
 impl RawClient {
@@ -174,6 +208,7 @@ impl RawClient {
             stream,
             buf: BytesMut::new(),
             decoder: Decoder::with_version(version, u32::MAX),
+            stashed: std::collections::VecDeque::new(),
             version,
         }
     }
@@ -213,6 +248,9 @@ impl RawClient {
         &mut self,
         wait: Duration,
     ) -> Result<Option<Packet>, tokio::time::error::Elapsed> {
+        if let Some(p) = self.stashed.pop_front() {
+            return Ok(Some(p));
+        }
         tokio::time::timeout(wait, async {
             loop {
                 if let Some(p) = self
@@ -348,7 +386,7 @@ impl RawClient {
         .await;
         match qos {
             QoS::AtMostOnce => ReasonCode::SUCCESS,
-            QoS::AtLeastOnce => match self.recv().await {
+            QoS::AtLeastOnce => match self.recv_answer().await {
                 Packet::PubAck(a) => {
                     assert_eq!(a.packet_id, id);
                     a.reason
@@ -356,7 +394,7 @@ impl RawClient {
                 other => panic!("expected PUBACK, got {other:?}"),
             },
             QoS::ExactlyOnce => {
-                let reason = match self.recv().await {
+                let reason = match self.recv_answer().await {
                     Packet::PubRec(a) => {
                         assert_eq!(a.packet_id, id);
                         a.reason
@@ -365,7 +403,7 @@ impl RawClient {
                 };
                 if !reason.is_error() {
                     self.send(&Packet::PubRel(Ack::new(id))).await;
-                    match self.recv().await {
+                    match self.recv_answer().await {
                         Packet::PubComp(a) => assert_eq!(a.packet_id, id),
                         other => panic!("expected PUBCOMP, got {other:?}"),
                     }
@@ -373,6 +411,26 @@ impl RawClient {
                 reason
             }
         }
+    }
+
+    /// The next packet that is not a PUBLISH; PUBLISHes arriving first are kept for `recv`.
+    async fn recv_answer(&mut self) -> Packet {
+        let mut stash = Vec::new();
+        let answer = loop {
+            let p = match self.next(TIMEOUT).await {
+                Ok(Some(p)) => p,
+                Ok(None) => panic!("connection closed while waiting for an acknowledgement"),
+                Err(_) => panic!("no acknowledgement within {TIMEOUT:?}"),
+            };
+            match p {
+                Packet::Publish(_) => stash.push(p),
+                other => break other,
+            }
+        };
+        for p in stash.into_iter().rev() {
+            self.stashed.push_front(p);
+        }
+        answer
     }
 
     /// Acknowledges a received PUBLISH according to its QoS.
@@ -473,10 +531,10 @@ pub use ProtocolVersion::{V5, V31, V311};
 pub async fn recv_raw_frame(c: &mut RawClient) -> Option<Vec<u8>> {
     tokio::time::timeout(TIMEOUT, async {
         loop {
-            if let Some(len) = c.decoder.frame_len(&c.buf).expect("bad fixed header") {
-                if c.buf.len() >= len {
-                    return Some(c.buf.split_to(len).to_vec());
-                }
+            if let Some(len) = c.decoder.frame_len(&c.buf).expect("bad fixed header")
+                && c.buf.len() >= len
+            {
+                return Some(c.buf.split_to(len).to_vec());
             }
             match c.stream.read_buf(&mut c.buf).await {
                 Ok(0) | Err(_) => return None,
@@ -549,4 +607,174 @@ pub fn start_config_only(contents: &str, extension: &str) -> Tern {
     let file = TempFile::new(extension, contents);
     let path = file.path.to_string_lossy().into_owned();
     Tern::spawn(&["serve", "--config", &path], Some(file))
+}
+
+// ---- Crashes and restarts on the same data directory (crash.rs) ----
+
+impl Tern {
+    /// Kills the process with SIGKILL, as a crash: nothing is flushed or closed. Returns its
+    /// data directory, for [`Tern::restart`].
+    pub fn kill9(mut self) -> TempDir {
+        let _ = self.child.kill(); // SIGKILL on Unix
+        let _ = self.child.wait();
+        self.take_data_dir()
+    }
+
+    /// Stops the process with SIGTERM (graceful shutdown), asserts that it exits with success,
+    /// and returns its data directory, for [`Tern::restart`].
+    pub fn stop(mut self) -> TempDir {
+        let status = self.terminate();
+        assert!(
+            status.success(),
+            "tern exited with {status} after SIGTERM: {}",
+            self.logs()
+        );
+        self.take_data_dir()
+    }
+
+    fn take_data_dir(&mut self) -> TempDir {
+        std::mem::replace(
+            &mut self.data_dir,
+            TempDir {
+                path: PathBuf::new(),
+            },
+        )
+    }
+
+    /// Starts `tern serve --listen ADDR ARGS...` on `data_dir` again, on the same address if it
+    /// can be bound, else on a new ephemeral port: clients must read [`Tern::addr`] again.
+    pub fn restart(data_dir: TempDir, addr: SocketAddr, args: &[&str]) -> Tern {
+        Self::restart_env(data_dir, addr, args, &[])
+    }
+
+    /// [`Tern::restart`] with extra environment variables.
+    pub fn restart_env(
+        data_dir: TempDir,
+        addr: SocketAddr,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Tern {
+        let mut dir = data_dir;
+        let listens = [addr.to_string(), SocketAddr::new(addr.ip(), 0).to_string()];
+        for (i, listen) in listens.iter().enumerate() {
+            let mut full = vec!["serve", "--listen", listen];
+            full.extend_from_slice(args);
+            match Self::try_spawn_env(&full, envs, dir) {
+                Ok(tern) => return tern,
+                Err((back, logs)) => {
+                    let port_taken = logs.contains("cannot listen on");
+                    assert!(
+                        port_taken && i == 0,
+                        "tern did not restart on {}: {logs}",
+                        back.path.display()
+                    );
+                    dir = back;
+                }
+            }
+        }
+        unreachable!("the second attempt listens on port 0")
+    }
+
+    /// `tern ARGS...` on `data_dir` with extra environment variables; panics if it does not
+    /// start listening.
+    pub fn spawn_env(args: &[&str], envs: &[(&str, &str)], data_dir: TempDir) -> Tern {
+        match Self::try_spawn_env(args, envs, data_dir) {
+            Ok(tern) => tern,
+            Err((_, logs)) => panic!("tern did not start: {logs}"),
+        }
+    }
+
+    /// Like [`Tern::spawn_in`] with extra environment variables, but hands back the data
+    /// directory and the logs if the process exits (or does not listen within 20 s) instead of
+    /// panicking.
+    pub fn try_spawn_env(
+        args: &[&str],
+        envs: &[(&str, &str)],
+        data_dir: TempDir,
+    ) -> Result<Tern, (TempDir, String)> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tern"));
+        command
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("TERN_DATA_DIR", &data_dir.path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start tern");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1)
+                    && let Ok(addr) = addr.trim().parse::<SocketAddr>()
+                {
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => Ok(Self {
+                child,
+                addr,
+                logs,
+                _config: None,
+                data_dir,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let logs = logs.lock().unwrap().join("\n");
+                Err((data_dir, logs))
+            }
+        }
+    }
+}
+
+/// Runs `tern serve --listen 127.0.0.1:0` with `TERN_DATA_DIR=data_dir` and expects it to
+/// exit without listening (within 20 s); returns its exit status and everything it wrote to
+/// stderr.
+pub fn serve_expect_exit(data_dir: &std::path::Path) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env("TERN_DATA_DIR", data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tern");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "tern kept running on {}: {}",
+                data_dir.display(),
+                reader.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = reader.join().unwrap_or_default();
+    assert!(
+        !text.contains("listening on"),
+        "tern listened before exiting: {text}"
+    );
+    (status, text)
 }

@@ -1,0 +1,432 @@
+//! The writer thread: group commit, durability tracking and wake-ups.
+//!
+//! [`Shared::submit`] appends to a queue under a short mutex and wakes the writer when the queue
+//! was empty. The writer takes the whole queue (at most `max_batch` operations) as one batch: at
+//! once when a commit just finished (everything that arrived during it), or, when it was idle,
+//! after `commit_window` from the first operation or as soon as `max_batch` are queued. It folds
+//! the batch into its net effect ([`Net`]), plans the rows ([`Index::plan`]), commits them in one
+//! transaction, publishes the batch's last sequence number and wakes the waiters up to it.
+//!
+//! A failed commit marks the batch's sequence numbers failed; its net effect is kept and written
+//! with the next batch, so that the store converges to the broker's state when writes work again.
+
+use std::collections::BTreeMap;
+use std::mem;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tern_core::{Durability, Lsn, StoreOp, Wake};
+
+use crate::codec::Clocks;
+use crate::index::{Index, Journal, WriteSet};
+use crate::net::Net;
+use crate::{StoreError, StoreStats};
+
+/// An engine behind the writer.
+pub(crate) trait Backend: Send {
+    /// Writes `ws` in one transaction and commits it with the configured durability. With
+    /// `fail` (fault injection), does everything but the commit and rolls back instead.
+    fn apply(&mut self, ws: &WriteSet, fail: bool) -> Result<(), String>;
+    /// Moves committed data into the main file and trims the log.
+    fn checkpoint(&mut self) -> Result<(), String>;
+    /// Last work before the engine is dropped (a checkpoint).
+    fn close(&mut self) -> Result<(), String>;
+}
+
+/// Locks, ignoring poisoning: every critical section leaves its data consistent.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+type Reply = mpsc::Sender<Result<(), StoreError>>;
+
+struct Queue {
+    ops: Vec<StoreOp>,
+    /// Sequence number of `ops[0]`.
+    first: Lsn,
+    /// Next sequence number to give.
+    next: Lsn,
+    closed: bool,
+    /// The writer has stopped: nothing queued now will be written.
+    stopped: bool,
+    /// The writer takes no batch (fault injection: gathers a batch deterministically).
+    paused: bool,
+    /// Checkpoint requests: answered once everything up to the number is settled.
+    checkpoints: Vec<(Lsn, Reply)>,
+}
+
+/// Tuning of the writer.
+#[derive(Clone, Debug)]
+pub(crate) struct WriterConfig {
+    pub(crate) commit_window: Duration,
+    /// Commit numbers (1-based, counting commits that write something) that fail.
+    pub(crate) fail_commits: Vec<u64>,
+}
+
+/// State shared by the handle and the writer.
+pub(crate) struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    max_batch: usize,
+    /// Every operation up to this one is settled (durable or failed).
+    settled: AtomicU64,
+    /// The highest failed sequence number (0: none), to answer the common case without a lock.
+    failed_max: AtomicU64,
+    /// Failed ranges, inclusive, oldest first; adjacent ranges are merged.
+    failed: Mutex<Vec<(Lsn, Lsn)>>,
+    waiters: Mutex<BTreeMap<Lsn, Vec<Arc<dyn Wake>>>>,
+    pub(crate) stats: Stats,
+}
+
+/// At most this many separate failed ranges are kept; beyond, the two oldest are merged (the
+/// successes between them are then reported failed: safe, as failure only withholds acks).
+const MAX_FAILED_RANGES: usize = 1024;
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) ops: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) failed_commits: AtomicU64,
+    pub(crate) rows: AtomicU64,
+    pub(crate) messages: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(max_batch: usize) -> Self {
+        Self {
+            queue: Mutex::new(Queue {
+                ops: Vec::new(),
+                first: 1,
+                next: 1,
+                closed: false,
+                stopped: false,
+                paused: false,
+                checkpoints: Vec::new(),
+            }),
+            ready: Condvar::new(),
+            max_batch: max_batch.max(1),
+            settled: AtomicU64::new(0),
+            failed_max: AtomicU64::new(0),
+            failed: Mutex::new(Vec::new()),
+            waiters: Mutex::new(BTreeMap::new()),
+            stats: Stats::default(),
+        }
+    }
+
+    pub(crate) fn submit(&self, op: StoreOp) -> Lsn {
+        let mut q = lock(&self.queue);
+        let lsn = q.next;
+        q.next += 1;
+        if q.stopped {
+            // Nothing will write it; everything before it is settled.
+            self.fail(lsn, lsn);
+            self.settle(lsn);
+            return lsn;
+        }
+        if q.ops.is_empty() {
+            q.first = lsn;
+        }
+        q.ops.push(op);
+        let n = q.ops.len();
+        drop(q);
+        if n == 1 || n == self.max_batch {
+            self.ready.notify_one();
+        }
+        lsn
+    }
+
+    pub(crate) fn durability(&self, lsn: Lsn) -> Durability {
+        if lsn == 0 {
+            return Durability::Durable;
+        }
+        if lsn > self.settled.load(Ordering::Acquire) {
+            return Durability::Pending;
+        }
+        if lsn > self.failed_max.load(Ordering::Acquire) {
+            return Durability::Durable;
+        }
+        let failed = lock(&self.failed);
+        // Ranges are sorted and disjoint.
+        let i = failed.partition_point(|&(_, end)| end < lsn);
+        if failed.get(i).is_some_and(|&(start, _)| start <= lsn) {
+            Durability::Failed
+        } else {
+            Durability::Durable
+        }
+    }
+
+    pub(crate) fn notify(&self, lsn: Lsn, waker: Arc<dyn Wake>) {
+        let mut w = lock(&self.waiters);
+        if lsn <= self.settled.load(Ordering::Acquire) {
+            drop(w);
+            waker.wake();
+            return;
+        }
+        w.entry(lsn).or_default().push(waker);
+    }
+
+    fn fail(&self, start: Lsn, end: Lsn) {
+        let mut f = lock(&self.failed);
+        match f.last_mut() {
+            Some(last) if last.1 + 1 >= start => last.1 = last.1.max(end),
+            _ => f.push((start, end)),
+        }
+        if f.len() > MAX_FAILED_RANGES {
+            let second = f.remove(1);
+            f[0].1 = second.1;
+        }
+        self.failed_max.fetch_max(end, Ordering::AcqRel);
+    }
+
+    fn settle(&self, upto: Lsn) {
+        self.settled.fetch_max(upto, Ordering::AcqRel);
+        let woken = {
+            let mut w = lock(&self.waiters);
+            let rest = w.split_off(&(upto + 1));
+            mem::replace(&mut *w, rest)
+        };
+        for waker in woken.into_values().flatten() {
+            waker.wake();
+        }
+    }
+
+    /// Marks the writer stopped: fails what is still queued and answers the checkpoint requests.
+    pub(crate) fn stop(&self) {
+        let mut q = lock(&self.queue);
+        q.stopped = true;
+        q.closed = true;
+        let ops = mem::take(&mut q.ops);
+        let first = q.first;
+        q.first += ops.len() as u64;
+        let checkpoints = mem::take(&mut q.checkpoints);
+        // Failed under the queue lock, so that failed ranges stay in order with those of later
+        // submits.
+        let upto = q.next - 1;
+        if !ops.is_empty() {
+            self.fail(first, first + ops.len() as u64 - 1);
+        }
+        if upto > self.settled.load(Ordering::Acquire) {
+            // Operations taken by a writer that panicked.
+            let from = self.settled.load(Ordering::Acquire) + 1;
+            self.fail(from, upto);
+        }
+        drop(q);
+        self.settle(upto);
+        for (_, reply) in checkpoints {
+            let _ = reply.send(Err(StoreError::Closed));
+        }
+    }
+
+    /// Asks the writer to stop once the queue is written.
+    pub(crate) fn close(&self) {
+        lock(&self.queue).closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Holds (`true`) or releases the writer.
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+    pub(crate) fn pause(&self, paused: bool) {
+        lock(&self.queue).paused = paused;
+        self.ready.notify_one();
+    }
+
+    pub(crate) fn request_checkpoint(&self) -> mpsc::Receiver<Result<(), StoreError>> {
+        let (tx, rx) = mpsc::channel();
+        let mut q = lock(&self.queue);
+        if q.stopped {
+            let _ = tx.send(Err(StoreError::Closed));
+        } else {
+            let upto = q.next - 1;
+            q.checkpoints.push((upto, tx));
+        }
+        drop(q);
+        self.ready.notify_one();
+        rx
+    }
+
+    pub(crate) fn stats(&self) -> StoreStats {
+        let s = &self.stats;
+        StoreStats {
+            operations: s.ops.load(Ordering::Relaxed),
+            batches: s.batches.load(Ordering::Relaxed),
+            commits: s.commits.load(Ordering::Relaxed),
+            failed_commits: s.failed_commits.load(Ordering::Relaxed),
+            rows_written: s.rows.load(Ordering::Relaxed),
+            messages: s.messages.load(Ordering::Relaxed),
+            settled: self.settled.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// The writer's own state.
+pub(crate) struct Writer {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) index: Index,
+    /// The net effect not written yet (of a failed batch, or found at load).
+    pub(crate) carry: Net,
+    pub(crate) config: WriterConfig,
+    pub(crate) commits: u64,
+    pub(crate) path: std::path::PathBuf,
+}
+
+impl Writer {
+    /// Runs until closed; returns an error if something could not be written at the end.
+    pub(crate) fn run(mut self) -> Result<(), StoreError> {
+        let shared = self.shared.clone();
+        let mut busy = !self.carry.is_empty();
+        let mut failures = 0u32;
+        loop {
+            let (ops, first, checkpoints) = {
+                let mut q = lock(&shared.queue);
+                while (q.ops.is_empty() && !q.closed && q.checkpoints.is_empty() && !busy)
+                    || (q.paused && !q.closed)
+                {
+                    q = shared.ready.wait(q).unwrap_or_else(PoisonError::into_inner);
+                }
+                if !busy && !q.ops.is_empty() && !self.config.commit_window.is_zero() {
+                    // Idle before: hold the batch open for the window.
+                    let deadline = Instant::now() + self.config.commit_window;
+                    while q.ops.len() < shared.max_batch && !q.closed {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        q = shared
+                            .ready
+                            .wait_timeout(q, deadline - now)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
+                }
+                let first = q.first;
+                let ops = if q.ops.len() <= shared.max_batch {
+                    mem::take(&mut q.ops)
+                } else {
+                    q.ops.drain(..shared.max_batch).collect()
+                };
+                q.first += ops.len() as u64;
+                let settled_after = first + ops.len() as u64 - 1;
+                let ready = q
+                    .checkpoints
+                    .iter()
+                    .filter(|(upto, _)| *upto <= settled_after)
+                    .count();
+                let checkpoints: Vec<_> = if ready > 0 {
+                    let (now, later) = mem::take(&mut q.checkpoints)
+                        .into_iter()
+                        .partition(|(upto, _)| *upto <= settled_after);
+                    q.checkpoints = later;
+                    now
+                } else {
+                    Vec::new()
+                };
+                if ops.is_empty() && q.closed && checkpoints.is_empty() && self.carry.is_empty() {
+                    break;
+                }
+                (ops, first, checkpoints)
+            };
+
+            busy = false;
+            if !ops.is_empty() || !self.carry.is_empty() {
+                let ok = self.write(ops, first);
+                busy = true;
+                if ok {
+                    failures = 0;
+                } else {
+                    failures += 1;
+                    // Back off while writes fail (disk full): 5 ms doubling to 250 ms.
+                    let pause = Duration::from_millis(5u64 << failures.min(6))
+                        .min(Duration::from_millis(250));
+                    std::thread::sleep(pause);
+                    if lock(&shared.queue).closed && failures >= 3 {
+                        // Closing with a store that does not take writes: give up.
+                        break;
+                    }
+                }
+            }
+            for (_, reply) in checkpoints {
+                let r = self
+                    .backend
+                    .checkpoint()
+                    .map_err(|detail| StoreError::Write {
+                        path: self.path.clone(),
+                        detail,
+                    });
+                let _ = reply.send(r);
+            }
+        }
+        shared.stop();
+        let unsaved = self.carry.ops;
+        let closed = self.backend.close();
+        if !self.carry.is_empty() {
+            return Err(StoreError::Write {
+                path: self.path.clone(),
+                detail: format!("{unsaved} changes could not be written before shutdown"),
+            });
+        }
+        closed.map_err(|detail| StoreError::Write {
+            path: self.path.clone(),
+            detail,
+        })
+    }
+
+    /// Writes one batch; `false` if the commit failed.
+    fn write(&mut self, ops: Vec<StoreOp>, first: Lsn) -> bool {
+        let shared = self.shared.clone();
+        let n = ops.len() as u64;
+        let last = first + n - 1;
+        for op in ops {
+            self.carry.apply(op);
+        }
+        shared.stats.ops.fetch_add(n, Ordering::Relaxed);
+        shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+        let mut journal = Journal::default();
+        let ws = self.index.plan(&self.carry, Clocks::read(), &mut journal);
+        let result = if ws.is_empty() {
+            Ok(())
+        } else {
+            self.commits += 1;
+            let fail = self.config.fail_commits.contains(&self.commits);
+            self.backend.apply(&ws, fail)
+        };
+        let ok = match result {
+            Ok(()) => {
+                if !ws.is_empty() {
+                    shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .rows
+                        .fetch_add(ws.rows() as u64, Ordering::Relaxed);
+                }
+                shared
+                    .stats
+                    .messages
+                    .store(self.index.message_count() as u64, Ordering::Relaxed);
+                self.carry = Net::default();
+                true
+            }
+            Err(detail) => {
+                shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    path = %self.path.display(),
+                    first,
+                    last,
+                    "the store could not commit {n} operations: {detail}; they are reported failed and retried with the next batch"
+                );
+                self.index.undo(journal);
+                if n > 0 {
+                    shared.fail(first, last);
+                }
+                false
+            }
+        };
+        if n > 0 {
+            shared.settle(last);
+        }
+        ok
+    }
+}

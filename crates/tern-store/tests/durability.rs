@@ -1,0 +1,222 @@
+//! Sequence numbers, durability status, wake-ups, and failed commits.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod util;
+
+use std::sync::Arc;
+
+use tern_core::{DeliveryState, Durability, Store, StoreOp};
+use tern_store::StoreOptions;
+use util::*;
+
+#[test]
+fn sequence_numbers_increase_and_become_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    store.pause();
+    let a = store.submit(session("a"));
+    let b = store.submit(session("b"));
+    assert!(a >= 1 && b == a + 1);
+    assert_eq!(store.durability(a), Durability::Pending);
+    assert_eq!(store.durability(b), Durability::Pending);
+    // 0 means "nothing to wait for".
+    assert_eq!(store.durability(0), Durability::Durable);
+    let w = Arc::new(Waker::default());
+    store.notify(b, w.clone());
+    assert_eq!(w.count(), 0);
+    store.resume();
+    assert!(w.wait_for(1));
+    assert_eq!(w.count(), 1);
+    assert_eq!(store.durability(a), Durability::Durable);
+    assert_eq!(store.durability(b), Durability::Durable);
+    // Already settled: woken at once.
+    let w2 = Arc::new(Waker::default());
+    store.notify(a, w2.clone());
+    assert_eq!(w2.count(), 1);
+    store.close().unwrap();
+}
+
+#[test]
+fn waiters_are_woken_once_their_own_operation_is_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    store.pause();
+    let first = store.submit(session("a"));
+    let w1 = Arc::new(Waker::default());
+    store.notify(first, w1.clone());
+    store.resume();
+    assert!(w1.wait_for(1));
+    store.pause();
+    let second = store.submit(session("b"));
+    let w2 = Arc::new(Waker::default());
+    store.notify(second, w2.clone());
+    let w3 = Arc::new(Waker::default());
+    store.notify(second, w3.clone());
+    assert_eq!(w2.count(), 0);
+    store.resume();
+    assert!(w2.wait_for(1) && w3.wait_for(1));
+    assert_eq!(w1.count(), 1, "woken once");
+    store.close().unwrap();
+}
+
+fn failing(n: u64) -> StoreOptions {
+    let mut o = options();
+    o = o.fail_commit(n);
+    o
+}
+
+#[test]
+fn a_failed_commit_fails_exactly_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    // Commit 1 is the first group below; 2 fails.
+    let (store, _) = tern_store::open(dir.path(), failing(2)).unwrap();
+    let m = message("t", "x");
+    let g1 = write(
+        &store,
+        vec![session("a"), delivery("a", 1, &m, DeliveryState::Queued)],
+    );
+
+    store.pause();
+    let f1 = store.submit(delivery("a", 2, &m, DeliveryState::Queued));
+    let f2 = store.submit(StoreOp::PutRetained(message("r", "retained")));
+    store.resume();
+    assert_eq!(settle(&store, f2), Durability::Failed);
+    assert_eq!(store.durability(f1), Durability::Failed);
+    assert_eq!(store.durability(g1), Durability::Durable);
+    assert_eq!(store.durability(g1 - 1), Durability::Durable);
+
+    let g3 = write(&store, vec![delivery("a", 3, &m, DeliveryState::Queued)]);
+    assert_eq!(store.durability(g3), Durability::Durable);
+    assert_eq!(
+        store.durability(f1),
+        Durability::Failed,
+        "failed stays failed"
+    );
+    assert_eq!(store.durability(f2), Durability::Failed);
+    let s = store.stats();
+    assert_eq!(s.failed_commits, 1);
+    // The failed group's changes were written with the next one: the store ends as the broker's
+    // state is.
+    let (store, snap) = reopen(store);
+    let seqs: Vec<_> = snap.sessions[0].deliveries.iter().map(|d| d.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(snap.retained.len(), 1);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_failed_group_is_retried_until_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = tern_store::open(dir.path(), failing(1).fail_commit(2)).unwrap();
+    let a = submit_group(
+        &store,
+        vec![
+            session("a"),
+            subscribe("a", "x", tern_codec::QoS::AtLeastOnce),
+        ],
+    );
+    assert_eq!(settle(&store, a), Durability::Failed);
+    // Without further operations, the writer retries (commit 2 fails too, commit 3 works).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.stats().commits < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not retried: {:?}",
+            store.stats()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(store.stats().failed_commits, 2);
+    assert_eq!(
+        store.durability(a),
+        Durability::Failed,
+        "failed stays failed"
+    );
+    let (store, snap) = reopen(store);
+    assert_eq!(snap.sessions.len(), 1);
+    assert_eq!(snap.sessions[0].subscriptions.len(), 1);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_failed_commit_leaves_the_message_count_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = tern_store::open(dir.path(), failing(2)).unwrap();
+    let m = message("t", "x");
+    write(
+        &store,
+        vec![session("a"), delivery("a", 1, &m, DeliveryState::Queued)],
+    );
+    assert_eq!(store.stats().messages, 1);
+    let f = submit_group(
+        &store,
+        vec![
+            delete_delivery("a", 1),
+            StoreOp::PutRetained(message("r", "v")),
+        ],
+    );
+    assert_eq!(settle(&store, f), Durability::Failed);
+    assert_eq!(store.stats().messages, 1);
+    // The next group writes the failed one's changes too.
+    write(&store, vec![session("b")]);
+    assert_eq!(store.stats().messages, 1);
+    let (store, snap) = reopen(store);
+    assert_eq!(snap.sessions.len(), 2);
+    assert!(snap.sessions.iter().all(|s| s.deliveries.is_empty()));
+    assert_eq!(snap.retained.len(), 1);
+    store.close().unwrap();
+}
+
+#[test]
+fn close_settles_everything_submitted_before_it_as_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    let lsns: Vec<_> = (0..2000)
+        .map(|i| store.submit(session(&format!("c{i}"))))
+        .collect();
+    store.close().unwrap();
+    assert!(
+        lsns.iter()
+            .all(|&l| store.durability(l) == Durability::Durable)
+    );
+    let later = store.submit(session("late"));
+    assert!(later > *lsns.last().unwrap());
+    assert_eq!(store.durability(later), Durability::Failed);
+    assert!(
+        lsns.iter()
+            .all(|&l| store.durability(l) == Durability::Durable)
+    );
+}
+
+#[test]
+fn operations_after_close_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    store.close().unwrap();
+    let l = store.submit(session("late"));
+    assert_eq!(store.durability(l), Durability::Failed);
+    let w = Arc::new(Waker::default());
+    store.notify(l, w.clone());
+    assert_eq!(w.count(), 1);
+    assert!(store.checkpoint().is_err());
+}
+
+#[test]
+fn a_group_is_at_most_max_batch_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options();
+    o.max_batch = 10;
+    let (store, _) = tern_store::open(dir.path(), o).unwrap();
+    let mut ops = vec![session("a")];
+    let m = message("t", "x");
+    for seq in 1..=99 {
+        ops.push(delivery("a", seq, &m, DeliveryState::Queued));
+    }
+    let before = store.stats();
+    write(&store, ops);
+    let after = store.stats();
+    assert_eq!(after.batches - before.batches, 10);
+    assert_eq!(after.operations - before.operations, 100);
+    store.close().unwrap();
+}
