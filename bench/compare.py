@@ -12,6 +12,11 @@ Outputs (under --out, default bench/results):
   latest.json                           the medians, machine-readable
   latest.png                            broker CPU time per delivery, per scenario and broker
   raw/<stamp>/                          one JSON per run (bench output, RSS, load), broker logs
+Only a run of every scenario writes latest.* and compare-<date>.md; a run of some scenarios
+writes <name>-<YYYYMMDD-HHMM>.md, .json and .png instead (--name, default "subset").
+
+Scenarios may run the brokers with other settings than their templates (Scenario.settings, a
+key of SETTINGS): the durability scenarios run Tern with persistence on, the others in memory.
 """
 
 from __future__ import annotations
@@ -51,6 +56,56 @@ class Scenario:
     kind: str  # "throughput", "latency" or "conn"
     args: list[str]
     quick: list[str]
+    # The brokers' settings variant (a key of SETTINGS): what differs from bench/<broker>'s
+    # configuration template in this scenario.
+    settings: str = "default"
+    # The figures of the summary table, when they differ from HEADLINE[kind].
+    headline: list[str] | None = None
+
+
+@dataclass
+class Settings:
+    """A variant of the brokers' settings, applied to the configuration templates per run.
+
+    `overrides` maps a broker kind to {(table, key): value}: for the TOML templates (Tern,
+    rumqttd) `table` is the table's name (`"persistence"` for `[persistence]`, which is added
+    when the template lacks it) and `value` a TOML value; for mosquitto.conf `table` is None and
+    the line `key value` replaces the directive (or is added). `@DATA_DIR@` in a value becomes
+    the run's own data directory (a TOML string), fresh for every run inside the run's
+    temporary work directory and removed after the run."""
+
+    key: str
+    # What the variant changes, for the results' Markdown.
+    summary: str
+    overrides: dict[str, dict[tuple[str | None, str], str]]
+    # Broker kinds that keep what they acknowledge on disk in this variant.
+    durable: tuple[str, ...] = ()
+
+
+SETTINGS = {
+    "default": Settings("default", "the configuration templates as they are", {}),
+    "tern-fsync": Settings(
+        "tern-fsync",
+        "Tern durable: `[persistence] enabled = true, durability = \"fsync\"` (a PUBACK only "
+        "after the fsync of the commit that holds its message), a fresh data directory per run; "
+        "Mosquitto (`persistence false`) and rumqttd in memory, as in the other scenarios",
+        {"tern": {("persistence", "enabled"): "true",
+                  ("persistence", "durability"): '"fsync"',
+                  ("persistence", "data_dir"): "@DATA_DIR@"}},
+        durable=("tern",),
+    ),
+    "tern-flush": Settings(
+        "tern-flush",
+        "Tern durable against a crash of the broker only: `[persistence] enabled = true, "
+        "durability = \"flush\"` (a PUBACK after its commit is handed to the operating "
+        "system, without fsync), a fresh data directory per run; Mosquitto (`persistence "
+        "false`) and rumqttd in memory",
+        {"tern": {("persistence", "enabled"): "true",
+                  ("persistence", "durability"): '"flush"',
+                  ("persistence", "data_dir"): "@DATA_DIR@"}},
+        durable=("tern",),
+    ),
+}
 
 
 SOURCES = "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4"
@@ -72,6 +127,28 @@ SCENARIOS = [
          "--drain", "20s"],
         ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "-n", "300", "-d", "5s",
          "--drain", "3s"],
+    ),
+    Scenario(
+        "p2p-q1-durable",
+        "QoS 1 point-to-point, 10 pairs, 16 in flight, persistent sessions: Tern durable "
+        "(fsync), Mosquitto and rumqttd in memory", "throughput",
+        ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "--persistent", "-n", "250000",
+         "-d", "10s", "--drain", "20s"],
+        ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "--persistent", "-n", "300",
+         "-d", "5s", "--drain", "3s"],
+        settings="tern-fsync",
+        headline=["cpu_us", "deliveries_s", "p50_us", "p99_us", "lost_pct"],
+    ),
+    Scenario(
+        "p2p-q1-flush",
+        "QoS 1 point-to-point, 10 pairs, 16 in flight, persistent sessions: Tern durable "
+        "(flush, no fsync), Mosquitto and rumqttd in memory", "throughput",
+        ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "--persistent", "-n", "250000",
+         "-d", "10s", "--drain", "20s"],
+        ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "--persistent", "-n", "300",
+         "-d", "5s", "--drain", "3s"],
+        settings="tern-flush",
+        headline=["cpu_us", "deliveries_s", "p50_us", "p99_us", "lost_pct"],
     ),
     Scenario(
         "p2p-q2", "QoS 2 point-to-point, 10 pairs, 16 in flight", "throughput",
@@ -139,6 +216,8 @@ class Running:
     proc: subprocess.Popen
     port: int
     log: Path
+    # The run's data directory (durable settings only), removed after the run.
+    data_dir: Path | None = None
     exited_early: bool = False
 
 
@@ -170,9 +249,54 @@ def tern_template(binary: str) -> tuple[str, list[str]]:
     return "".join(kept), [l.split("#")[0].strip() for l in dropped]
 
 
-def write_config(spec: BrokerSpec, port: int, inflight: int, protocol: str, workdir: Path) -> Path:
+def override_toml(text: str, overrides: dict[tuple[str | None, str], str], why: str) -> str:
+    """Sets `key = value` in `[table]` for each override: replaces the key's line where the
+    table has one, else adds it under the table's header (and the table at the end where the
+    text has none). Enough for the bench's own templates, not a TOML editor."""
+    lines = text.splitlines()
+    for (table, key), value in overrides.items():
+        line = f"{key} = {value}  # {why}"
+        current, last, done = None, None, False
+        for i, l in enumerate(lines):
+            bare = l.split("#", 1)[0].strip()
+            if bare.startswith("["):
+                current = bare.strip("[] ")
+                if current == table:
+                    last = i
+            elif current == table and bare.split("=", 1)[0].strip() == key and "=" in bare:
+                lines[i] = line
+                done = True
+                break
+            elif current == table and bare:
+                last = i
+        if done:
+            continue
+        if last is None:
+            lines += ["", f"[{table}]"]
+            last = len(lines) - 1
+        lines.insert(last + 1, line)
+    return "\n".join(lines) + "\n"
+
+
+def override_conf(text: str, overrides: dict[tuple[str | None, str], str], why: str) -> str:
+    """mosquitto.conf: `key value` replaces every line of the directive, or is added."""
+    lines = text.splitlines()
+    for (_, key), value in overrides.items():
+        kept = [l for l in lines if l.split("#", 1)[0].split()[:1] != [key]]
+        lines = kept + [f"# {why}", f"{key} {value}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(spec: BrokerSpec, port: int, inflight: int, protocol: str, workdir: Path,
+                 settings: Settings, data_dir: Path | None) -> Path:
     name = CONFIG_NAMES[spec.kind]
     text = spec.template if spec.template is not None else (BENCH_DIR / name).read_text()
+    overrides = settings.overrides.get(spec.kind)
+    if overrides:
+        why = f"compare.py settings {settings.key!r}"
+        text = (override_conf if spec.kind == "mosquitto" else override_toml)(text, overrides, why)
+    if data_dir is not None:
+        text = text.replace("@DATA_DIR@", json.dumps(str(data_dir)))
     text = text.replace("@PORT@", str(port)).replace("@INFLIGHT@", str(inflight))
     if spec.kind == "rumqttd" and protocol == "5":
         # rumqttd serves MQTT 5 on a separate "v5" listener.
@@ -202,9 +326,20 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def start_broker(spec: BrokerSpec, opts, workdir: Path, logdir: Path, tag: str) -> Running:
+def uses_data_dir(spec: BrokerSpec, settings: Settings) -> bool:
+    return any("@DATA_DIR@" in v for v in settings.overrides.get(spec.kind, {}).values())
+
+
+def start_broker(spec: BrokerSpec, opts, workdir: Path, logdir: Path, tag: str,
+                 settings: Settings) -> Running:
     port = free_port()
-    config = write_config(spec, port, opts.inflight_window, opts.protocol, workdir)
+    # A fresh data directory per run (the broker creates it), so that no run recovers or
+    # appends to what an earlier run stored.
+    data_dir = workdir / f"{tag}.data" if uses_data_dir(spec, settings) else None
+    if data_dir is not None:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    config = write_config(spec, port, opts.inflight_window, opts.protocol, workdir, settings,
+                          data_dir)
     log = logdir / f"{tag}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -212,7 +347,7 @@ def start_broker(spec: BrokerSpec, opts, workdir: Path, logdir: Path, tag: str) 
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
             start_new_session=True, preexec_fn=raise_fd_limit,
         )
-    running = Running(spec, proc, port, log)
+    running = Running(spec, proc, port, log, data_dir)
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -237,15 +372,19 @@ def start_broker(spec: BrokerSpec, opts, workdir: Path, logdir: Path, tag: str) 
 
 
 def stop_broker(b: Running) -> None:
-    if b.proc.poll() is not None:
-        b.exited_early = True
-        return
-    b.proc.send_signal(signal.SIGTERM)
     try:
-        b.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        b.proc.kill()
-        b.proc.wait(10)
+        if b.proc.poll() is not None:
+            b.exited_early = True
+            return
+        b.proc.send_signal(signal.SIGTERM)
+        try:
+            b.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            b.proc.kill()
+            b.proc.wait(10)
+    finally:
+        if b.data_dir is not None:
+            shutil.rmtree(b.data_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,6 +408,80 @@ def rss_kib(pid: int) -> int | None:
     except OSError:
         pass
     return None
+
+
+def io_write_bytes(pid: int) -> int | None:
+    """Bytes the process caused to be written to storage (`write_bytes` of /proc/PID/io)."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+# fsync(2) and fdatasync(2) calls, counted by the kernel's syscall tracepoints through
+# `perf stat` (no ptrace: the broker runs at full speed).
+FSYNC_EVENTS = ["syscalls:sys_enter_fsync", "syscalls:sys_enter_fdatasync"]
+
+
+def fsync_counter_problem() -> str | None:
+    """Why fsync calls cannot be counted on this machine (None: they can)."""
+    perf = shutil.which("perf")
+    if perf is None:
+        return "`perf` is not installed"
+    try:
+        p = subprocess.run([perf, "stat", "-x", ",", "-e", ",".join(FSYNC_EVENTS), "--", "true"],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"`perf stat` failed: {e}"
+    counts = parse_perf_counts(p.stderr)
+    if p.returncode != 0 or len(counts) != len(FSYNC_EVENTS) or None in counts.values():
+        tail = p.stderr.strip().splitlines()[-1:] or ["?"]
+        return f"`perf stat -e {FSYNC_EVENTS[0]}` does not count here ({tail[0]})"
+    return None
+
+
+def parse_perf_counts(text: str) -> dict[str, int | None]:
+    """`perf stat -x ,` output: event -> count (None: not counted)."""
+    counts: dict[str, int | None] = {}
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) >= 3 and fields[2] in FSYNC_EVENTS:
+            counts[fields[2]] = int(fields[0]) if fields[0].isdigit() else None
+    return counts
+
+
+def start_fsync_counter(pid: int, out: Path) -> subprocess.Popen | None:
+    try:
+        return subprocess.Popen(
+            ["perf", "stat", "-x", ",", "-o", str(out), "-e", ",".join(FSYNC_EVENTS),
+             "-p", str(pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+
+
+def stop_fsync_counter(proc: subprocess.Popen | None, out: Path) -> int | None:
+    """Stops the counter (SIGINT: perf prints its counts) and returns the fsync calls."""
+    if proc is None:
+        return None
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+    try:
+        counts = parse_perf_counts(out.read_text())
+    except OSError:
+        return None
+    if len(counts) != len(FSYNC_EVENTS) or None in counts.values():
+        return None
+    return sum(counts.values())
 
 
 def fd_count(pid: int) -> int:
@@ -321,20 +534,31 @@ def parse_seconds(text: str) -> float:
 def run_one(opts, scenario: Scenario, spec: BrokerSpec, rnd: int, workdir: Path,
             rawdir: Path) -> dict:
     tag = f"r{rnd}-{scenario.key}-{spec.label}"
+    settings = SETTINGS[scenario.settings]
     record: dict = {"round": rnd, "scenario": scenario.key, "broker": spec.label,
-                    "kind": spec.kind, "ok": False}
+                    "kind": spec.kind, "settings": settings.key,
+                    "durable": spec.kind in settings.durable, "ok": False}
     try:
-        b = start_broker(spec, opts, workdir, rawdir, tag)
+        b = start_broker(spec, opts, workdir, rawdir, tag, settings)
     except RuntimeError as e:
         record["error"] = str(e)
         return record
     pid = b.proc.pid
+    fsyncs = None
     try:
         cmd = bench_command(opts, scenario, b.port, pid)
         record["bench_command"] = shlex.join(cmd)
         record["port"] = b.port
+        if b.data_dir is not None:
+            record["data_dir"] = str(b.data_dir)
         rss_before = rss_kib(pid)
         fds_before = fd_count(pid)
+        # Disk writes and fsync calls, where the settings differ from the default ones (the
+        # durability scenarios): for every broker, so that the in-memory ones show 0.
+        io_before = io_write_bytes(pid) if settings.key != "default" else None
+        if settings.key != "default" and opts.count_fsyncs:
+            fsyncs = start_fsync_counter(pid, rawdir / f"{tag}.fsyncs.csv")
+            time.sleep(0.2)  # perf attaches to the broker's threads
         busy_before = cpu_busy_s()
         broker_cpu_before = proc_cpu_s(pid)
         t0 = time.monotonic()
@@ -372,6 +596,13 @@ def run_one(opts, scenario: Scenario, spec: BrokerSpec, rnd: int, workdir: Path,
         wall = time.monotonic() - t0
         busy_after = cpu_busy_s()
         broker_cpu_after = proc_cpu_s(pid)
+        if io_before is not None:
+            io_after = io_write_bytes(pid)
+            if io_after is not None:
+                record["disk_write_bytes"] = io_after - io_before
+        if fsyncs is not None:
+            record["fsyncs"] = stop_fsync_counter(fsyncs, rawdir / f"{tag}.fsyncs.csv")
+            fsyncs = None
         record["wall_s"] = round(wall, 3)
         record["bench_status"] = bench.returncode
         text = out_path.read_text(errors="replace").strip().splitlines()
@@ -411,6 +642,8 @@ def run_one(opts, scenario: Scenario, spec: BrokerSpec, rnd: int, workdir: Path,
         if report and "error" not in record:
             record["ok"] = True
     finally:
+        if fsyncs is not None:
+            stop_fsync_counter(fsyncs, rawdir / f"{tag}.fsyncs.csv")
         stop_broker(b)
         if b.exited_early:
             record["ok"] = False
@@ -441,6 +674,8 @@ class Figure:
     lower_is_better: bool
     kinds: tuple[str, ...]
     digits: int = 2
+    # Only in scenarios whose settings differ from the default ones (the durability figures).
+    settings_only: bool = False
 
 
 FIGURES = [
@@ -453,6 +688,12 @@ FIGURES = [
     Figure("p99_us", "latency p99", "µs", True, ("throughput", "latency"), 0),
     Figure("loadgen_us", "load generator CPU per delivery", "µs", True,
            ("throughput", "latency")),
+    Figure("fsyncs_s", "broker fsyncs/s", "/s", True, ("throughput", "latency"), 0,
+           settings_only=True),
+    Figure("per_fsync", "deliveries per fsync", "", False, ("throughput", "latency"), 0,
+           settings_only=True),
+    Figure("disk_b", "broker disk writes per delivery", "B", True, ("throughput", "latency"),
+           0, settings_only=True),
     Figure("rss_per_conn", "broker RSS per idle connection", "B", True, ("conn",), 0),
     Figure("connects_s", "connects/s", "/s", False, ("conn",), 0),
     Figure("connect_p99_ms", "connect p99", "ms", True, ("conn",), 2),
@@ -491,6 +732,15 @@ def figures_of(record: dict) -> dict[str, float]:
         out["p99_us"] = lat["p99"]
     if received:
         out["loadgen_us"] = r["loadgen_cpu_s"] * 1e6 / received
+    # fsyncs and disk writes are counted from the broker's start of the bench to its end
+    # (connections included), a little longer than the bench's own measured phase.
+    fsyncs = record.get("fsyncs")
+    if fsyncs is not None and r["duration_s"] > 0:
+        out["fsyncs_s"] = fsyncs / r["duration_s"]
+        if fsyncs:
+            out["per_fsync"] = received / fsyncs
+    if record.get("disk_write_bytes") is not None and received:
+        out["disk_b"] = record["disk_write_bytes"] / received
     return out
 
 
@@ -522,6 +772,7 @@ def summarise(records: list[dict], labels: list[str]) -> dict:
             per[label] = {
                 "runs": len(runs),
                 "ok": len(good),
+                "durable": any(r.get("durable") for r in runs),
                 "failures": [r.get("error", "?") for r in runs if not r["ok"]],
                 "crashes": sum(1 for r in runs if r.get("broker_crashed")),
                 "errors": sum(r["bench"]["errors"] for r in good),
@@ -602,7 +853,7 @@ def headline_table(summary: dict, labels: list[str], pairs: list[tuple[str, str]
         if s.key not in summary:
             continue
         first = True
-        for key in HEADLINE[s.kind]:
+        for key in s.headline or HEADLINE[s.kind]:
             f = FIG[key]
             vals = {l: median_of(summary, s.key, l, key) for l in labels}
             if key == "lost_pct" and not any(vals.values()):
@@ -622,7 +873,8 @@ def detail_tables(summary: dict, labels: list[str], baseline: str | None) -> lis
     for s in SCENARIOS:
         if s.key not in summary:
             continue
-        figs = [f for f in FIGURES if s.kind in f.kinds]
+        figs = [f for f in FIGURES
+                if s.kind in f.kinds and (not f.settings_only or s.settings != "default")]
         head = ["broker", "runs"]
         for f in figs:
             head.append(f"{f.label} ({f.unit})" if f.unit else f.label)
@@ -636,7 +888,7 @@ def detail_tables(summary: dict, labels: list[str], baseline: str | None) -> lis
         out.append("|" + "---|" * len(head))
         for l in labels:
             p = summary[s.key][l]
-            row = [l, f"{p['ok']}/{p['runs']}"]
+            row = [f"{l} (durable)" if p.get("durable") else l, f"{p['ok']}/{p['runs']}"]
             for f in figs:
                 st = p["figures"].get(f.key)
                 if st is None:
@@ -706,6 +958,15 @@ def machine() -> dict:
         pass
     if Path("/.dockerenv").exists():
         virt.append("in a container")
+    # The file system of the temporary directory, where durable runs keep their data: on
+    # tmpfs an fsync would cost nothing.
+    tmp = tempfile.gettempdir()
+    try:
+        fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE,OPTIONS", "-T", tmp],
+                            capture_output=True, text=True, timeout=10).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        fs = []
+    tmp_fs = f"{tmp} on {fs[0]} ({fs[1]}, {fs[2]})" if len(fs) >= 3 else f"{tmp} (file system ?)"
     return {
         "cpu": model,
         "cores": os.cpu_count(),
@@ -715,6 +976,7 @@ def machine() -> dict:
         "virtualisation": ", ".join(virt) or None,
         "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
         "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+        "tmp_fs": tmp_fs,
     }
 
 
@@ -787,7 +1049,9 @@ def chart(summary: dict, labels: list[str], path: Path, title: str) -> str | Non
                 bar.set_hatch("//")
     ax.set_yscale("log")
     ax.set_xticks(range(len(keys)))
-    ax.set_xticklabels([s.key for s in keys], rotation=15)
+    ax.set_xticklabels([s.key + (f"\n(durable: {', '.join(SETTINGS[s.settings].durable)})"
+                                 if SETTINGS[s.settings].durable else "") for s in keys],
+                       rotation=15)
     ax.set_ylabel("broker CPU µs per delivery (log scale, lower is better)")
     ax.set_title(title, fontsize=10)
     ax.legend()
@@ -835,6 +1099,13 @@ def parse_args(argv: list[str]):
     p.add_argument("--out", help="where the results go (default bench/results; with --quick "
                                  "bench/results/raw/quick, so that a smoke run does not replace "
                                  "the latest full results)")
+    p.add_argument("--name", default=None,
+                   help="results file name of a run that leaves out scenarios: "
+                        "<out>/<NAME>-<date>-<time>.md, .json and .png (default: subset). Only a "
+                        "run of every scenario replaces latest.md, latest.json and latest.png")
+    p.add_argument("--no-fsync-count", dest="count_fsyncs", action="store_false",
+                   help="do not count the brokers' fsync calls (with perf) in the durability "
+                        "scenarios")
     p.add_argument("--note", action="append", default=[],
                    help="a line added to the Markdown's notes (repeatable)")
     p.add_argument("--rereport", metavar="RAWDIR",
@@ -895,6 +1166,13 @@ def main(argv: list[str]) -> int:
         print(f"compare: unknown scenario(s) {unknown}; known: {SCENARIO_KEYS}", file=sys.stderr)
         return 2
     scenarios = [s for s in SCENARIOS if s.key in wanted]
+    opts.fsync_counter_problem = None
+    if any(s.settings != "default" for s in scenarios):
+        opts.fsync_counter_problem = (fsync_counter_problem() if opts.count_fsyncs
+                                      else "turned off (--no-fsync-count)")
+        if opts.fsync_counter_problem:
+            opts.count_fsyncs = False
+            print(f"compare: fsyncs not counted: {opts.fsync_counter_problem}", file=sys.stderr)
 
     raise_fd_limit()
     # Run a private copy of the tern binary: target/release/tern may be rebuilt (by someone
@@ -945,7 +1223,11 @@ def compare(opts, specs: list[BrokerSpec], scenarios: list[Scenario], argv: list
         "labels": labels,
         "aa": opts.aa,
         "scenarios": [s.key for s in scenarios],
+        "full": len(scenarios) == len(SCENARIOS),
+        "name": opts.name,
         "scenario_args": {s.key: s.quick if opts.quick else s.args for s in scenarios},
+        "scenario_settings": {s.key: s.settings for s in scenarios},
+        "fsync_counter_problem": opts.fsync_counter_problem,
         "rounds": opts.rounds,
         "quick": opts.quick,
         "protocol": opts.protocol,
@@ -989,6 +1271,9 @@ def one_line(rec: dict) -> str:
         brief = (f"{fmt(f.get('cpu_us'), 2)} µs/delivery, {fmt(f.get('deliveries_s'), 0)}/s, "
                  f"lost {fmt(f.get('lost_pct'), 3)} %, p50/p99 {fmt(f.get('p50_us'), 0)}/"
                  f"{fmt(f.get('p99_us'), 0)} µs")
+        if "fsyncs_s" in f or "disk_b" in f:
+            brief += (f", {fmt(f.get('fsyncs_s'), 0)} fsyncs/s, "
+                      f"{fmt(f.get('disk_b'), 0)} B written/delivery")
     return f"{brief}  {status}"
 
 
@@ -1002,9 +1287,33 @@ def report(meta: dict, records: list[dict], out: Path) -> int:
     host, vers, quick = meta["machine"], meta["versions"], meta["quick"]
     elapsed = int((finished - started).total_seconds())
 
+    # The settings variant of each scenario as it ran (runs older than the variants: default).
+    settings_of = {s.key: meta.get("scenario_settings", {}).get(s.key, "default")
+                   for s in scenarios}
+    variants = {k: [s.key for s in scenarios if settings_of[s.key] == k]
+                for k in dict.fromkeys(settings_of.values()) if k != "default"}
+
     summary = summarise(records, labels)
     headline = headline_table(summary, labels, ratio_pairs(labels, meta["aa"]))
     details = detail_tables(summary, labels, baseline)
+    durable_note = []
+    for key, keys in variants.items():
+        v = SETTINGS.get(key)
+        kinds = ", ".join(v.durable) if v and v.durable else "none"
+        durable_note.append(
+            f"- {', '.join(f'`{k}`' for k in keys)}: {v.summary if v else key}. Durable: "
+            f"{kinds}. Every client has a persistent session (`--persistent`: clean session 0; "
+            f"on MQTT 5 clean start 0 and a session expiry of 300 s)."
+        )
+    if any("tern" in (SETTINGS[k].durable if k in SETTINGS else ()) for k in variants):
+        durable_note.append(
+            "- A durable Tern's broker CPU per delivery includes its store: the SQLite writer "
+            "thread runs in the broker's process (pinned to the same core) and is counted with "
+            "it. The fsync wait itself costs no CPU; it shows in deliveries/s (publishers wait "
+            "for PUBACKs, which wait for the commit), not in latency: the latency is "
+            "publish-to-delivery, and Tern delivers to a connected subscriber without waiting "
+            "for the commit (`tern bench` does not measure PUBACK latency)."
+        )
 
     md = [f"# Broker comparison, {started:%Y-%m-%d %H:%M} UTC" + (" (quick smoke run)" if quick else ""),
           "",
@@ -1027,6 +1336,9 @@ def report(meta: dict, records: list[dict], out: Path) -> int:
           f"(compilers) may run on the same cores; the \"other load\" column gives, per run, the "
           f"busiest core's CPU use by anything but the broker and the load generator.",
           ]
+    if variants and host.get("tmp_fs"):
+        md.append(f"- Data directories of the durable runs (inside the run's temporary "
+                  f"directory): {host['tmp_fs']}")
     for label, v in vers.items():
         md.append(f"- {label}: {v}")
     md += ["", "## Summary", "",
@@ -1037,12 +1349,17 @@ def report(meta: dict, records: list[dict], out: Path) -> int:
               f"settings): `{meta['aa']}-b ÷ {meta['aa']}` shows the noise." if meta["aa"] else ""),
            ""]
     md += headline
+    if durable_note:
+        md += ["", "Scenarios with other settings than the rest (see Settings below):", ""]
+        md += durable_note
     md += ["", "## Details", ""]
     md += details
     w = meta["inflight_window"]
     md += ["## Settings", "",
            f"- Tern: `bench/tern.toml` (in memory only: `[persistence] enabled = false` where "
-           f"the build has persistence; max_inflight_messages {w}; max_queued_messages, "
+           f"the build has persistence"
+           + (", except in the scenarios named below" if variants else "")
+           + f"; max_inflight_messages {w}; max_queued_messages, "
            f"max_queued_bytes and max_total_queued_bytes 0 = unlimited; warn-level logging).",
            f"- Mosquitto: `bench/mosquitto.conf` (persistence false, max_inflight_messages {w}, "
            f"max_queued_messages 0 and max_queued_bytes 0 = unlimited, set_tcp_nodelay true as "
@@ -1055,20 +1372,48 @@ def report(meta: dict, records: list[dict], out: Path) -> int:
     ran = meta.get("scenario_args", {})
     for s in scenarios:
         md.append(f"  - `{s.key}`: `{shlex.join(ran.get(s.key) or (s.quick if quick else s.args))}`")
+    for key, keys in variants.items():
+        v = SETTINGS.get(key)
+        if v is None:
+            continue
+        md += ["", f"- Settings `{key}` ({', '.join(f'`{k}`' for k in keys)}): {v.summary}. "
+                   f"Set over the templates by compare.py:"]
+        for kind, overrides in v.overrides.items():
+            for (table, k), value in overrides.items():
+                shown = value.replace("@DATA_DIR@", '"<run dir>/<run>.data"')
+                md.append(f"  - {kind}: " + (f"`[{table}] {k} = {shown}`" if table is not None
+                                             else f"`{k} {shown}`"))
+    if variants:
+        problem = meta.get("fsync_counter_problem")
+        md += ["", "- Disk writes per delivery: `write_bytes` of `/proc/PID/io` over the bench "
+                   "run (connections included) ÷ deliveries. "
+               + ("fsyncs: `fsync` and `fdatasync` calls of the broker's threads, counted by "
+                  "`perf stat -e " + ",".join(FSYNC_EVENTS) + " -p PID` (kernel tracepoints, "
+                  "no ptrace) over the bench run; fsyncs/s divides them by the bench's measured "
+                  "duration."
+                  if not problem else f"fsyncs were not counted: {problem}.")]
     if meta["notes"]:
         md += ["", "## Notes", ""] + [f"- {n}" for n in meta["notes"]]
     md.append("")
 
     out.mkdir(parents=True, exist_ok=True)
     text = "\n".join(md)
-    (out / f"compare-{started:%Y-%m-%d}{'-quick' if quick else ''}.md").write_text(text)
-    (out / "latest.md").write_text(text)
+    # A full run (every scenario) replaces latest.* and keeps a dated copy; a subset run writes
+    # its own files, so that it never replaces the latest full tables.
+    suffix = "-quick" if quick else ""
+    if is_full(meta):
+        stem = "latest"
+        (out / f"compare-{started:%Y-%m-%d}{suffix}.md").write_text(text)
+    else:
+        stem = f"{meta.get('name') or 'subset'}-{started:%Y%m%d-%H%M}{suffix}"
     raw = Path(meta["raw"])
-    (out / "latest.json").write_text(json.dumps(
+    md_path, json_path, png_path = (out / f"{stem}.{ext}" for ext in ("md", "json", "png"))
+    md_path.write_text(text)
+    json_path.write_text(json.dumps(
         {**{k: v for k, v in meta.items() if k != "raw"},
          "raw": str(raw.relative_to(out.resolve())) if raw.is_relative_to(out.resolve()) else str(raw),
          "summary": summary}, indent=1, ensure_ascii=False))
-    problem = chart(summary, labels, out / "latest.png",
+    problem = chart(summary, labels, png_path,
                     f"Broker CPU per delivery — {host['cpu']}, {host['cores']} cores, "
                     f"{started:%Y-%m-%d}, {meta['rounds']} round(s)"
                     + (" (quick smoke run)" if quick else ""))
@@ -1076,8 +1421,8 @@ def report(meta: dict, records: list[dict], out: Path) -> int:
     print()
     print("\n".join(headline))
     print()
-    print(f"written: {out / 'latest.md'}, {out / 'latest.json'}"
-          + ("" if problem else f", {out / 'latest.png'}") + f", raw runs in {raw}")
+    print(f"written: {md_path}, {json_path}"
+          + ("" if problem else f", {png_path}") + f", raw runs in {raw}")
     if problem:
         print(f"compare: {problem}", file=sys.stderr)
     failed = [r for r in records if not r["ok"]]
@@ -1085,6 +1430,15 @@ def report(meta: dict, records: list[dict], out: Path) -> int:
         print(f"compare: {len(failed)} of {len(records)} runs failed (see the Markdown)",
               file=sys.stderr)
     return 1 if failed and len(failed) == len(records) else 0
+
+
+def is_full(meta: dict) -> bool:
+    """Whether a run covered every scenario (then it is "the latest" results). Runs made
+    before the settings variants existed count as full when they had every default-settings
+    scenario."""
+    if "full" in meta:
+        return meta["full"]
+    return all(s.key in meta["scenarios"] for s in SCENARIOS if s.settings == "default")
 
 
 if __name__ == "__main__":

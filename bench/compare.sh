@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Tern, Mosquitto and rumqttd side by side. Installs what it needs, then runs bench/compare.py.
 #
-#   bench/compare.sh                 # full comparison: 3 rounds, medians (about 25 minutes)
+#   bench/compare.sh                 # full comparison: 3 rounds, medians (about 13 minutes)
+#   bench/compare.sh --scenarios p2p-q1,p2p-q1-durable --name durable
+#                                    # some scenarios: writes bench/results/durable-<date>-<time>.md
 #   bench/compare.sh --quick         # smoke run: 1 round, tiny counts (under a minute)
 #   bench/compare.sh --aa tern       # adds a second Tern ("tern-b") to show the noise
 #   bench/compare.sh --help          # every option of compare.py
