@@ -86,6 +86,8 @@ pub struct Client {
     incoming_qos2: HashSet<u16>,
     inbound_aliases: HashMap<u16, ByteString>,
     events: VecDeque<Event>,
+    /// An error met while events were still queued, returned once they are taken.
+    failed: Option<ClientError>,
     keep_alive: Option<Duration>,
     last_sent: Instant,
     ping_outstanding: bool,
@@ -119,6 +121,7 @@ impl Client {
             incoming_qos2: HashSet::new(),
             inbound_aliases: HashMap::new(),
             events: VecDeque::new(),
+            failed: None,
             keep_alive: None,
             last_sent: Instant::now(),
             ping_outstanding: false,
@@ -368,13 +371,27 @@ impl Client {
     }
 
     /// The next event, sending PINGREQ when the keep-alive requires it.
+    ///
+    /// Events received before the connection failed are returned before the error, so a
+    /// caller that stops at the first error loses nothing the broker delivered.
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
         loop {
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);
             }
-            self.flush().await?;
-            self.pump().await?;
+            if let Some(error) = self.failed.take() {
+                return Err(error);
+            }
+            let result = match self.flush().await {
+                Ok(()) => self.pump().await,
+                Err(e) => Err(e),
+            };
+            if let Err(error) = result {
+                if self.events.is_empty() {
+                    return Err(error);
+                }
+                self.failed = Some(error);
+            }
         }
     }
 

@@ -266,6 +266,9 @@ impl Broker {
     /// with all their subscription identifiers (MQTT-3.3.4-2, MQTT-3.3.4-4). Each shared
     /// subscription sends its own copy to one of its members.
     pub fn publish(&self, message: Arc<Message>, now: Instant) -> Routed {
+        // Everything one message changes is committed together: a crash never keeps some of
+        // its copies and not others.
+        let _group = self.inner.persistence.atomic();
         let mut routed = Routed::default();
         if message.retain && self.inner.config.retain_available {
             let mut retained = self.retained_mut();
@@ -479,7 +482,7 @@ impl Broker {
             for record in records {
                 lsn = persistence.submit(StoreOp::PutDelivery(record));
             }
-            for id in &st.incoming_qos2 {
+            for id in st.incoming_qos2.keys() {
                 lsn = persistence.submit(StoreOp::AddIncomingQos2 {
                     client_id: session.client_id.clone(),
                     packet_id: *id,
@@ -563,7 +566,8 @@ impl Broker {
                         awaiting,
                     });
                 }
-                st.incoming_qos2.extend(snap.incoming_qos2);
+                st.incoming_qos2
+                    .extend(snap.incoming_qos2.into_iter().map(|id| (id, 0)));
                 let mut deadline = self.session_lifetime(st.expiry_interval).map(|l| since + l);
                 if let Some(w) = &st.will {
                     let at = since + Duration::from_secs(u64::from(w.delay_interval));
@@ -638,6 +642,26 @@ impl Broker {
             let existing = sessions.get(&client_id).cloned();
             let resumed = existing.and_then(|session| {
                 let mut st = session.lock();
+                // Deadlines that passed before the timer task got to them (just after a
+                // restart, say) count now: an expired session is not resumed, a will whose
+                // delay passed is published.
+                if let (None, Some(since)) = (&st.link, st.disconnected_at) {
+                    let expired = self
+                        .session_lifetime(st.expiry_interval)
+                        .is_some_and(|l| since + l <= now);
+                    let will_due = st.will.as_ref().is_some_and(|w| {
+                        since + Duration::from_secs(u64::from(w.delay_interval)) <= now
+                    });
+                    if expired || will_due {
+                        after.will_of(&session, st.will.take());
+                    }
+                    if expired {
+                        inc(&self.inner.metrics.sessions_expired, 1);
+                        sessions.remove(&client_id);
+                        after.ended.push(self.end_locked(&session, &mut st));
+                        return None;
+                    }
+                }
                 if let Some(old) = st.link.take() {
                     replaced_live = true;
                     // A live connection is taken over: its will goes out now if it has no delay

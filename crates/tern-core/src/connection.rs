@@ -572,11 +572,11 @@ impl Connection {
 
         if let (QoS::ExactlyOnce, Some(id)) = (p.qos, p.packet_id) {
             let st = session.lock();
-            if st.incoming_qos2.contains(&id.get()) {
+            if let Some(&lsn) = st.incoming_qos2.get(&id.get()) {
                 // A resend before PUBREL: acknowledge again, do not deliver twice
-                // (MQTT-4.3.3-10).
+                // (MQTT-4.3.3-10); the PUBREC still waits until the original is kept.
                 drop(st);
-                self.push(Packet::PubRec(Ack::new(id)));
+                self.push_after(lsn, Packet::PubRec(Ack::new(id)));
                 return;
             }
             if st.incoming_qos2.len() >= usize::from(cfg.receive_maximum) {
@@ -597,6 +597,9 @@ impl Connection {
         } else {
             None
         };
+        // The message's copies and its incoming packet identifier are committed together: a
+        // crash between them would route a resend a second time.
+        let _group = self.broker.persistence().atomic();
         let (reason, mut lsn) = if refused.is_some() {
             metrics.record_drop(DropReason::NotAuthorized);
             (ReasonCode::NOT_AUTHORIZED, 0)
@@ -649,13 +652,13 @@ impl Connection {
                 let ack = ack(id);
                 if !reason.is_error() {
                     let mut st = session.lock();
-                    st.incoming_qos2.insert(id.get());
                     if st.durable {
                         lsn = lsn.max(self.broker.persist(StoreOp::AddIncomingQos2 {
                             client_id: session.client_id.clone(),
                             packet_id: id.get(),
                         }));
                     }
+                    st.incoming_qos2.insert(id.get(), lsn);
                 }
                 // PUBREC promises the message is kept (and that a resend is recognised).
                 self.push_after(lsn, Packet::PubRec(ack));
@@ -668,7 +671,7 @@ impl Connection {
         let mut lsn = 0;
         let known = self.session.as_ref().is_some_and(|s| {
             let mut st = s.lock();
-            let known = st.incoming_qos2.remove(&id.get());
+            let known = st.incoming_qos2.remove(&id.get()).is_some();
             if known && st.durable {
                 lsn = self.broker.persist(StoreOp::RemoveIncomingQos2 {
                     client_id: s.client_id.clone(),
@@ -937,19 +940,22 @@ impl Connection {
         let (Packet::PubAck(ack) | Packet::PubRec(ack)) = packet else {
             return true;
         };
+        if !self.version.is_v5() {
+            // No negative acknowledgement in 3.x: the client will send it again. The store
+            // retries the write, so a QoS 2 identifier is kept, and the resend is answered once
+            // the original is on disk instead of being routed a second time.
+            return false;
+        }
         if let (true, Some(session)) = (is_pubrec, &self.session) {
-            // Not stored: a resend must be taken as a new message. The store retries failed
-            // writes, so it must be told to forget the identifier too.
+            // PUBREC >= 0x80 frees the identifier (MQTT-4.3.3-9): a resend is a new message.
+            // The store retries failed writes, so it must be told to forget the id too.
             let mut st = session.lock();
-            if st.incoming_qos2.remove(&ack.packet_id.get()) && st.durable {
+            if st.incoming_qos2.remove(&ack.packet_id.get()).is_some() && st.durable {
                 self.broker.persist(StoreOp::RemoveIncomingQos2 {
                     client_id: session.client_id.clone(),
                     packet_id: ack.packet_id.get(),
                 });
             }
-        }
-        if !self.version.is_v5() {
-            return false;
         }
         ack.reason = ReasonCode::UNSPECIFIED_ERROR;
         if self.request_problem_information {

@@ -2,9 +2,8 @@
 //! the test says so, and [`MemoryStore::snapshot`] replays what was committed, as a store
 //! would recover it after a crash.
 //!
-//! Like the disk store, a failed commit's operations stay [`Durability::Failed`] but are
-//! written by the next successful commit: the store's contents converge with the broker's
-//! memory.
+//! Like the disk store, a failed commit's operations are [`Durability::Failed`] until the next
+//! successful commit writes them too: the store's contents converge with the broker's memory.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,7 +23,6 @@ struct State {
     settled: Lsn,
     /// Highest sequence number a successful commit covered (failed ones before it included).
     written: Lsn,
-    failed: Vec<(Lsn, Lsn)>,
     waiters: Vec<(Lsn, Arc<dyn Wake>)>,
     auto_commit: bool,
 }
@@ -70,10 +68,6 @@ impl MemoryStore {
         let wake = {
             let mut st = self.lock();
             let last = st.ops.len() as Lsn;
-            if failed && last > st.settled {
-                let range = (st.settled + 1, last);
-                st.failed.push(range);
-            }
             st.settled = last;
             if !failed {
                 st.written = last;
@@ -124,10 +118,11 @@ impl Store for MemoryStore {
         let st = self.lock();
         if lsn > st.settled {
             Durability::Pending
-        } else if st.failed.iter().any(|(a, b)| (*a..=*b).contains(&lsn)) {
-            Durability::Failed
-        } else {
+        } else if lsn <= st.written {
+            // A later successful commit wrote what an earlier failed one could not.
             Durability::Durable
+        } else {
+            Durability::Failed
         }
     }
 

@@ -35,11 +35,36 @@ impl Persistence {
         }
     }
 
+    /// Opens an atomic group, closed when the guard is dropped: everything submitted until
+    /// then is committed together.
+    pub(crate) fn atomic(&self) -> AtomicGuard {
+        let group = self.store.as_ref().map_or(0, |s| s.begin_atomic());
+        AtomicGuard {
+            store: self.store.clone(),
+            group,
+        }
+    }
+
     /// Wakes `waker` once `lsn` is settled.
     pub(crate) fn notify(&self, lsn: Lsn, waker: Arc<dyn Wake>) {
         match &self.store {
             Some(store) if lsn > 0 => store.notify(lsn, waker),
             _ => waker.wake(),
+        }
+    }
+}
+
+/// An open atomic group of store operations; dropping it closes the group.
+#[must_use]
+pub(crate) struct AtomicGuard {
+    store: Option<Arc<dyn Store>>,
+    group: Lsn,
+}
+
+impl Drop for AtomicGuard {
+    fn drop(&mut self) {
+        if let Some(store) = &self.store {
+            store.end_atomic(self.group);
         }
     }
 }

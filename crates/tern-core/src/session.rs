@@ -1,6 +1,6 @@
 //! Session state: what the broker keeps for a client id across connections (MQTT §4.1).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -9,7 +9,7 @@ use tern_codec::{ByteString, PacketId, QoS, SubscriptionOptions};
 
 use crate::Message;
 use crate::broker::Wake;
-use crate::store::{DeliveryRecord, DeliveryState, SessionRecord, WillRecord};
+use crate::store::{DeliveryRecord, DeliveryState, Lsn, SessionRecord, WillRecord};
 
 /// The broker-wide budget of queued payload bytes, shared by every session, so that many
 /// sessions each within their own limit cannot exhaust memory together.
@@ -164,7 +164,8 @@ pub(crate) struct SessionState {
     pub(crate) inflight: VecDeque<Inflight>,
     next_packet_id: u16,
     /// Incoming QoS 2 packet ids answered with PUBREC and awaiting PUBREL (MQTT-4.3.3-10).
-    pub(crate) incoming_qos2: HashSet<u16>,
+    /// With the store operation its PUBREC waited for, so that a resend's PUBREC waits too.
+    pub(crate) incoming_qos2: HashMap<u16, Lsn>,
     /// Session Expiry Interval in seconds; `u32::MAX` never expires.
     pub(crate) expiry_interval: u32,
     /// When the last connection went away.
@@ -192,7 +193,7 @@ impl SessionState {
             budget,
             inflight: VecDeque::new(),
             next_packet_id: 1,
-            incoming_qos2: HashSet::new(),
+            incoming_qos2: HashMap::new(),
             expiry_interval,
             disconnected_at: None,
             will: None,

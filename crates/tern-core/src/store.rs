@@ -34,7 +34,9 @@ pub enum Durability {
     Pending,
     /// Committed to stable storage (or, with weaker durability settings, as far as configured).
     Durable,
-    /// The commit failed: whatever depends on it must not be acknowledged as kept.
+    /// Its commit failed and no later commit has written it yet: whatever depends on it must
+    /// not be acknowledged as kept. Stores retry, so a failed operation becomes `Durable` once
+    /// a later commit succeeds.
     Failed,
 }
 
@@ -174,6 +176,18 @@ pub trait Store: Send + Sync {
 
     /// Wakes `waker` once `lsn` is no longer [`Durability::Pending`] (at once if it is not).
     fn notify(&self, lsn: Lsn, waker: Arc<dyn Wake>);
+
+    /// Opens an atomic group: operations submitted until [`Store::end_atomic`] (from any
+    /// thread) are committed together, never split across commits. Groups are short (one
+    /// PUBLISH routed) and may nest. Returns a token for `end_atomic`.
+    fn begin_atomic(&self) -> Lsn {
+        0
+    }
+
+    /// Closes a group opened by [`Store::begin_atomic`].
+    fn end_atomic(&self, group: Lsn) {
+        let _ = group;
+    }
 }
 
 /// A session as recovered from a store.

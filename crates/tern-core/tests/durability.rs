@@ -416,3 +416,71 @@ fn the_global_queue_budget_bounds_all_sessions_together() {
     assert_eq!(counts, [1, 2]);
     assert_eq!(broker.queued_bytes(), 0);
 }
+
+#[test]
+fn mqtt5_4_1_0_2_an_expired_session_is_not_resumed_before_the_timer_runs() {
+    let t0 = Instant::now();
+    let store = Arc::new(MemoryStore::auto());
+    let broker = broker_with(&store, BrokerConfig::default());
+    let mut c = Sim::connected(&broker, connect5("short", true, Some(60)), t0);
+    c.subscribe("x", QoS::AtLeastOnce, t0);
+    c.disconnect(t0);
+    let (broker, _) = restart(&store, t0);
+    // The client is back before the broker's timer task has looked at the session.
+    let later = t0 + Duration::from_secs(61);
+    let (_c, ack) = Sim::connect(&broker, connect5("short", false, Some(60)), later);
+    assert!(!ack.session_present, "the session expired at t0 + 60 s");
+}
+
+#[test]
+fn mqtt5_3_1_2_8_a_will_past_its_delay_goes_out_when_the_client_returns_first() {
+    let t0 = Instant::now();
+    let broker = Broker::new(BrokerConfig::default());
+    let mut w = Sim::connected(&broker, connect5("watcher", true, None), t0);
+    w.subscribe("obit", QoS::AtLeastOnce, t0);
+    let mut c = connect5("late", true, Some(60));
+    c.will = Some(will("obit", b"bye", Some(5)));
+    Sim::connected(&broker, c, t0).lose(t0);
+    // Back after the delay, but before the timer task ran: the will was due.
+    let later = t0 + Duration::from_secs(6);
+    let (_c, ack) = Sim::connect(&broker, connect5("late", false, Some(60)), later);
+    assert!(ack.session_present);
+    let got = w.publishes(later);
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].payload[..], b"bye");
+}
+
+#[test]
+fn mqtt311_4_3_3_2_after_a_failed_write_a_qos2_resend_is_not_routed_twice() {
+    let t0 = Instant::now();
+    let store = Arc::new(MemoryStore::manual());
+    let broker = broker_with(&store, BrokerConfig::default());
+    let mut sub = Sim::connected(&broker, persistent("sub", true), t0);
+    sub.subscribe("t", QoS::ExactlyOnce, t0);
+    store.commit();
+    let mut c = connect5("pub311", true, None);
+    c.protocol = ProtocolVersion::V311;
+    c.properties = Default::default();
+    let mut p = Sim::connected(&broker, c, t0);
+    p.send(publish("t", b"once", QoS::ExactlyOnce, 6, None), t0);
+    store.fail();
+    assert!(
+        acks(&p.drain(t0)).is_empty(),
+        "3.1.1: no PUBREC for a failed write"
+    );
+    // The store retries; the client sends the message again.
+    store.commit();
+    let Packet::Publish(mut again) = publish("t", b"once", QoS::ExactlyOnce, 6, None) else {
+        unreachable!()
+    };
+    again.dup = true;
+    p.send(Packet::Publish(again), t0);
+    store.commit();
+    assert_eq!(acks(&p.drain(t0)), [(6, ReasonCode::SUCCESS)], "PUBREC now");
+    // The QoS 2 delivery waits for its packet identifier to be stored.
+    let mut got = sub.drain(t0);
+    store.commit();
+    got.extend(sub.drain(t0));
+    got.retain(|p| matches!(p, Packet::Publish(_)));
+    assert_eq!(got.len(), 1, "routed once: {got:?}");
+}

@@ -305,6 +305,14 @@ impl Store for DiskStore {
     fn notify(&self, lsn: Lsn, waker: Arc<dyn Wake>) {
         self.shared.notify(lsn, waker);
     }
+
+    fn begin_atomic(&self) -> Lsn {
+        self.shared.begin_atomic()
+    }
+
+    fn end_atomic(&self, group: Lsn) {
+        self.shared.end_atomic(group);
+    }
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {

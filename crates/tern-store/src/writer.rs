@@ -55,6 +55,23 @@ struct Queue {
     paused: bool,
     /// Checkpoint requests: answered once everything up to the number is settled.
     checkpoints: Vec<(Lsn, Reply)>,
+    /// Atomic groups still open: their first sequence number and how many are open there. No
+    /// batch may take an operation at or after the earliest one, so a group is never split
+    /// across commits.
+    open_groups: BTreeMap<Lsn, usize>,
+}
+
+impl Queue {
+    /// How many queued operations a batch may take now: all but those from the earliest open
+    /// atomic group on.
+    fn takeable(&self) -> usize {
+        match self.open_groups.keys().next() {
+            Some(&start) => usize::try_from(start.saturating_sub(self.first))
+                .unwrap_or(usize::MAX)
+                .min(self.ops.len()),
+            None => self.ops.len(),
+        }
+    }
 }
 
 /// Tuning of the writer.
@@ -105,6 +122,7 @@ impl Shared {
                 stopped: false,
                 paused: false,
                 checkpoints: Vec::new(),
+                open_groups: BTreeMap::new(),
             }),
             ready: Condvar::new(),
             max_batch: max_batch.max(1),
@@ -136,6 +154,28 @@ impl Shared {
             self.ready.notify_one();
         }
         lsn
+    }
+
+    /// Opens an atomic group: the operations submitted until [`Shared::end_atomic`] go to the
+    /// disk in one commit. Returns the group's token (its first sequence number).
+    pub(crate) fn begin_atomic(&self) -> Lsn {
+        let mut q = lock(&self.queue);
+        let start = q.next;
+        *q.open_groups.entry(start).or_default() += 1;
+        start
+    }
+
+    /// Closes an atomic group opened by [`Shared::begin_atomic`].
+    pub(crate) fn end_atomic(&self, start: Lsn) {
+        let mut q = lock(&self.queue);
+        if let Some(n) = q.open_groups.get_mut(&start) {
+            *n -= 1;
+            if *n == 0 {
+                q.open_groups.remove(&start);
+            }
+        }
+        drop(q);
+        self.ready.notify_one();
     }
 
     pub(crate) fn durability(&self, lsn: Lsn) -> Durability {
@@ -179,6 +219,14 @@ impl Shared {
             f[0].1 = second.1;
         }
         self.failed_max.fetch_max(end, Ordering::AcqRel);
+    }
+
+    fn clear_failed(&self) {
+        let mut f = lock(&self.failed);
+        if !f.is_empty() {
+            f.clear();
+            self.failed_max.store(0, Ordering::Release);
+        }
     }
 
     fn settle(&self, upto: Lsn) {
@@ -282,7 +330,7 @@ impl Writer {
         loop {
             let (ops, first, checkpoints) = {
                 let mut q = lock(&shared.queue);
-                while (q.ops.is_empty() && !q.closed && q.checkpoints.is_empty() && !busy)
+                while (q.takeable() == 0 && !q.closed && q.checkpoints.is_empty() && !busy)
                     || (q.paused && !q.closed)
                 {
                     q = shared.ready.wait(q).unwrap_or_else(PoisonError::into_inner);
@@ -290,7 +338,7 @@ impl Writer {
                 if !busy && !q.ops.is_empty() && !self.config.commit_window.is_zero() {
                     // Idle before: hold the batch open for the window.
                     let deadline = Instant::now() + self.config.commit_window;
-                    while q.ops.len() < shared.max_batch && !q.closed {
+                    while q.takeable() < shared.max_batch && !q.closed {
                         let now = Instant::now();
                         if now >= deadline {
                             break;
@@ -303,10 +351,11 @@ impl Writer {
                     }
                 }
                 let first = q.first;
-                let ops = if q.ops.len() <= shared.max_batch {
+                let take = q.takeable().min(shared.max_batch);
+                let ops = if take == q.ops.len() {
                     mem::take(&mut q.ops)
                 } else {
-                    q.ops.drain(..shared.max_batch).collect()
+                    q.ops.drain(..take).collect()
                 };
                 q.first += ops.len() as u64;
                 let settled_after = first + ops.len() as u64 - 1;
@@ -407,6 +456,8 @@ impl Writer {
                     .messages
                     .store(self.index.message_count() as u64, Ordering::Relaxed);
                 self.carry = Net::default();
+                // A failed batch's changes were carried into this one: they are on disk now.
+                shared.clear_failed();
                 true
             }
             Err(detail) => {

@@ -88,12 +88,9 @@ fn a_failed_commit_fails_exactly_its_group() {
 
     let g3 = write(&store, vec![delivery("a", 3, &m, DeliveryState::Queued)]);
     assert_eq!(store.durability(g3), Durability::Durable);
-    assert_eq!(
-        store.durability(f1),
-        Durability::Failed,
-        "failed stays failed"
-    );
-    assert_eq!(store.durability(f2), Durability::Failed);
+    // The next commit wrote the failed group's changes too: durable from now on.
+    assert_eq!(store.durability(f1), Durability::Durable);
+    assert_eq!(store.durability(f2), Durability::Durable);
     let s = store.stats();
     assert_eq!(s.failed_commits, 1);
     // The failed group's changes were written with the next one: the store ends as the broker's
@@ -130,8 +127,8 @@ fn a_failed_group_is_retried_until_written() {
     assert_eq!(store.stats().failed_commits, 2);
     assert_eq!(
         store.durability(a),
-        Durability::Failed,
-        "failed stays failed"
+        Durability::Durable,
+        "written by the retry"
     );
     let (store, snap) = reopen(store);
     assert_eq!(snap.sessions.len(), 1);
@@ -218,5 +215,34 @@ fn a_group_is_at_most_max_batch_operations() {
     let after = store.stats();
     assert_eq!(after.batches - before.batches, 10);
     assert_eq!(after.operations - before.operations, 100);
+    store.close().unwrap();
+}
+
+#[test]
+fn an_atomic_group_is_never_split_across_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    let before = write(&store, vec![session("a")]);
+    assert_eq!(settle(&store, before), Durability::Durable);
+    let group = store.begin_atomic();
+    let m = message("t", "x");
+    let first = store.submit(delivery("a", 1, &m, DeliveryState::Queued));
+    // Outside the group, submitted while it is open: waits behind it.
+    let other = store.submit(session("b"));
+    // Give the writer every chance to commit what it may.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(store.durability(first), Durability::Pending);
+    assert_eq!(store.durability(other), Durability::Pending);
+    let second = store.submit(delivery("a", 2, &m, DeliveryState::Queued));
+    let commits = store.stats().commits;
+    store.end_atomic(group);
+    assert_eq!(settle(&store, second), Durability::Durable);
+    assert_eq!(store.durability(first), Durability::Durable);
+    assert_eq!(store.durability(other), Durability::Durable);
+    assert_eq!(
+        store.stats().commits,
+        commits + 1,
+        "one commit for the whole group"
+    );
     store.close().unwrap();
 }
