@@ -11,6 +11,8 @@ use tern_codec::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+
+use crate::tls::Stream;
 use tokio::time::Instant;
 
 use crate::{ClientError, ConnectOptions};
@@ -66,7 +68,7 @@ impl SessionState {
 
 /// One MQTT connection.
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     version: ProtocolVersion,
     decoder: Decoder,
     rbuf: BytesMut,
@@ -104,8 +106,12 @@ impl Client {
     }
 
     async fn connect_inner(options: &ConnectOptions) -> Result<Self, ClientError> {
-        let stream = open(options).await?;
-        stream.set_nodelay(true)?;
+        let tcp = open(options).await?;
+        tcp.set_nodelay(true)?;
+        let stream = match &options.tls {
+            None => Stream::Tcp(tcp),
+            Some(tls) => Stream::tls(tcp, tls, &options.host).await?,
+        };
         let mut client = Self {
             stream,
             version: options.version,
@@ -428,6 +434,10 @@ impl Client {
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         if !self.wbuf.is_empty() {
             self.stream.write_all_buf(&mut self.wbuf).await?;
+            if let Stream::Tls(_) = self.stream {
+                // TLS may keep encrypted records buffered when the socket was full.
+                self.stream.flush().await?;
+            }
             self.last_sent = Instant::now();
         }
         Ok(())

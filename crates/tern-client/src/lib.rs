@@ -15,8 +15,12 @@
 mod client;
 mod error;
 mod options;
+mod tls;
 
 pub use client::{Client, Event, SessionState};
 pub use error::ClientError;
 pub use options::ConnectOptions;
 pub use tern_codec;
+pub use tls::{MinTlsVersion, TlsFiles, TlsOptions};
+/// The TLS library, for callers that build their own [`TlsOptions`].
+pub use tokio_rustls::rustls;

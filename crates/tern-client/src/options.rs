@@ -6,6 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tern_codec::{ByteString, Connect, ConnectProperties, LastWill, ProtocolVersion};
 
+use crate::TlsOptions;
+
 /// Everything [`crate::Client::connect`] needs.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -45,8 +47,10 @@ pub struct ConnectOptions {
     pub will: Option<LastWill>,
     /// MQTT 5 User Properties of CONNECT.
     pub user_properties: Vec<(String, String)>,
-    /// How long to wait for the TCP connection and the CONNACK.
+    /// How long to wait for the TCP connection, the TLS handshake and the CONNACK.
     pub connect_timeout: Duration,
+    /// TLS over the TCP connection; `None` for plain MQTT.
+    pub tls: Option<TlsOptions>,
 }
 
 impl ConnectOptions {
@@ -78,6 +82,7 @@ impl ConnectOptions {
             will: None,
             user_properties: Vec::new(),
             connect_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 

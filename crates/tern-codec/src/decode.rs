@@ -216,6 +216,13 @@ impl Decoder {
     /// The returned packet owns its data in one allocation of the packet's exact size, so it
     /// never pins the caller's read buffer.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
+        // Before CONNECT, anything else is refused from its first byte, without waiting for
+        // the body it announces (an HTTP request or other stray bytes on the port).
+        if self.version.is_none() && src.first().is_some_and(|&b| b >> 4 != 1) {
+            return Err(DecodeError::Protocol(
+                "[MQTT-3.1.0-1] first packet is not CONNECT",
+            ));
+        }
         let Some(size) = self.frame_len(src)? else {
             return Ok(None);
         };

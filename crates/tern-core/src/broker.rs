@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tern_codec::{ByteString, PublishProperties, QoS, RetainHandling, SubscriptionOptions};
 
+use arc_swap::ArcSwapOption;
+
 use crate::BrokerConfig;
-use crate::acl::{Access, Identity};
+use crate::acl::{Access, Acl, Identity};
 use crate::message::Message;
 use crate::metrics::{DropReason, Metrics, inc};
 use crate::persistence::Persistence;
@@ -47,6 +49,8 @@ pub struct Broker {
 
 struct Inner {
     config: BrokerConfig,
+    /// The access rules in force: `config.acl` at start, replaced on reload.
+    acl: ArcSwapOption<Acl>,
     sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
     subscriptions: RwLock<SubscriptionTree>,
     retained: RwLock<RetainedStore>,
@@ -62,6 +66,10 @@ struct Inner {
 /// A will to publish, with the client it is published for.
 struct DueWill {
     publisher: ByteString,
+    /// The user name and the client's own rules at the time: the will needs write access to
+    /// its topic when it goes out, under the rules then in force (a reload may have revoked it).
+    username: Option<ByteString>,
+    client_acl: Option<Arc<Acl>>,
     will: Box<WillRecord>,
 }
 
@@ -104,10 +112,18 @@ struct Aftermath {
 }
 
 impl Aftermath {
-    fn will_of(&mut self, session: &Session, will: Option<Box<WillRecord>>) {
+    /// Takes the session's will, to be published once the locks are released.
+    fn take_will(&mut self, session: &Session, st: &mut SessionState) {
+        let will = st.will.take();
+        self.will_of(session, st, will);
+    }
+
+    fn will_of(&mut self, session: &Session, st: &SessionState, will: Option<Box<WillRecord>>) {
         if let Some(will) = will {
             self.wills.push(DueWill {
                 publisher: session.client_id.clone(),
+                username: st.username.clone(),
+                client_acl: st.client_acl.clone(),
                 will,
             });
         }
@@ -121,6 +137,18 @@ struct EndedSession {
 }
 
 /// The outcome of attaching a connection to a session.
+/// Who attaches to a session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Owner {
+    /// The user name access checks use.
+    pub(crate) username: Option<ByteString>,
+    /// The client's own access rules, in addition to the broker's.
+    pub(crate) acl: Option<Arc<Acl>>,
+    /// Whether the user name was authenticated, so that the session may be taken over only by
+    /// the same user.
+    pub(crate) exclusive: bool,
+}
+
 pub(crate) struct Attached {
     pub(crate) session: Arc<Session>,
     pub(crate) session_present: bool,
@@ -155,6 +183,7 @@ impl Broker {
                 id_hasher: RandomState::new(),
                 persistence: Persistence::new(store),
                 queue_budget: Arc::new(QueueBudget::new(config.max_total_queued_bytes)),
+                acl: ArcSwapOption::new(config.acl.clone()),
                 config,
             }),
         }
@@ -164,6 +193,24 @@ impl Broker {
     #[must_use]
     pub fn config(&self) -> &BrokerConfig {
         &self.inner.config
+    }
+
+    /// The access rules in force (`None`: everything is allowed).
+    #[must_use]
+    pub fn acl(&self) -> Option<Arc<Acl>> {
+        self.inner.acl.load_full()
+    }
+
+    /// Runs `f` with the access rules in force, without touching their reference count (it
+    /// runs on every publish and subscribe).
+    pub(crate) fn with_acl<R>(&self, f: impl FnOnce(Option<&Acl>) -> R) -> R {
+        f(self.inner.acl.load().as_deref())
+    }
+
+    /// Replaces the access rules (on reload). Every later check uses them, including the
+    /// check on delivery to sessions that subscribed under the old rules.
+    pub fn set_acl(&self, acl: Option<Arc<Acl>>) {
+        self.inner.acl.store(acl);
     }
 
     /// The broker's counters.
@@ -240,7 +287,7 @@ impl Broker {
                     since + Duration::from_secs(u64::from(w.delay_interval)) <= now
                 });
                 if will_due || expired {
-                    after.will_of(&session, st.will.take());
+                    after.take_will(&session, &mut st);
                 }
                 if expired {
                     inc(&self.inner.metrics.sessions_expired, 1);
@@ -375,14 +422,17 @@ impl Broker {
         if st.ended {
             return;
         }
-        if let Some(acl) = &cfg.acl {
-            let who = Identity {
-                client_id: &session.client_id,
-                username: st.username.as_deref(),
-            };
-            if !acl.allows(Access::Read, who, &delivery.message.topic) {
-                return;
-            }
+        let who = Identity {
+            client_id: &session.client_id,
+            username: st.username.as_deref(),
+        };
+        let topic = &delivery.message.topic;
+        let denied = |acl: &Acl| !acl.allows(Access::Read, who, topic);
+        if self.inner.acl.load().as_deref().is_some_and(denied)
+            || st.client_acl.as_deref().is_some_and(denied)
+        {
+            self.inner.metrics.record_drop(DropReason::NotAuthorized);
+            return;
         }
         if st.link.is_none() && delivery.qos == QoS::AtMostOnce && !cfg.queue_qos0_messages {
             self.inner.metrics.record_drop(DropReason::Offline);
@@ -622,24 +672,31 @@ impl Broker {
 
     /// Attaches a new connection to the session of `client_id`,
     /// taking over any connection attached to it (MQTT-3.1.4-2, MQTT-3.1.4-3) and applying
-    /// Clean Start (MQTT-3.1.2-4..6). `username` is the connection's user name, which the
-    /// session keeps for the access checks of its deliveries.
+    /// Clean Start (MQTT-3.1.2-4..6). `owner` is who the connection is; the session keeps it
+    /// for the access checks of its deliveries. Returns `None`, touching nothing, when the
+    /// owner is exclusive and the session belongs to another user.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn attach(
         &self,
         client_id: ByteString,
-        username: Option<ByteString>,
+        owner: Owner,
         clean_start: bool,
         expiry_interval: u32,
         link: Link,
         will: Option<Box<WillRecord>>,
         now: Instant,
-    ) -> Attached {
+    ) -> Option<Attached> {
         let mut after = Aftermath::default();
         let mut replaced_live = false;
         let attached = {
             let mut sessions = lock(&self.inner.sessions);
             let existing = sessions.get(&client_id).cloned();
+            if owner.exclusive
+                && let Some(session) = &existing
+                && session.lock().username != owner.username
+            {
+                return None;
+            }
             let resumed = existing.and_then(|session| {
                 let mut st = session.lock();
                 // Deadlines that passed before the timer task got to them (just after a
@@ -653,7 +710,7 @@ impl Broker {
                         since + Duration::from_secs(u64::from(w.delay_interval)) <= now
                     });
                     if expired || will_due {
-                        after.will_of(&session, st.will.take());
+                        after.take_will(&session, &mut st);
                     }
                     if expired {
                         inc(&self.inner.metrics.sessions_expired, 1);
@@ -670,11 +727,11 @@ impl Broker {
                     if let Some(w) = st.will.take()
                         && (w.delay_interval == 0 || clean_start || st.expiry_interval == 0)
                     {
-                        after.will_of(&session, Some(w));
+                        after.will_of(&session, &st, Some(w));
                     }
                 } else if clean_start {
                     // A will still waiting for its delay goes out when the session ends.
-                    after.will_of(&session, st.will.take());
+                    after.take_will(&session, &mut st);
                 }
                 // A session with expiry 0 (3.x CleanSession = 1) ends with the connection just
                 // taken over: it is not resumed either (MQTT-3.1.2-6).
@@ -705,7 +762,8 @@ impl Broker {
                 st.disconnected_at = None;
                 st.expiry_interval = expiry_interval;
                 st.will = will;
-                st.username = username;
+                st.username = owner.username;
+                st.client_acl = owner.acl;
                 session.set_online(true);
                 self.persist_session(&session, &mut st);
             }
@@ -720,7 +778,7 @@ impl Broker {
             inc(&self.inner.metrics.connections, 1);
         }
         self.finish(after, now);
-        attached
+        Some(attached)
     }
 
     /// Detaches the connection `generation` from its session when the connection ends.
@@ -755,7 +813,7 @@ impl Broker {
             let mut deadline = lifetime.map(|l| now + l);
             if let Some(w) = &st.will {
                 if w.delay_interval == 0 || ends_now {
-                    after.will_of(session, st.will.take());
+                    after.take_will(session, &mut st);
                 } else {
                     let at = now + Duration::from_secs(u64::from(w.delay_interval));
                     deadline = Some(deadline.map_or(at, |d| d.min(at)));
@@ -915,6 +973,17 @@ impl Broker {
             self.redeliver_shared(&ended.client_id, ended.redeliveries, now);
         }
         for will in after.wills {
+            let who = Identity {
+                client_id: &will.publisher,
+                username: will.username.as_deref(),
+            };
+            let denied = |acl: &Acl| !acl.allows(Access::Write, who, &will.will.topic);
+            if self.inner.acl.load().as_deref().is_some_and(denied)
+                || will.client_acl.as_deref().is_some_and(denied)
+            {
+                self.inner.metrics.record_drop(DropReason::NotAuthorized);
+                continue;
+            }
             let _ = self.publish(will.into_message(now), now);
         }
     }

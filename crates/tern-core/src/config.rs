@@ -40,6 +40,28 @@ pub struct BrokerConfig {
     /// fixed limit of 200). Deeper topics are refused as invalid, which also bounds the work
     /// (and stack) one message or subscription can cost.
     pub max_topic_levels: usize,
+    /// Longest topic name or filter, in bytes (Will Topic and shared subscriptions included).
+    /// Longer ones are refused as invalid, as deeper ones are. The default, 65535, is the
+    /// protocol's own limit.
+    pub max_topic_length: usize,
+    /// Longest client id accepted from a client, in bytes; a longer one gets CONNACK 0x85 (5.0) /
+    /// 2 (3.x). The default, 65535, is the protocol's own limit.
+    pub max_client_id_length: usize,
+    /// When not empty, only client ids starting with one of these prefixes may connect
+    /// (Mosquitto's `clientid_prefixes`); assigned ids are checked too. Others get CONNACK 0x87
+    /// (5.0) / 5 (3.x).
+    pub clientid_prefixes: Vec<String>,
+    /// Most subscriptions one session may hold; 0 = no limit. A filter beyond it gets SUBACK
+    /// 0x97 (5.0) / 0x80 (3.x); replacing an existing subscription does not count.
+    pub max_subscriptions: usize,
+    /// Incoming PUBLISH packets per connection (a token bucket); `None` = no limit. Enforced by
+    /// the runtime before the packet reaches [`Connection`](crate::Connection).
+    pub message_rate: Option<crate::RateLimit>,
+    /// Bytes of incoming PUBLISH packets per connection (whole packets); `None` = no limit.
+    /// Enforced by the runtime, as `message_rate`.
+    pub bandwidth: Option<crate::RateLimit>,
+    /// What happens to a connection over `message_rate` or `bandwidth`.
+    pub rate_exceeded: crate::RateExceeded,
     /// Upper bound on how long a disconnected persistent session is kept
     /// (`persistent_client_expiration`); `None` keeps them as long as they ask.
     pub persistent_client_expiration: Option<Duration>,
@@ -60,12 +82,18 @@ pub struct BrokerConfig {
 pub struct ListenerPolicy {
     /// Whether clients without a user name may connect (`allow_anonymous`).
     pub allow_anonymous: bool,
+    /// Whether an authentication source checks credentials on this listener: CONNECTs with a
+    /// user name or an Authentication Method, and AUTH packets, become
+    /// [`AuthRequest`](crate::AuthRequest)s for the runtime. A client id then belongs to the
+    /// user who holds its session: another user cannot take it over.
+    pub authenticate: bool,
 }
 
 impl Default for ListenerPolicy {
     fn default() -> Self {
         Self {
             allow_anonymous: true,
+            authenticate: false,
         }
     }
 }
@@ -85,6 +113,13 @@ impl Default for BrokerConfig {
             max_qos: QoS::ExactlyOnce,
             max_topic_alias: 10,
             max_topic_levels: 200,
+            max_topic_length: 65535,
+            max_client_id_length: 65535,
+            clientid_prefixes: Vec::new(),
+            max_subscriptions: 0,
+            message_rate: None,
+            bandwidth: None,
+            rate_exceeded: crate::RateExceeded::Pause,
             persistent_client_expiration: None,
             allow_zero_length_clientid: true,
             auto_id_prefix: "auto-".to_owned(),

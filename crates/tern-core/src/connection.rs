@@ -12,13 +12,14 @@ use tern_codec::{
     Unsubscribe, is_valid_topic_filter, split_shared,
 };
 
-use crate::ListenerPolicy;
 use crate::acl::{Access, Identity};
-use crate::broker::{Broker, Wake};
+use crate::auth::{AuthDecision, AuthRequest, AuthStage, Grant};
+use crate::broker::{Broker, Owner, Wake};
 use crate::message::Message;
 use crate::metrics::{DropReason, inc};
 use crate::session::{Awaiting, Delivery, Inflight, Link, Session};
 use crate::store::{DeliveryState, Durability, Lsn, StoreOp, WillRecord};
+use crate::{Acl, ListenerPolicy};
 
 /// What the runtime knows about a connection before CONNECT.
 #[derive(Debug, Clone, Default)]
@@ -27,11 +28,17 @@ pub struct ConnectionInfo {
     pub remote_addr: Option<SocketAddr>,
     /// The settings of the listener the connection came through.
     pub policy: ListenerPolicy,
+    /// The user name a TLS listener derived from the client's certificate
+    /// (`use_identity_as_username`, `use_subject_as_username`). When set, it replaces the User
+    /// Name of CONNECT and no password is checked: the certificate has already proved it.
+    pub certificate_username: Option<ByteString>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     AwaitingConnect,
+    /// CONNECT received; its authentication is being decided or exchanged (AUTH packets).
+    Authenticating,
     Connected,
     /// Write what is pending, then close the network connection.
     Closing,
@@ -44,6 +51,21 @@ enum Outgoing {
     /// A delivery encoded when it was taken from the session queue (per-delivery topic alias
     /// and expiry already decided).
     Encoded(bytes::Bytes),
+}
+
+/// Authentication under way on a connection, or the state kept to re-authenticate.
+#[derive(Default)]
+struct AuthExchange {
+    /// Authentication Method of CONNECT (MQTT 5 enhanced authentication).
+    method: Option<ByteString>,
+    /// The CONNECT being authenticated, with the client id it will get.
+    pending: Option<(Connect, ByteString)>,
+    /// A request the runtime has not taken yet.
+    request: Option<AuthRequest>,
+    /// Whether a request was taken and not answered yet.
+    deciding: bool,
+    /// Whether a re-authentication (AUTH 0x19) is under way.
+    reauthenticating: bool,
 }
 
 /// Client-sendable DISCONNECT reason codes (Table 3-10, sender C or C/S).
@@ -85,8 +107,14 @@ pub struct Connection {
     keep_alive: Option<Duration>,
     session: Option<Arc<Session>>,
     client_id: ByteString,
-    /// The user name from CONNECT, for access checks.
+    /// The user name access checks use (from CONNECT, the certificate or the grant).
     username: Option<ByteString>,
+    /// The client's own access rules from its authentication, in addition to the broker's.
+    client_acl: Option<Arc<Acl>>,
+    /// When the authentication runs out (a token's expiry, say).
+    auth_expires_at: Option<Instant>,
+    /// Enhanced authentication in progress, or the method to re-authenticate with.
+    auth: Option<Box<AuthExchange>>,
     /// Session Expiry Interval granted at CONNECT (for the DISCONNECT rule of §3.14.2.2.2).
     connect_session_expiry: u32,
     /// How many QoS 1/2 deliveries may be unacknowledged: min(client Receive Maximum, ours).
@@ -119,6 +147,9 @@ impl Connection {
             session: None,
             client_id: ByteString::new(),
             username: None,
+            client_acl: None,
+            auth_expires_at: None,
+            auth: None,
             connect_session_expiry: 0,
             send_window: 0,
             client_max_packet_size: u32::MAX,
@@ -147,6 +178,26 @@ impl Connection {
         self.phase == Phase::Connected
     }
 
+    /// An authentication request for the runtime to decide, handed out once; the answer goes
+    /// to [`Connection::handle_auth_decision`].
+    pub fn poll_auth_request(&mut self) -> Option<AuthRequest> {
+        let auth = self.auth.as_mut()?;
+        let request = auth.request.take()?;
+        auth.deciding = true;
+        Some(request)
+    }
+
+    /// Whether CONNECT waits for an authentication decision. Until it comes, the runtime
+    /// decodes nothing more: packets the client sent after CONNECT are handled once it is in.
+    #[must_use]
+    pub fn awaits_auth_decision(&self) -> bool {
+        self.phase == Phase::Authenticating
+            && self
+                .auth
+                .as_ref()
+                .is_some_and(|a| a.deciding || a.request.is_some())
+    }
+
     /// Whether the runtime should flush what has been written and close the connection.
     #[must_use]
     pub fn is_closing(&self) -> bool {
@@ -157,8 +208,14 @@ impl Connection {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::AwaitingConnect => Some(self.connect_deadline),
-            Phase::Connected => self.keep_alive.map(|ka| self.last_received + ka * 3 / 2),
+            Phase::AwaitingConnect | Phase::Authenticating => Some(self.connect_deadline),
+            Phase::Connected => {
+                let keep_alive = self.keep_alive.map(|ka| self.last_received + ka * 3 / 2);
+                match (keep_alive, self.auth_expires_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
             Phase::Closing => None,
         }
     }
@@ -167,9 +224,16 @@ impl Connection {
     /// MQTT-3.1.2-22).
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.phase {
-            Phase::AwaitingConnect if now >= self.connect_deadline => {
-                tracing::debug!(peer = ?self.info.remote_addr, "no CONNECT in time");
+            Phase::AwaitingConnect | Phase::Authenticating if now >= self.connect_deadline => {
+                tracing::debug!(peer = ?self.info.remote_addr, "no CONNECT or authentication in time");
                 self.phase = Phase::Closing;
+            }
+            Phase::Connected if self.auth_expires_at.is_some_and(|at| now >= at) => {
+                self.fail(
+                    ReasonCode::MAXIMUM_CONNECT_TIME,
+                    "the authentication has expired",
+                    now,
+                );
             }
             Phase::Connected => {
                 if let Some(ka) = self.keep_alive
@@ -185,6 +249,23 @@ impl Connection {
             }
             _ => {}
         }
+    }
+
+    /// Handles a client that publishes faster than its rate limits allow, when the runtime is
+    /// configured to disconnect it: MQTT 5 clients get DISCONNECT 0x96 (Message rate too high),
+    /// MQTT 3.x connections are closed; the will is published.
+    pub fn handle_rate_exceeded(&mut self, now: Instant) {
+        self.fail(
+            ReasonCode::MESSAGE_RATE_TOO_HIGH,
+            "publishing faster than the message rate or bandwidth allows",
+            now,
+        );
+    }
+
+    /// Tells the state machine that the client has sent something the runtime holds back
+    /// (reading paused by a rate limit): it counts as activity for keep-alive.
+    pub fn handle_input_pending(&mut self, now: Instant) {
+        self.last_received = now;
     }
 
     /// Handles the loss of the network connection (EOF or IO error): the will is published.
@@ -214,7 +295,7 @@ impl Connection {
         tracing::debug!(peer = ?self.info.remote_addr, client = %self.client_id, %error, "bad packet");
         inc(&self.broker.metrics().protocol_errors, 1);
         match self.phase {
-            Phase::AwaitingConnect => {
+            Phase::AwaitingConnect | Phase::Authenticating => {
                 match error {
                     // MQTT-3.1.2-2: 3.x-style CONNACK 0x01 is understood by every version.
                     DecodeError::UnsupportedProtocolLevel(_) => {
@@ -250,6 +331,7 @@ impl Connection {
                 // MQTT-3.1.0-1: anything else first is closed without an answer.
                 _ => self.phase = Phase::Closing,
             },
+            Phase::Authenticating => self.handle_authenticating(packet),
             Phase::Connected => self.handle_connected(packet, now),
             // Nothing after DISCONNECT or an error is acted on (MQTT-3.14.4-2, MQTT-3.1.4-5).
             Phase::Closing => {}
@@ -275,12 +357,7 @@ impl Connection {
                     now,
                 );
             }
-            // MQTT-4.12.0-7: no AUTH without an Authentication Method in CONNECT.
-            Packet::Auth(_) => self.fail(
-                ReasonCode::PROTOCOL_ERROR,
-                "[MQTT-4.12.0-7] AUTH without an Authentication Method in CONNECT",
-                now,
-            ),
+            Packet::Auth(a) => self.handle_auth(a, now),
             // Server-to-client packets from a client (§2.1.2).
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 self.fail(
@@ -306,18 +383,8 @@ impl Connection {
         self.version = c.protocol;
         let v5 = c.protocol.is_v5();
         let cfg = self.broker.config().clone();
-        if v5 && c.properties.authentication_method.is_some() {
-            // No enhanced authentication method is supported yet (MQTT-4.12.0-1).
-            return self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD);
-        }
-        if !self.info.policy.allow_anonymous {
-            // Anonymous access is off and no authentication source exists to check
-            // credentials against, so nobody gets in (Mosquitto behaves the same).
-            return self.refuse(if c.username.is_none() {
-                ReasonCode::NOT_AUTHORIZED
-            } else {
-                ReasonCode::BAD_USER_NAME_OR_PASSWORD
-            });
+        if c.client_id.len() > cfg.max_client_id_length {
+            return self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
         }
         let assigned = c.client_id.is_empty();
         let client_id = if assigned {
@@ -331,12 +398,20 @@ impl Connection {
             if !allowed {
                 return self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
             }
-            // Assigned now: the Will's access check below may depend on it (`%c`).
+            // Assigned now: the Will's access check may depend on it (`%c`).
             self.broker.fresh_client_id()
         } else {
             c.client_id.clone()
         };
-        self.username = c.username.clone();
+        // Mosquitto's `clientid_prefixes`, checked on assigned ids too, as there.
+        if !cfg.clientid_prefixes.is_empty()
+            && !cfg
+                .clientid_prefixes
+                .iter()
+                .any(|p| client_id.starts_with(p.as_str()))
+        {
+            return self.refuse(ReasonCode::NOT_AUTHORIZED);
+        }
         if let Some(w) = &c.will {
             if w.qos > cfg.max_qos {
                 return self.refuse(ReasonCode::QOS_NOT_SUPPORTED); // MQTT-3.2.2-12
@@ -347,14 +422,238 @@ impl Connection {
             if is_sys_topic(&w.topic) {
                 return self.refuse(ReasonCode::NOT_AUTHORIZED);
             }
-            if topic_levels(&w.topic) > cfg.max_topic_levels {
+            if topic_levels(&w.topic) > cfg.max_topic_levels || w.topic.len() > cfg.max_topic_length
+            {
                 return self.refuse(ReasonCode::TOPIC_NAME_INVALID);
             }
+        }
+
+        let policy = &self.info.policy;
+        let method = if v5 {
+            c.properties.authentication_method.clone()
+        } else {
+            None
+        };
+        let has_credentials = c.username.is_some() || c.password.is_some();
+        if method.is_none() {
+            // A certificate already proved who the client is (`use_identity_as_username`).
+            if let Some(name) = self.info.certificate_username.clone() {
+                let grant = Grant {
+                    username: Some(name),
+                    ..Grant::default()
+                };
+                return self.accept_connect(c, client_id, grant, true, now);
+            }
+            if !has_credentials || !policy.authenticate {
+                // Nothing to check credentials against: anonymous access decides, whatever
+                // the client claims (Mosquitto behaves the same).
+                if !policy.allow_anonymous {
+                    return self.refuse(if has_credentials {
+                        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+                    } else {
+                        ReasonCode::NOT_AUTHORIZED
+                    });
+                }
+                // Where credentials are checked, "no user name" is an identity too: an
+                // anonymous client cannot take over (or resume) a user's client id.
+                let exclusive = policy.authenticate;
+                return self.accept_connect(c, client_id, Grant::default(), exclusive, now);
+            }
+        } else if !policy.authenticate {
+            // MQTT-4.12.0-1: no enhanced authentication method on this listener.
+            return self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD);
+        }
+        let request = AuthRequest {
+            stage: AuthStage::Connect,
+            version: c.protocol,
+            client_id: c.client_id.clone(),
+            username: c.username.clone(),
+            password: c.password.clone(),
+            method: method.clone(),
+            data: c.properties.authentication_data.clone(),
+            remote_addr: self.info.remote_addr,
+        };
+        self.auth = Some(Box::new(AuthExchange {
+            method,
+            pending: Some((c, client_id)),
+            request: Some(request),
+            ..AuthExchange::default()
+        }));
+        self.phase = Phase::Authenticating;
+    }
+
+    /// Handles a packet that arrives while CONNECT is being authenticated: only AUTH, to go
+    /// on with enhanced authentication, and DISCONNECT (MQTT-4.12.0-4).
+    fn handle_authenticating(&mut self, packet: Packet) {
+        match packet {
+            Packet::Auth(a) => {
+                let Some(auth) = self.auth.as_ref() else {
+                    return self.refuse(ReasonCode::PROTOCOL_ERROR);
+                };
+                let waiting_for_client = !auth.deciding && auth.request.is_none();
+                if !waiting_for_client
+                    || a.reason != ReasonCode::CONTINUE_AUTHENTICATION
+                    || a.properties.authentication_method != auth.method
+                {
+                    // MQTT-4.12.0-5: the method must stay the same.
+                    return self.refuse(ReasonCode::PROTOCOL_ERROR);
+                }
+                let request = self.continue_request(a);
+                if let Some(auth) = self.auth.as_mut() {
+                    auth.request = Some(request);
+                }
+            }
+            Packet::Disconnect(_) => self.phase = Phase::Closing,
+            _ => self.refuse(ReasonCode::PROTOCOL_ERROR),
+        }
+    }
+
+    /// The request for an AUTH packet that continues an exchange.
+    fn continue_request(&self, a: tern_codec::Auth) -> AuthRequest {
+        let stage = if a.reason == ReasonCode::REAUTHENTICATE {
+            AuthStage::Reauthenticate
+        } else {
+            AuthStage::Continue
+        };
+        AuthRequest {
+            stage,
+            version: self.version,
+            client_id: self.client_id.clone(),
+            username: self.username.clone(),
+            password: None,
+            method: a.properties.authentication_method,
+            data: a.properties.authentication_data,
+            remote_addr: self.info.remote_addr,
+        }
+    }
+
+    /// Handles AUTH on an established connection: re-authentication (MQTT 5, §4.12.1).
+    fn handle_auth(&mut self, a: tern_codec::Auth, now: Instant) {
+        let Some(auth) = self.auth.as_ref() else {
+            // MQTT-4.12.0-7: no AUTH without an Authentication Method in CONNECT.
+            return self.fail(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-4.12.0-7] AUTH without an Authentication Method in CONNECT",
+                now,
+            );
+        };
+        let expected = if auth.reauthenticating {
+            ReasonCode::CONTINUE_AUTHENTICATION
+        } else {
+            ReasonCode::REAUTHENTICATE
+        };
+        if a.properties.authentication_method != auth.method {
+            return self.fail(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-4.12.1-1] re-authentication must use the Authentication Method of CONNECT",
+                now,
+            );
+        }
+        if a.reason != expected || auth.deciding || auth.request.is_some() {
+            return self.fail(
+                ReasonCode::PROTOCOL_ERROR,
+                "AUTH out of turn in the authentication exchange",
+                now,
+            );
+        }
+        let request = self.continue_request(a);
+        if let Some(auth) = self.auth.as_mut() {
+            auth.reauthenticating = true;
+            auth.request = Some(request);
+        }
+    }
+
+    /// Applies the runtime's decision on the request last taken from
+    /// [`Connection::poll_auth_request`].
+    pub fn handle_auth_decision(&mut self, decision: AuthDecision, now: Instant) {
+        let Some(auth) = self.auth.as_mut() else {
+            return;
+        };
+        auth.deciding = false;
+        let method = auth.method.clone();
+        match (self.phase, decision) {
+            (Phase::Authenticating, AuthDecision::Allow(grant)) => {
+                let Some((c, client_id)) = self.auth.as_mut().and_then(|a| a.pending.take()) else {
+                    return self.refuse(ReasonCode::UNSPECIFIED_ERROR);
+                };
+                if method.is_none() {
+                    self.auth = None;
+                }
+                self.accept_connect(c, client_id, grant, true, now);
+            }
+            (Phase::Authenticating, AuthDecision::Deny(reason)) => {
+                inc(&self.broker.metrics().auth_failures, 1);
+                self.refuse(reason);
+            }
+            (Phase::Authenticating | Phase::Connected, AuthDecision::Continue(data))
+                if method.is_some() =>
+            {
+                self.push(Packet::Auth(auth_packet(
+                    ReasonCode::CONTINUE_AUTHENTICATION,
+                    method,
+                    data,
+                )));
+            }
+            (Phase::Authenticating, AuthDecision::Continue(_)) => {
+                // Only enhanced authentication can go on.
+                self.refuse(ReasonCode::NOT_AUTHORIZED);
+            }
+            (Phase::Connected, AuthDecision::Allow(grant)) => {
+                if let Some(auth) = self.auth.as_mut() {
+                    auth.reauthenticating = false;
+                }
+                self.apply_grant_rules(&grant);
+                self.push(Packet::Auth(auth_packet(
+                    ReasonCode::SUCCESS,
+                    method,
+                    grant.data,
+                )));
+            }
+            (Phase::Connected, deny) => {
+                inc(&self.broker.metrics().auth_failures, 1);
+                let reason = match deny {
+                    AuthDecision::Deny(reason) => reason,
+                    _ => ReasonCode::NOT_AUTHORIZED,
+                };
+                // MQTT-4.12.1-2: a failed re-authentication ends the connection.
+                self.fail(reason, "re-authentication failed", now);
+            }
+            (Phase::AwaitingConnect | Phase::Closing, _) => {}
+        }
+    }
+
+    /// Takes the access rules and expiry of a grant (at CONNECT or re-authentication).
+    fn apply_grant_rules(&mut self, grant: &Grant) {
+        self.client_acl.clone_from(&grant.acl);
+        self.auth_expires_at = grant.expires_at;
+        if let Some(session) = &self.session {
+            session.lock().client_acl.clone_from(&grant.acl);
+        }
+    }
+
+    /// Lets an authenticated (or anonymous) CONNECT in: checks what depends on who the client
+    /// is, attaches the session and answers with CONNACK. `exclusive` means the user name was
+    /// proved, so that the client id cannot be taken over by another user.
+    fn accept_connect(
+        &mut self,
+        c: Connect,
+        client_id: ByteString,
+        grant: Grant,
+        exclusive: bool,
+        now: Instant,
+    ) {
+        let v5 = c.protocol.is_v5();
+        let cfg = self.broker.config().clone();
+        let assigned = c.client_id.is_empty();
+        self.username = grant.username.clone().or_else(|| c.username.clone());
+        self.apply_grant_rules(&grant);
+        if let Some(w) = &c.will {
             // The Will is published on the client's behalf: it needs write access to its topic.
             if !self.acl_allows(Access::Write, &client_id, &w.topic) {
                 return self.refuse(ReasonCode::NOT_AUTHORIZED);
             }
         }
+        inc(&self.broker.metrics().auth_successes, 1);
 
         // Keep alive: MQTT 5 clients asking for more than the cap (or none) get the cap as
         // Server Keep Alive; 3.x clients cannot be told, so they are held to the cap.
@@ -397,15 +696,18 @@ impl Connection {
             generation: self.generation,
             waker: self.waker.clone(),
         };
-        let attached = self.broker.attach(
-            client_id,
-            self.username.clone(),
-            c.clean_start,
-            expiry,
-            link,
-            will,
-            now,
-        );
+        let owner = Owner {
+            username: self.username.clone(),
+            acl: self.client_acl.clone(),
+            exclusive,
+        };
+        let Some(attached) =
+            self.broker
+                .attach(client_id, owner, c.clean_start, expiry, link, will, now)
+        else {
+            tracing::info!(client = %c.client_id, user = ?self.username, "client id belongs to another user");
+            return self.refuse(ReasonCode::NOT_AUTHORIZED);
+        };
         self.client_id = attached.client_id.clone();
         self.session = Some(attached.session);
 
@@ -432,6 +734,10 @@ impl Connection {
                 properties.assigned_client_identifier = Some(self.client_id.clone());
             }
             properties.server_keep_alive = server_keep_alive;
+            if let Some(auth) = &self.auth {
+                properties.authentication_method.clone_from(&auth.method);
+                properties.authentication_data = grant.data;
+            }
             // §3.2.2.3.2: tell the client when `persistent_client_expiration` caps its value.
             if let Some(cap) = cfg.persistent_client_expiration {
                 let cap = u32::try_from(cap.as_secs()).unwrap_or(u32::MAX);
@@ -473,26 +779,32 @@ impl Connection {
         }
     }
 
-    /// Whether the ACL, if there is one, lets this client read or write `topic`.
+    /// Whether the access rules (the broker's and the client's own, where there are any) let
+    /// this client write `topic`. A refusal is counted.
     fn acl_allows(&self, access: Access, client_id: &str, topic: &str) -> bool {
-        self.broker.config().acl.as_ref().is_none_or(|acl| {
-            let who = Identity {
-                client_id,
-                username: self.username.as_deref(),
-            };
-            acl.allows(access, who, topic)
+        self.acl_check(client_id, |acl, who| acl.allows(access, who, topic))
+    }
+
+    /// Whether the access rules let this client subscribe to `filter`. A refusal is counted.
+    fn acl_allows_subscribe(&self, filter: &str) -> bool {
+        self.acl_check(&self.client_id, |acl, who| {
+            acl.allows_subscribe(who, filter)
         })
     }
 
-    /// Whether the ACL, if there is one, lets this client subscribe to `filter`.
-    fn acl_allows_subscribe(&self, filter: &str) -> bool {
-        self.broker.config().acl.as_ref().is_none_or(|acl| {
-            let who = Identity {
-                client_id: &self.client_id,
-                username: self.username.as_deref(),
-            };
-            acl.allows_subscribe(who, filter)
-        })
+    fn acl_check(&self, client_id: &str, check: impl Fn(&Acl, Identity<'_>) -> bool) -> bool {
+        let who = Identity {
+            client_id,
+            username: self.username.as_deref(),
+        };
+        let allowed = self
+            .broker
+            .with_acl(|acl| acl.is_none_or(|acl| check(acl, who)))
+            && self.client_acl.as_deref().is_none_or(|acl| check(acl, who));
+        if !allowed {
+            inc(&self.broker.metrics().acl_denials, 1);
+        }
+        allowed
     }
 
     fn detach(&mut self, publish_will: bool, now: Instant) {
@@ -546,6 +858,13 @@ impl Connection {
             return self.fail(
                 ReasonCode::TOPIC_NAME_INVALID,
                 "topic name has more levels than max_topic_levels",
+                now,
+            );
+        }
+        if p.topic.len() > cfg.max_topic_length {
+            return self.fail(
+                ReasonCode::TOPIC_NAME_INVALID,
+                "topic name is longer than max_topic_length",
                 now,
             );
         }
@@ -763,7 +1082,10 @@ impl Connection {
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
         for (filter, mut options) in s.filters {
-            if !is_valid_topic_filter(&filter) || topic_levels(&filter) > cfg.max_topic_levels {
+            if !is_valid_topic_filter(&filter)
+                || topic_levels(&filter) > cfg.max_topic_levels
+                || filter.len() > cfg.max_topic_length
+            {
                 reasons.push(if v5 {
                     ReasonCode::TOPIC_FILTER_INVALID
                 } else {
@@ -786,6 +1108,22 @@ impl Connection {
                     ReasonCode::UNSPECIFIED_ERROR // 0x80, Failure
                 });
                 continue;
+            }
+            if cfg.max_subscriptions > 0 {
+                // Only this connection changes its session's subscriptions: nothing can come
+                // in between this check and the subscription.
+                let st = session.lock();
+                let full = !st.subscriptions.contains_key(&filter)
+                    && st.subscriptions.len() >= cfg.max_subscriptions;
+                drop(st);
+                if full {
+                    reasons.push(if v5 {
+                        ReasonCode::QUOTA_EXCEEDED
+                    } else {
+                        ReasonCode::UNSPECIFIED_ERROR // 0x80, Failure
+                    });
+                    continue;
+                }
             }
             options.qos = options.qos.min(cfg.max_qos);
             let Some(existed) = self
@@ -1167,4 +1505,19 @@ fn topic_levels(topic: &str) -> usize {
 /// Whether `topic` is in the broker's own `$SYS` tree.
 fn is_sys_topic(topic: &str) -> bool {
     topic == "$SYS" || topic.starts_with("$SYS/")
+}
+
+/// An AUTH packet of the enhanced authentication exchange.
+fn auth_packet(
+    reason: ReasonCode,
+    method: Option<ByteString>,
+    data: Option<bytes::Bytes>,
+) -> tern_codec::Auth {
+    let mut a = tern_codec::Auth {
+        reason,
+        ..tern_codec::Auth::default()
+    };
+    a.properties.authentication_method = method;
+    a.properties.authentication_data = data;
+    a
 }

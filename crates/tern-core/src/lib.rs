@@ -9,6 +9,7 @@
 //! anything that waits; lock order is always subscription index → session (see `broker`).
 
 mod acl;
+mod auth;
 mod broker;
 mod config;
 mod connection;
@@ -16,6 +17,7 @@ mod memory_store;
 mod message;
 mod metrics;
 mod persistence;
+mod rate;
 mod retained;
 mod session;
 mod store;
@@ -24,12 +26,14 @@ mod timers;
 mod topic;
 
 pub use acl::{Access, Acl, AclDiagnostic, Identity};
+pub use auth::{AuthDecision, AuthRequest, AuthStage, Grant};
 pub use broker::{Broker, Routed, Wake};
 pub use config::{BrokerConfig, ListenerPolicy};
 pub use connection::{Connection, ConnectionInfo};
 pub use memory_store::MemoryStore;
 pub use message::Message;
 pub use metrics::{DropReason, Metrics};
+pub use rate::{RateExceeded, RateLimit, TokenBucket};
 pub use store::{
     DeliveryRecord, DeliveryState, Durability, Lsn, SessionRecord, SessionSnapshot, Snapshot,
     Store, StoreOp, WillRecord,

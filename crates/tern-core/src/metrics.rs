@@ -14,7 +14,8 @@ pub enum DropReason {
     Expired,
     /// QoS 0 message for an offline session that does not queue QoS 0.
     Offline,
-    /// The publisher was not allowed to publish there (e.g. `$SYS/...`).
+    /// An access rule refused it: the publisher may not publish there (e.g. `$SYS/...`), or
+    /// the receiving session may no longer read it.
     NotAuthorized,
 }
 
@@ -62,6 +63,12 @@ pub struct Metrics {
     pub sessions_expired: AtomicU64,
     /// Protocol errors that closed a connection.
     pub protocol_errors: AtomicU64,
+    /// Clients let in: authenticated, or anonymous where that is allowed.
+    pub auth_successes: AtomicU64,
+    /// Authentications refused by an authentication source (at CONNECT or re-authentication).
+    pub auth_failures: AtomicU64,
+    /// Actions an access rule refused (publish, subscribe, will).
+    pub acl_denials: AtomicU64,
     dropped: [AtomicU64; 5],
 }
 

@@ -175,6 +175,10 @@ pub(crate) struct SessionState {
     pub(crate) will: Option<Box<WillRecord>>,
     /// The user name of the attached (or last) connection, for the read check on delivery.
     pub(crate) username: Option<ByteString>,
+    /// The connection's own access rules (from its authentication), in addition to the
+    /// broker's. Not persisted: after a restart only the broker's rules apply until the owner
+    /// reconnects.
+    pub(crate) client_acl: Option<Arc<crate::Acl>>,
     /// Whether the store holds this session (it has a non-zero expiry and the broker has a
     /// store); its changes are then written through.
     pub(crate) durable: bool,
@@ -200,6 +204,7 @@ impl SessionState {
             durable: false,
             next_seq: 1,
             username: None,
+            client_acl: None,
         }
     }
 

@@ -3,13 +3,18 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use tern_core::ListenerPolicy;
 
+use crate::auth::{Authenticator, SharedAuthenticator};
 use crate::config::{self, Config};
+use crate::reload::SecurityReload;
 use crate::server::{ListenerSpec, Server};
+use crate::tls::TlsAcceptor;
+use arc_swap::ArcSwap;
 
 /// The listener of a broker started without any listener configured: loopback only, like
 /// Mosquitto 2.
@@ -50,6 +55,8 @@ enum Command {
     Sub(crate::tools::SubArgs),
     /// Generate load and measure: connections, throughput, loss, latency.
     Bench(Box<crate::bench::BenchArgs>),
+    /// Create or edit a password file, with mosquitto_passwd's flags.
+    Passwd(crate::tools::PasswdArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -93,6 +100,7 @@ pub fn main() -> ExitCode {
         Some(Command::Pub(args)) => crate::tools::run_pub(args),
         Some(Command::Sub(args)) => crate::tools::run_sub(args),
         Some(Command::Bench(args)) => crate::bench::run(*args),
+        Some(Command::Passwd(args)) => crate::tools::run_passwd(args),
         None => serve(ServeArgs {
             config: cli.config,
             ..ServeArgs::default()
@@ -142,12 +150,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let listeners = listener_specs(&args, &config)?;
-    for l in &listeners {
-        if !l.policy.allow_anonymous {
+    let authenticator = Authenticator::from_config(&config);
+    let mut listeners = listener_specs(&args, &config)?;
+    for l in &mut listeners {
+        l.policy.authenticate = authenticator.is_configured();
+        if !l.policy.allow_anonymous && !l.policy.authenticate {
             tracing::warn!(
                 "listener {} refuses every client: anonymous access is off and no password file \
-                 is configured (set `allow_anonymous true` to let clients in)",
+                 (or [auth.jwt], [auth.http]) is configured (set `allow_anonymous true` to let \
+                 clients in)",
                 l.bind
             );
         }
@@ -164,9 +175,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if let Some(store) = &store {
             checkpoint_on_sigusr1(store.clone())?;
         }
+        let authenticator = SharedAuthenticator::new(ArcSwap::from_pointee(authenticator));
+        let security = SecurityReload {
+            config_file: args.config.clone(),
+            broker: opened.broker.clone(),
+            authenticator: authenticator.clone(),
+        };
+        reload_on_sighup(security, tls_acceptors(&listeners))
+            .context("cannot install the SIGHUP handler")?;
         let server = Server::bind(opened.broker, listeners)
             .await?
-            .with_connection_messages(config.log.connection_messages.unwrap_or(true));
+            .with_connection_messages(config.log.connection_messages.unwrap_or(true))
+            .with_connection_limits(config.limits.clone())
+            .with_authenticator(authenticator);
         server.run(shutdown).await;
         anyhow::Ok(())
     })?;
@@ -181,29 +202,97 @@ fn listener_specs(args: &ServeArgs, config: &Config) -> anyhow::Result<Vec<Liste
     let configured_in_file = args.listen.is_empty() && !config.listeners.is_empty();
     if !args.listen.is_empty() {
         for text in &args.listen {
-            specs.push((parse_listen(text)?, None));
+            specs.push((parse_listen(text)?, None, None));
         }
     } else if configured_in_file {
-        specs.extend(config.listeners.iter().map(|l| (l.bind, l.max_connections)));
+        specs.extend(
+            config
+                .listeners
+                .iter()
+                .map(|l| (l.bind, l.max_connections, l.tls.as_ref())),
+        );
     } else {
-        specs.push((parse_listen(DEFAULT_LISTEN)?, None));
+        specs.push((parse_listen(DEFAULT_LISTEN)?, None, None));
     }
     // Like Mosquitto 2: anonymous clients are let in by default only on loopback listeners that
     // the configuration file did not declare (the built-in default, or `--listen` on loopback).
-    Ok(specs
+    specs
         .into_iter()
-        .map(|(bind, max_connections)| {
+        .map(|(bind, max_connections, tls)| {
             let allow_anonymous = args.allow_anonymous
                 || config
                     .allow_anonymous
                     .unwrap_or(!configured_in_file && bind.ip().is_loopback());
-            ListenerSpec {
+            // The files were checked when the configuration was read; they are read again
+            // here, and a file changed in between still stops the start (never a plain-text
+            // listener instead).
+            let tls = match tls {
+                None => None,
+                Some(settings) => Some(Arc::new(TlsAcceptor::new(settings.clone()).map_err(
+                    |e| anyhow::anyhow!("TLS listener {bind}: `{}`: {e}", e.key.mosquitto_name()),
+                )?)),
+            };
+            Ok(ListenerSpec {
                 bind,
                 max_connections,
-                policy: ListenerPolicy { allow_anonymous },
-            }
+                policy: ListenerPolicy {
+                    allow_anonymous,
+                    ..ListenerPolicy::default()
+                },
+                tls,
+            })
         })
-        .collect())
+        .collect()
+}
+
+/// The TLS acceptors of `listeners`, for the SIGHUP handler.
+fn tls_acceptors(listeners: &[ListenerSpec]) -> Vec<(SocketAddr, Arc<TlsAcceptor>)> {
+    listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref().map(|t| (l.bind, t.clone())))
+        .collect()
+}
+
+/// SIGHUP reloads what can change without a restart, as Mosquitto does: the ACL file and the
+/// password file (see [`SecurityReload`]), and the certificates, keys, CAs and CRLs of the TLS
+/// listeners. New handshakes use the new files;
+/// established connections are not touched. A file that cannot be used is logged with its name
+/// and the listener keeps its previous certificates. The handler is installed before the
+/// listeners are bound, so that an early SIGHUP never kills the broker.
+fn reload_on_sighup(
+    security: SecurityReload,
+    tls: Vec<(SocketAddr, Arc<TlsAcceptor>)>,
+) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading");
+                if let Err(e) = security.reload() {
+                    tracing::error!("reload failed, keeping the previous ACL and passwords: {e}");
+                }
+                for (bind, acceptor) in &tls {
+                    match acceptor.reload() {
+                        Ok(summary) => {
+                            tracing::info!(
+                                "TLS listener {bind}: now serving certificate {summary}"
+                            );
+                        }
+                        Err(e) => tracing::error!(
+                            "TLS listener {bind}: reload failed, keeping the previous \
+                             certificates: `{}`: {e}",
+                            e.key.mosquitto_name()
+                        ),
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (security, tls);
+    Ok(())
 }
 
 fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {

@@ -2,15 +2,19 @@
 //! machine, and writes what the state machine produces (see `tern_core::Connection`'s driving
 //! contract).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tern_codec::Decoder;
-use tern_core::{Broker, Connection, ConnectionInfo, Wake};
+use tern_core::{Broker, Connection, ConnectionInfo, RateExceeded, Wake};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Deciding, Exchange, SharedAuthenticator};
+use crate::limits::{PublishLimiter, whole_publish_len};
 
 /// Smallest read buffer; an idle connection keeps only this much (a PINGREQ is 2 bytes).
 const MIN_READ_BUFFER: usize = 128;
@@ -42,13 +46,19 @@ pub(crate) async fn drive<S>(
     info: ConnectionInfo,
     shutdown: CancellationToken,
     log_connections: bool,
+    authenticator: SharedAuthenticator,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let peer = info.remote_addr;
     let mut announced = false;
     let waker = Arc::new(TaskWaker(Notify::new()));
-    let mut conn = Connection::new(broker.clone(), info, waker.clone(), Instant::now());
+    let started = Instant::now();
+    let mut conn = Connection::new(broker.clone(), info, waker.clone(), started);
+    // Message rate and bandwidth limits (`None` without them: no state, no clock reads), and
+    // the pause of reading they impose while the next PUBLISH waits for its tokens.
+    let mut limiter = PublishLimiter::new(broker.config(), started);
+    let mut paused: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut decoder = Decoder::new(broker.config().max_packet_size);
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut rbuf = BytesMut::with_capacity(MIN_READ_BUFFER);
@@ -61,6 +71,9 @@ pub(crate) async fn drive<S>(
     let sleep = tokio::time::sleep_until(far());
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;
+    // An authentication decision being made, and what the exchange keeps between steps.
+    let mut deciding: Option<Deciding> = None;
+    let mut exchange: Option<Box<Exchange>> = None;
 
     loop {
         let now = Instant::now();
@@ -78,6 +91,11 @@ pub(crate) async fn drive<S>(
         }
         if conn.is_closing() {
             break;
+        }
+        if deciding.is_none()
+            && let Some(request) = conn.poll_auth_request()
+        {
+            deciding = Some(authenticator.load_full().decide(request, exchange.take()));
         }
         if let Some(deadline) = conn.poll_timeout()
             && armed.is_none_or(|a| deadline < a)
@@ -101,7 +119,20 @@ pub(crate) async fn drive<S>(
                     wbuf = BytesMut::new();
                 }
             }
-            result = reader.read_buf(&mut rbuf) => {
+            (decision, kept) = async { deciding.as_mut().expect("guarded").await },
+                if deciding.is_some() =>
+            {
+                deciding = None;
+                exchange = kept;
+                let now = Instant::now();
+                conn.handle_auth_decision(decision, now);
+                // Packets the client sent after CONNECT wait in the buffer until it is in.
+                let until = decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
+                paused = pause_until(until);
+            }
+            result = reader.read_buf(&mut rbuf),
+                if !conn.awaits_auth_decision() && paused.is_none() =>
+            {
                 let now = Instant::now();
                 match result {
                     Ok(0) | Err(_) => conn.handle_connection_lost(now),
@@ -109,7 +140,9 @@ pub(crate) async fn drive<S>(
                         if n >= read_chunk && read_chunk < MAX_READ_BUFFER {
                             read_chunk *= 2;
                         }
-                        decode_all(&mut decoder, &mut rbuf, &mut conn, now);
+                        let until =
+                            decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
+                        paused = pause_until(until);
                         if rbuf.is_empty() && rbuf.capacity() > MIN_READ_BUFFER * 4 {
                             rbuf = BytesMut::with_capacity(MIN_READ_BUFFER);
                             read_chunk = MIN_READ_BUFFER;
@@ -117,11 +150,21 @@ pub(crate) async fn drive<S>(
                     }
                 }
             }
+            () = async { paused.as_mut().expect("guarded").await }, if paused.is_some() => {
+                let now = Instant::now();
+                let until = decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
+                paused = pause_until(until);
+            }
             () = waker.0.notified() => {}
             () = &mut sleep, if armed.is_some() => {
                 armed = None;
                 sleep.as_mut().reset(far());
-                conn.handle_timeout(Instant::now());
+                let now = Instant::now();
+                if paused.is_some() {
+                    // What is held back in the buffer counts for keep-alive.
+                    conn.handle_input_pending(now);
+                }
+                conn.handle_timeout(now);
             }
         }
     }
@@ -151,22 +194,52 @@ pub(crate) async fn drive<S>(
     }
 }
 
+/// A timer for a pause of reading until `until`, if there is one.
+fn pause_until(until: Option<Instant>) -> Option<Pin<Box<tokio::time::Sleep>>> {
+    until.map(|at| Box::pin(tokio::time::sleep_until(at.into())))
+}
+
 /// Decodes and handles every complete packet in `buf`; a decoding error ends the connection.
-fn decode_all(decoder: &mut Decoder, buf: &mut BytesMut, conn: &mut Connection, now: Instant) {
-    while !conn.is_closing() {
+/// Returns the instant until which reading pauses when a rate limit holds the next PUBLISH
+/// back (it stays in `buf`; TCP pushes back on the client once the buffers are full).
+fn decode_all(
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+    conn: &mut Connection,
+    limiter: &mut Option<Box<PublishLimiter>>,
+    now: Instant,
+) -> Option<Instant> {
+    while !conn.is_closing() && !conn.awaits_auth_decision() {
+        if let Some(limiter) = limiter.as_deref_mut()
+            && conn.is_connected()
+            && let Some(len) = whole_publish_len(decoder, buf)
+            && let Err(until) = limiter.admit(len, now)
+        {
+            if limiter.action() == RateExceeded::Disconnect {
+                conn.handle_rate_exceeded(now);
+                return None;
+            }
+            conn.handle_input_pending(now);
+            return Some(until);
+        }
         match decoder.decode(buf) {
             Ok(Some(packet)) => conn.handle_packet(packet, now),
             Ok(None) => {
-                // Make room for the rest of a large packet in one allocation.
-                if let Ok(Some(len)) = decoder.frame_len(buf) {
+                // Make room for the rest of a large packet in one allocation, once the client
+                // is in: before that, a header alone must not make the broker reserve up to
+                // `max_packet_size` (the buffer grows with what actually arrives instead).
+                if conn.is_connected()
+                    && let Ok(Some(len)) = decoder.frame_len(buf)
+                {
                     buf.reserve(len.saturating_sub(buf.len()));
                 }
-                return;
+                return None;
             }
             Err(error) => {
                 conn.handle_decode_error(error, decoder.version(), now);
-                return;
+                return None;
             }
         }
     }
+    None
 }

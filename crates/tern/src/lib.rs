@@ -4,11 +4,15 @@
 //! tasks, configuration files, logging, signals and the command line. The protocol logic lives
 //! in `tern-core` and the wire format in `tern-codec`.
 
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;
 mod connection;
+pub mod limits;
 mod logging;
 mod persistence;
+mod reload;
 pub mod server;
+pub mod tls;
 pub mod tools;

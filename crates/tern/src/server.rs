@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tern_core::{Broker, ConnectionInfo, ListenerPolicy, Wake};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::SharedAuthenticator;
 use crate::connection;
+use crate::limits::{ConnectionLimits, Gate, Refusal};
+use crate::tls::TlsAcceptor;
 
 /// How long connections get to say goodbye at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -26,6 +29,9 @@ pub struct ListenerSpec {
     pub max_connections: Option<usize>,
     /// Settings applied to its connections.
     pub policy: ListenerPolicy,
+    /// For a TLS listener, its acceptor (shared with the SIGHUP handler, which reloads its
+    /// certificates); `None` for plain TCP.
+    pub tls: Option<Arc<TlsAcceptor>>,
 }
 
 /// A bound, not yet running server.
@@ -33,6 +39,8 @@ pub struct Server {
     broker: Broker,
     listeners: Vec<(TcpListener, ListenerSpec)>,
     log_connections: bool,
+    authenticator: SharedAuthenticator,
+    limits: ConnectionLimits,
 }
 
 impl Server {
@@ -49,7 +57,23 @@ impl Server {
             broker,
             listeners,
             log_connections: true,
+            authenticator: SharedAuthenticator::default(),
+            limits: ConnectionLimits::default(),
         })
+    }
+
+    /// Limits on connections across listeners and per source address (none by default).
+    #[must_use]
+    pub fn with_connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The authentication sources connections use; the handle lets a reload replace them.
+    #[must_use]
+    pub fn with_authenticator(mut self, authenticator: SharedAuthenticator) -> Self {
+        self.authenticator = authenticator;
+        self
     }
 
     /// Whether connections and disconnections are logged at info level (`connection_messages`,
@@ -86,9 +110,15 @@ impl Server {
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             log_connections: self.log_connections,
+            authenticator: self.authenticator.clone(),
+            gate: Gate::new(self.limits.clone()),
         };
         for (listener, spec) in self.listeners {
             if let Ok(addr) = listener.local_addr() {
+                if let Some(tls) = &spec.tls {
+                    crate::tls::log_listener(addr, tls);
+                }
+                // Tests and scripts read the address from this exact line.
                 tracing::info!("listening on {addr}");
             }
             tracker.spawn(accept_loop(listener, spec, ctx.clone()));
@@ -114,6 +144,9 @@ struct AcceptContext {
     cancel: CancellationToken,
     tracker: TaskTracker,
     log_connections: bool,
+    authenticator: SharedAuthenticator,
+    /// Connection limits across listeners and per source address.
+    gate: Arc<Gate>,
 }
 
 async fn accept_loop(listener: TcpListener, spec: ListenerSpec, ctx: AcceptContext) {
@@ -132,28 +165,104 @@ async fn accept_loop(listener: TcpListener, spec: ListenerSpec, ctx: AcceptConte
                 continue;
             }
         };
-        let permit = match &limit {
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    tracing::debug!(%peer, listener = %spec.bind, "connection limit reached");
-                    drop(stream);
-                    continue;
-                }
-            },
-            None => None,
-        };
-        let info = ConnectionInfo {
-            remote_addr: Some(peer),
-            policy: spec.policy.clone(),
+        // Over a limit, the connection is refused (see `limits` for how and why).
+        let admitted = match &limit {
+            Some(sem) => sem
+                .clone()
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| tern_codec::ReasonCode::QUOTA_EXCEEDED),
+            None => Ok(None),
+        }
+        .and_then(|permit| ctx.gate.admit(peer.ip()).map(|counted| (permit, counted)));
+        let (permit, counted) = match admitted {
+            Ok(admitted) => admitted,
+            Err(reason) => {
+                let refusal = Refusal {
+                    reason,
+                    tls: spec.tls.is_some(),
+                    listener: spec.bind,
+                    connect_timeout: ctx.broker.config().connect_timeout,
+                    cancel: &ctx.cancel,
+                    tracker: &ctx.tracker,
+                };
+                ctx.gate.refuse(stream, peer, refusal);
+                continue;
+            }
         };
         let ctx = ctx.clone();
+        let spec = spec.clone();
         ctx.tracker.clone().spawn(async move {
             // Writes are batched by the connection task; Nagle would only add latency.
             let _ = stream.set_nodelay(true);
-            connection::drive(stream, ctx.broker, info, ctx.cancel, ctx.log_connections).await;
-            drop(permit);
+            serve_connection(stream, peer, &spec, ctx).await;
+            drop((permit, counted));
         });
+    }
+}
+
+impl AcceptContext {
+    /// Runs the MQTT connection over `stream` to its end.
+    async fn drive<S>(self, stream: S, info: ConnectionInfo)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        connection::drive(
+            stream,
+            self.broker,
+            info,
+            self.cancel,
+            self.log_connections,
+            self.authenticator,
+        )
+        .await;
+    }
+}
+
+/// Serves one accepted connection to its end: the TLS handshake first on a TLS listener, then
+/// the MQTT connection.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    spec: &ListenerSpec,
+    ctx: AcceptContext,
+) {
+    let mut info = ConnectionInfo {
+        remote_addr: Some(peer),
+        policy: spec.policy.clone(),
+        certificate_username: None,
+    };
+    let Some(tls) = &spec.tls else {
+        ctx.drive(stream, info).await;
+        return;
+    };
+    // The handshake has its own deadline, so that a client that sends nothing, or stalls
+    // half-way, holds its socket and connection slot no longer than that.
+    let deadline = tls
+        .handshake_timeout()
+        .unwrap_or(ctx.broker.config().connect_timeout);
+    let handshake = tokio::select! {
+        () = ctx.cancel.cancelled() => return,
+        result = tokio::time::timeout(deadline, tls.accept(stream)) => result,
+    };
+    match handshake {
+        Ok(Ok(accepted)) => {
+            info.certificate_username = accepted.certificate_username;
+            ctx.drive(accepted.stream, info).await;
+        }
+        Ok(Err(e)) => {
+            if ctx.log_connections {
+                tracing::info!("TLS handshake with {peer} on {} failed: {e}", spec.bind);
+            }
+        }
+        Err(_) => {
+            if ctx.log_connections {
+                tracing::info!(
+                    "TLS handshake with {peer} on {} not done within {deadline:?}; closed",
+                    spec.bind
+                );
+            }
+        }
     }
 }
 

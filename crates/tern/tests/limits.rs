@@ -328,9 +328,18 @@ async fn max_connections_limits_simultaneous_connections_per_listener() {
     );
     let first = client(&tern, "mc-1").await;
     let _second = client(&tern, "mc-2").await;
-    // The third is accepted by the kernel and closed by the server without a word.
-    let mut third = RawClient::open(tern.addr, V5).await;
+    // The third is refused: its CONNECT is answered with CONNACK 0x97 (Quota exceeded), or
+    // return code 3 (Server unavailable) in MQTT 3.1.1, and the connection is closed.
+    let (mut third, ack) = RawClient::connect_with(tern.addr, conn5("mc-3", true, None)).await;
+    assert_eq!(ack.reason, ReasonCode::QUOTA_EXCEEDED);
     third.expect_closed().await;
+    let (mut third, ack) =
+        RawClient::connect_with(tern.addr, common::connect_packet(V311, "mc-3", true)).await;
+    assert_eq!(ack.reason, ReasonCode::SERVER_UNAVAILABLE);
+    third.expect_closed().await;
+    // One that sends nothing is closed.
+    let mut silent = RawClient::open(tern.addr, V5).await;
+    silent.expect_closed().await;
     assert!(!try_connect(tern.addr, "mc-3").await);
 
     // Once a connection has ended, its place is free again.

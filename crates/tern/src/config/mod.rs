@@ -3,6 +3,7 @@
 
 mod duration;
 mod mosquitto;
+mod rate;
 mod toml_format;
 
 use std::fmt;
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tern_core::{Acl, AclDiagnostic, BrokerConfig};
+
+use crate::auth::password_file::PasswordFile;
 
 pub use duration::parse_duration;
 
@@ -34,10 +37,18 @@ pub struct Config {
     /// The ACL file (`acl_file`), already read into `broker.acl`; kept to name it in messages
     /// (and, later, to read it again on reload).
     pub acl_file: Option<PathBuf>,
+    /// The password file (`password_file`) and its contents, read when the configuration is.
+    pub password_file: Option<LoadedFile<PasswordFile>>,
+    /// JWT authentication (`[auth.jwt]`), its key already read.
+    pub jwt: Option<Arc<crate::auth::jwt::JwtAuth>>,
+    /// The HTTP authentication hook (`[auth.http]`), its TLS files already read.
+    pub http_auth: Option<Arc<crate::auth::http_hook::HttpHook>>,
     /// Logging.
     pub log: LogConfig,
     /// Persistence: where and how durable state is kept.
     pub persistence: PersistenceConfig,
+    /// Limits on connections across listeners and per source address (`[limits]`).
+    pub limits: crate::limits::ConnectionLimits,
     /// Where the configuration came from, for messages.
     pub source: Option<PathBuf>,
     /// Warnings about directives that were accepted but have no effect, each as
@@ -53,8 +64,12 @@ impl Default for Config {
             allow_anonymous: None,
             sys_interval: Duration::from_secs(10),
             acl_file: None,
+            password_file: None,
+            jwt: None,
+            http_auth: None,
             log: LogConfig::default(),
             persistence: PersistenceConfig::default(),
+            limits: crate::limits::ConnectionLimits::default(),
             source: None,
             warnings: Vec::new(),
         }
@@ -68,6 +83,9 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
     /// Maximum simultaneous connections on this listener; `None` = unlimited.
     pub max_connections: Option<usize>,
+    /// TLS settings: `Some` makes this a TLS listener (its files were checked when the
+    /// configuration was read).
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// Where and how the broker keeps its durable state (persistent sessions, their messages,
@@ -185,6 +203,44 @@ pub(crate) fn relative_to(file: &Path, path: &Path) -> PathBuf {
         Some(parent) if path.is_relative() => parent.join(path),
         _ => path.to_owned(),
     }
+}
+
+/// A file read along with the configuration: where it is and what it holds. Two are equal
+/// when they name the same file.
+#[derive(Debug, Clone)]
+pub struct LoadedFile<T> {
+    /// The file.
+    pub path: PathBuf,
+    /// Its parsed contents.
+    pub contents: Arc<T>,
+}
+
+impl<T> PartialEq for LoadedFile<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+/// Reads and parses a password file (Mosquitto's format). A file that cannot be read is
+/// reported by `unreadable`, located at the setting that names it; errors in its contents name
+/// the password file and its line.
+pub(crate) fn load_password_file(
+    path: &Path,
+    unreadable: impl FnOnce(String) -> ConfigError,
+) -> Result<LoadedFile<PasswordFile>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| unreadable(format!("cannot read `{}`: {e}", path.display())))?;
+    PasswordFile::parse(&text)
+        .map(|p| LoadedFile {
+            path: path.to_owned(),
+            contents: Arc::new(p),
+        })
+        .map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: e.line,
+            key: None,
+            message: e.message,
+        })
 }
 
 /// Reads and parses an ACL file (Mosquitto's `acl_file` format). A file that cannot be read is

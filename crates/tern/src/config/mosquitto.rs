@@ -18,6 +18,8 @@ use std::time::Duration;
 use tern_codec::{MAX_PACKET_SIZE, QoS};
 
 use super::duration::parse_mosquitto_duration;
+use crate::tls::{CertificateIdentity, ParseVersionError, TlsConfig, TlsKey, TlsVersion};
+
 use super::{
     Config, ConfigError, Family, ListenerConfig, MIN_PACKET_SIZE, load_acl, relative_to,
     resolve_host,
@@ -169,6 +171,8 @@ struct ListenerOptions {
     max_connections: Option<(Option<usize>, Location)>,
     /// `socket_domain`.
     family: Option<(Family, Location)>,
+    /// TLS directives; never inherited by other listeners.
+    tls: TlsDirectives,
 }
 
 impl ListenerOptions {
@@ -180,6 +184,7 @@ impl ListenerOptions {
                 .clone()
                 .or_else(|| defaults.max_connections.clone()),
             family: self.family.clone().or_else(|| defaults.family.clone()),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -320,6 +325,7 @@ impl Reader {
             return Ok(());
         }
         if self.listener_option(d, *section)?
+            || self.tls_option(d, *section)?
             || self.broker_option(d, *section)?
             || self.persistence_option(d)?
             || self.general_option(d)?
@@ -444,6 +450,16 @@ impl Reader {
             "queue_qos0_messages" => broker.queue_qos0_messages = d.bool()?,
             "allow_zero_length_clientid" => broker.allow_zero_length_clientid = d.bool()?,
             "auto_id_prefix" => broker.auto_id_prefix = d.text()?.to_owned(),
+            // One prefix, the rest of the line; a second line is an error, as in Mosquitto.
+            "clientid_prefixes" => {
+                let prefix = d.text()?.to_owned();
+                if let Some(first) = broker.clientid_prefixes.first() {
+                    return Err(d.error(format!(
+                        "already set to `{first}`; Mosquitto allows only one prefix"
+                    )));
+                }
+                broker.clientid_prefixes = vec![prefix];
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -572,6 +588,10 @@ impl Reader {
                 None
             }
             "log_dest" => log_dest(d)?,
+            "password_file" => {
+                self.password_file(d)?;
+                None
+            }
             "acl_file" => {
                 self.acl_file(d)?;
                 None
@@ -584,8 +604,8 @@ impl Reader {
             }
             // Tern always sets TCP_NODELAY.
             "set_tcp_nodelay" => d.bool().map(|_| None)?,
-            // ACLs do not change while Tern runs (there is no reload yet), so the publisher of a
-            // retained message still has the write access it was checked for.
+            // The publisher's write access is checked when it publishes; every delivery of a
+            // retained message checks the receiver's read access under the rules in force.
             "check_retain_source" => d.bool().map(|_| None)?,
             "upgrade_outgoing_qos" => d.bool()?.then_some(
                 "not supported yet; messages are delivered at the lower of the published and the \
@@ -622,6 +642,20 @@ impl Reader {
         Ok(())
     }
 
+    /// `password_file PATH`: reads and parses the password file now, so that its errors stop
+    /// the start. Relative paths as for `acl_file`; only one is allowed.
+    fn password_file(&mut self, d: &Directive<'_>) -> Result<(), ConfigError> {
+        if let Some(first) = &self.config.password_file {
+            return Err(d.error(format!(
+                "already set to `{}`; there can be only one password file",
+                first.path.display()
+            )));
+        }
+        let path = relative_to(d.file, Path::new(d.text()?));
+        self.config.password_file = Some(super::load_password_file(&path, |m| d.error(m))?);
+        Ok(())
+    }
+
     /// `include_dir DIR`: reads `DIR/*.conf` in Mosquitto's order. A relative `DIR` is relative
     /// to the directory of the file that names it, so that the result does not depend on where
     /// Tern is started from.
@@ -651,6 +685,7 @@ impl Reader {
     // --- The end ------------------------------------------------------------------------------
 
     fn finish(mut self) -> Result<Config, ConfigError> {
+        self.warn_general_tls();
         self.config.listeners = self.resolve_listeners()?;
         if self.config.listeners.len() > 1 {
             for at in &self.broker_wide_in_listener {
@@ -718,11 +753,13 @@ impl Reader {
                 );
                 return Err(at.error(message));
             }
+            let tls = options.tls.resolve(&at, &mut self.config.warnings)?;
             seen.insert(bind, at);
             let max_connections = options.max_connections.and_then(|(limit, _)| limit);
             listeners.push(ListenerConfig {
                 bind,
                 max_connections,
+                tls,
             });
         }
         Ok(listeners)
@@ -826,6 +863,189 @@ fn mosquitto_order(a: &Path, b: &Path) -> Ordering {
 }
 
 // ---------------------------------------------------------------------------------------------
+// TLS.
+
+/// A listener's TLS directives, each with where it was written.
+#[derive(Debug, Clone, Default)]
+struct TlsDirectives {
+    certfile: Option<(PathBuf, Location)>,
+    keyfile: Option<(PathBuf, Location)>,
+    cafile: Option<(PathBuf, Location)>,
+    capath: Option<(PathBuf, Location)>,
+    crlfile: Option<(PathBuf, Location)>,
+    require_certificate: Option<(bool, Location)>,
+    use_identity_as_username: Option<(bool, Location)>,
+    use_subject_as_username: Option<(bool, Location)>,
+    tls_version: Option<(TlsVersion, Location)>,
+    ciphers: Option<(String, Location)>,
+    ciphers_tls13: Option<(String, Location)>,
+    handshake_timeout: Option<(Duration, Location)>,
+    /// The first TLS directive of the listener.
+    first: Option<Location>,
+}
+
+impl Reader {
+    /// TLS directives, which configure the listener above them (or the default listener);
+    /// `false` if `d` is not one of them.
+    fn tls_option(&mut self, d: &Directive<'_>, section: Section) -> Result<bool, ConfigError> {
+        let path = |d: &Directive<'_>| -> Result<(PathBuf, Location), ConfigError> {
+            Ok((relative_to(d.file, Path::new(d.text()?)), d.location()))
+        };
+        let mut warning = None;
+        let tls = &mut self.options(section).tls;
+        match d.name {
+            "certfile" => tls.certfile = Some(path(d)?),
+            "keyfile" => tls.keyfile = Some(path(d)?),
+            "cafile" => tls.cafile = Some(path(d)?),
+            "capath" => tls.capath = Some(path(d)?),
+            "crlfile" => tls.crlfile = Some(path(d)?),
+            "require_certificate" => tls.require_certificate = Some((d.bool()?, d.location())),
+            "use_identity_as_username" => {
+                tls.use_identity_as_username = Some((d.bool()?, d.location()));
+            }
+            "use_subject_as_username" => {
+                tls.use_subject_as_username = Some((d.bool()?, d.location()));
+            }
+            "tls_version" => {
+                let value = d.value()?;
+                let version = match TlsVersion::parse(value) {
+                    Ok(v) => v,
+                    Err(e @ ParseVersionError::TooOld) => {
+                        warning = Some(format!("{}; TLS 1.2 is the minimum", e.message(value)));
+                        TlsVersion::Tls12
+                    }
+                    Err(e) => return Err(d.error(e.message(value))),
+                };
+                tls.tls_version = Some((version, d.location()));
+            }
+            "ciphers" => tls.ciphers = Some((d.text()?.to_owned(), d.location())),
+            "ciphers_tls1.3" => tls.ciphers_tls13 = Some((d.text()?.to_owned(), d.location())),
+            // Tern's own: Mosquitto has no handshake deadline.
+            "tls_handshake_timeout" => {
+                let seconds: u64 = d.int_in(1, 3600)?;
+                tls.handshake_timeout = Some((Duration::from_secs(seconds), d.location()));
+            }
+            "tls_keyform" => match d.value()? {
+                "pem" => return Ok(true),
+                "engine" => return Err(d.error(TLS_ENGINE)),
+                other => return Err(d.error(format!("expected pem or engine, got `{other}`"))),
+            },
+            _ => return Ok(false),
+        }
+        tls.first.get_or_insert_with(|| d.location());
+        if let Some(message) = warning {
+            self.config.warnings.push(d.warning(message));
+        }
+        if matches!(section, Section::General) {
+            // As in Mosquitto, TLS settings in the general section make the default listener
+            // (port 1883 unless `port` says otherwise) exist.
+            self.default.at.get_or_insert_with(|| d.location());
+        }
+        Ok(true)
+    }
+}
+
+impl Reader {
+    /// TLS directives of the general section configure the default listener, as in Mosquitto,
+    /// not the `listener` lines: worth a warning when there are such lines.
+    fn warn_general_tls(&mut self) {
+        if let Some(first) = &self.default.options.tls.first
+            && !self.listeners.is_empty()
+        {
+            let port = self.default.port.unwrap_or(DEFAULT_PORT);
+            let message = format!(
+                "TLS settings before any `listener` line configure the default listener (port \
+                 {port}), as in Mosquitto, not the `listener` lines; move them after the \
+                 `listener` line they are meant for"
+            );
+            self.config.warnings.push(first.warning(message));
+        }
+    }
+}
+
+impl TlsDirectives {
+    /// The listener's TLS settings, with every file read and checked; `None` for a plain
+    /// listener. `at` is the listener's own line.
+    fn resolve(
+        &self,
+        at: &Location,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<TlsConfig>, ConfigError> {
+        let Some(first) = &self.first else {
+            return Ok(None);
+        };
+        let (certfile, keyfile) = match (&self.certfile, &self.keyfile) {
+            (Some((c, _)), Some((k, _))) => (c.clone(), k.clone()),
+            (Some((_, loc)), None) => {
+                return Err(loc.error(
+                    "`keyfile` is missing: a TLS listener needs both `certfile` and `keyfile`",
+                ));
+            }
+            (None, Some((_, loc))) => {
+                return Err(loc.error(
+                    "`certfile` is missing: a TLS listener needs both `certfile` and `keyfile`",
+                ));
+            }
+            (None, None) => {
+                return Err(first.error(
+                    "needs `certfile` and `keyfile` on the same listener: without them the \
+                     listener would not use TLS",
+                ));
+            }
+        };
+        let mut tls = TlsConfig::new(certfile, keyfile);
+        tls.cafile = self.cafile.as_ref().map(|(p, _)| p.clone());
+        tls.capath = self.capath.as_ref().map(|(p, _)| p.clone());
+        tls.crlfile = self.crlfile.as_ref().map(|(p, _)| p.clone());
+        tls.require_certificate = self.require_certificate.as_ref().is_some_and(|(v, _)| *v);
+        let identity = self
+            .use_identity_as_username
+            .as_ref()
+            .is_some_and(|(v, _)| *v);
+        let subject = self.use_subject_as_username.as_ref().filter(|(v, _)| *v);
+        if identity && let Some((_, loc)) = subject {
+            let message = "ignored: `use_identity_as_username` is set too and wins, as in \
+                           Mosquitto";
+            warnings.push(loc.warning(message));
+        }
+        tls.identity = if identity {
+            CertificateIdentity::CommonName
+        } else if subject.is_some() {
+            CertificateIdentity::Subject
+        } else {
+            CertificateIdentity::None
+        };
+        if let Some((v, _)) = &self.tls_version {
+            tls.min_version = *v;
+        }
+        tls.ciphers = self.ciphers.as_ref().map(|(v, _)| v.clone());
+        tls.ciphers_tls13 = self.ciphers_tls13.as_ref().map(|(v, _)| v.clone());
+        tls.handshake_timeout = self.handshake_timeout.as_ref().map(|(v, _)| *v);
+        tls.check().map_err(|e| {
+            let loc = match e.key {
+                TlsKey::Certfile => self.certfile.as_ref().map(|(_, l)| l),
+                TlsKey::Keyfile => self.keyfile.as_ref().map(|(_, l)| l),
+                TlsKey::Cafile => self.cafile.as_ref().map(|(_, l)| l),
+                TlsKey::Capath => self.capath.as_ref().map(|(_, l)| l),
+                TlsKey::Crlfile => self.crlfile.as_ref().map(|(_, l)| l),
+                TlsKey::RequireCertificate => self.require_certificate.as_ref().map(|(_, l)| l),
+                TlsKey::UseIdentityAsUsername => {
+                    self.use_identity_as_username.as_ref().map(|(_, l)| l)
+                }
+                TlsKey::UseSubjectAsUsername => {
+                    self.use_subject_as_username.as_ref().map(|(_, l)| l)
+                }
+                TlsKey::Ciphers => self.ciphers.as_ref().map(|(_, l)| l),
+                TlsKey::CiphersTls13 => self.ciphers_tls13.as_ref().map(|(_, l)| l),
+                TlsKey::TlsVersion => self.tls_version.as_ref().map(|(_, l)| l),
+            };
+            loc.unwrap_or(at).error(e.to_string())
+        })?;
+        Ok(Some(tls))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Directives Tern does not implement.
 
 enum Unsupported {
@@ -835,10 +1055,10 @@ enum Unsupported {
     Warning(&'static str),
 }
 
-const TLS: &str = "TLS is not supported yet; Tern refuses to start rather than accept \
-                   unencrypted connections where this file asks for TLS";
-const PASSWORD_FILE: &str = "password files are not supported yet; Tern refuses to start rather \
-                             than let in clients this file would refuse";
+const TLS_PSK: &str = "TLS-PSK is not supported yet; Tern refuses to start rather than accept \
+                       unencrypted connections where this file asks for TLS";
+const TLS_ENGINE: &str = "TLS engines (hardware keys) are not supported; Tern refuses to start \
+                          rather than run without the key this file names";
 const PLUGINS: &str = "plugins are not supported yet; Tern refuses to start rather than run \
                        without the checks the plugin would make";
 const CLIENT_IDS: &str = "not supported yet; Tern refuses to start rather than accept client \
@@ -874,28 +1094,13 @@ const BRIDGE_DIRECTIVES: &[&str] = &[
 fn unsupported(name: &str) -> Option<Unsupported> {
     use Unsupported::{Error, Warning};
     let status = match name {
-        "password_file" => Error(PASSWORD_FILE),
-        "certfile"
-        | "keyfile"
-        | "cafile"
-        | "capath"
-        | "crlfile"
-        | "require_certificate"
-        | "use_identity_as_username"
-        | "use_subject_as_username"
-        | "tls_version"
-        | "ciphers"
-        | "ciphers_tls1.3"
-        | "tls_engine"
-        | "tls_engine_kpass_sha1"
-        | "tls_keyform"
-        | "psk_file"
-        | "psk_hint" => Error(TLS),
+        "tls_engine" | "tls_engine_kpass_sha1" => Error(TLS_ENGINE),
+        "psk_file" | "psk_hint" => Error(TLS_PSK),
         "plugin" | "auth_plugin" | "global_plugin" | "auth_plugin_deny_special_chars" => {
             Error(PLUGINS)
         }
         n if n.starts_with("plugin_opt_") || n.starts_with("auth_opt_") => Error(PLUGINS),
-        "use_username_as_clientid" | "clientid_prefixes" => Error(CLIENT_IDS),
+        "use_username_as_clientid" => Error(CLIENT_IDS),
         "bind_interface" => Error(
             "not supported yet; write the interface's address in `listener PORT ADDRESS` \
              instead, or Tern would listen on every interface",

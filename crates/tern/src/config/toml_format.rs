@@ -15,9 +15,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use tern_codec::{MAX_PACKET_SIZE, QoS};
-use tern_core::BrokerConfig;
+use tern_core::{BrokerConfig, RateExceeded, RateLimit};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
+
+use crate::tls::{CertificateIdentity, TlsConfig, TlsKey, TlsVersion};
+
+use super::rate::{parse_count, parse_rate};
+use crate::limits::ConnectionLimits;
 
 use super::{
     Config, ConfigError, Durability, ListenerConfig, LogConfig, MIN_PACKET_SIZE, PersistenceConfig,
@@ -43,10 +48,13 @@ struct RawConfig {
     allow_anonymous: Option<bool>,
     sys_interval: Option<Spanned<DurationValue>>,
     acl_file: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
     log: Option<Table<RawLog>>,
     listeners: Option<Vec<Table<RawListener>>>,
     mqtt: Option<Table<RawMqtt>>,
     persistence: Option<Table<RawPersistence>>,
+    limits: Option<Table<RawLimits>>,
+    auth: Option<Table<RawAuth>>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +70,26 @@ struct RawLog {
 struct RawListener {
     address: Spanned<String>,
     max_connections: Option<Spanned<Int>>,
+    tls: Option<Spanned<Table<RawTls>>>,
+}
+
+/// `[listeners.tls]`: the keys are Mosquitto's directive names (`ciphers_tls13` for
+/// `ciphers_tls1.3`, which is not a bare TOML key).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    certfile: Option<Spanned<String>>,
+    keyfile: Option<Spanned<String>>,
+    cafile: Option<Spanned<String>>,
+    capath: Option<Spanned<String>>,
+    crlfile: Option<Spanned<String>>,
+    require_certificate: Option<Spanned<bool>>,
+    use_identity_as_username: Option<Spanned<bool>>,
+    use_subject_as_username: Option<Spanned<bool>>,
+    tls_version: Option<Spanned<String>>,
+    ciphers: Option<Spanned<String>>,
+    ciphers_tls13: Option<Spanned<String>>,
+    handshake_timeout: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Deserialize)]
@@ -79,10 +107,29 @@ struct RawMqtt {
     max_qos: Option<Spanned<Int>>,
     max_topic_alias: Option<Spanned<Int>>,
     max_topic_levels: Option<Spanned<Int>>,
+    max_topic_length: Option<Spanned<Int>>,
+    max_client_id_length: Option<Spanned<Int>>,
+    clientid_prefixes: Option<Spanned<Vec<Spanned<String>>>>,
+    max_subscriptions: Option<Spanned<Int>>,
     persistent_client_expiration: Option<Spanned<DurationValue>>,
     allow_zero_length_clientid: Option<bool>,
     auto_id_prefix: Option<String>,
     connect_timeout: Option<Spanned<DurationValue>>,
+}
+
+/// `[limits]`: connections, connect rate, message rate and bandwidth (see `crate::limits`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<Spanned<Int>>,
+    max_connections_per_ip: Option<Spanned<Int>>,
+    connect_rate: Option<Spanned<RateValue>>,
+    connect_burst: Option<Spanned<Int>>,
+    message_rate: Option<Spanned<RateValue>>,
+    message_burst: Option<Spanned<Int>>,
+    bandwidth: Option<Spanned<ByteRateValue>>,
+    bandwidth_burst: Option<Spanned<SizeValue>>,
+    rate_exceeded: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -135,6 +182,14 @@ struct DurationValue(Scalar);
 
 /// A size: bytes, or a string with a unit for [`parse_size`].
 struct SizeValue(Scalar);
+
+/// A rate of connections or messages: a whole number per second, or a string for
+/// [`parse_rate`] such as `"10/s"` or `"30/m"`.
+struct RateValue(Scalar);
+
+/// A rate of bytes: a whole number of bytes per second, or a string for [`parse_rate`] with a
+/// size, such as `"64KiB/s"`.
+struct ByteRateValue(Scalar);
 
 /// A short duration (`persistence.commit_window`): a string with a unit for
 /// [`parse_short_duration`]. A bare integer is refused: elsewhere it means seconds, which is
@@ -190,6 +245,29 @@ impl<'de> Deserialize<'de> for Int {
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let expecting = "a duration: whole seconds, or a string such as \"30s\" or \"14d\"";
+        d.deserialize_any(ScalarVisitor {
+            expecting,
+            strings: true,
+        })
+        .map(Self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RateValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let expecting = "a rate: a whole number per second, or a string such as \"10/s\" or \
+                         \"30/m\"";
+        d.deserialize_any(ScalarVisitor {
+            expecting,
+            strings: true,
+        })
+        .map(Self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteRateValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let expecting = "a rate: bytes per second, or a string such as \"64KiB/s\"";
         d.deserialize_any(ScalarVisitor {
             expecting,
             strings: true,
@@ -258,12 +336,24 @@ impl RawConfig {
         if let Some(Table(persistence)) = self.persistence {
             config.persistence = persistence.validate(doc)?;
         }
+        if let Some(Table(limits)) = self.limits {
+            config.limits = limits.validate(doc, &mut config.broker)?;
+        }
         if let Some(v) = &self.acl_file {
             // Relative to the directory of this file.
             let path = relative_to(doc.path, Path::new(v.get_ref()));
             let acl = load_acl(&path, &mut config.warnings, |m| doc.error(v, "acl_file", m))?;
             config.broker.acl = Some(acl);
             config.acl_file = Some(path);
+        }
+        if let Some(v) = &self.password_file {
+            let path = relative_to(doc.path, Path::new(v.get_ref()));
+            config.password_file = Some(super::load_password_file(&path, |m| {
+                doc.error(v, "password_file", m)
+            })?);
+        }
+        if let Some(Table(auth)) = self.auth {
+            auth.validate(doc, &mut config)?;
         }
         Ok(config)
     }
@@ -427,12 +517,111 @@ fn validate_listeners(
                 Some(doc.ranged(v, &key, 1, i64::MAX, message)?)
             }
         };
+        let tls = match &listener.tls {
+            None => None,
+            Some(table) => Some(validate_tls(doc, i, table)?),
+        };
         listeners.push(ListenerConfig {
             bind,
             max_connections,
+            tls,
         });
     }
     Ok(listeners)
+}
+
+/// Validates a listener's `tls` table and reads its files (certificates, key, CAs, CRLs), so
+/// that a file that cannot be used stops the start with the key that names it.
+fn validate_tls(
+    doc: &Doc<'_>,
+    index: usize,
+    table: &Spanned<Table<RawTls>>,
+) -> Result<TlsConfig, ConfigError> {
+    let raw = &table.get_ref().0;
+    let key = |name: &str| format!("listeners[{index}].tls.{name}");
+    let path = |v: &Spanned<String>| relative_to(doc.path, Path::new(v.get_ref()));
+    let (Some(certfile), Some(keyfile)) = (&raw.certfile, &raw.keyfile) else {
+        let missing = if raw.certfile.is_none() {
+            "certfile"
+        } else {
+            "keyfile"
+        };
+        let message = "this required key is missing: a TLS listener needs both `certfile` and \
+                       `keyfile`";
+        return Err(doc.error(table, &key(missing), message));
+    };
+    let mut tls = TlsConfig::new(path(certfile), path(keyfile));
+    tls.cafile = raw.cafile.as_ref().map(path);
+    tls.capath = raw.capath.as_ref().map(path);
+    tls.crlfile = raw.crlfile.as_ref().map(path);
+    tls.require_certificate = raw
+        .require_certificate
+        .as_ref()
+        .is_some_and(|v| *v.get_ref());
+    let identity = raw
+        .use_identity_as_username
+        .as_ref()
+        .is_some_and(|v| *v.get_ref());
+    let subject = raw
+        .use_subject_as_username
+        .as_ref()
+        .is_some_and(|v| *v.get_ref());
+    if identity
+        && let Some(v) = raw
+            .use_subject_as_username
+            .as_ref()
+            .filter(|v| *v.get_ref())
+    {
+        let message = "contradicts `use_identity_as_username = true`: set only one";
+        return Err(doc.error(v, &key("use_subject_as_username"), message));
+    }
+    tls.identity = if identity {
+        CertificateIdentity::CommonName
+    } else if subject {
+        CertificateIdentity::Subject
+    } else {
+        CertificateIdentity::None
+    };
+    if let Some(v) = &raw.tls_version {
+        tls.min_version = match TlsVersion::parse(v.get_ref()) {
+            Ok(version) => version,
+            Err(e) => return Err(doc.error(v, &key("tls_version"), e.message(v.get_ref()))),
+        };
+    }
+    tls.ciphers = raw.ciphers.as_ref().map(|v| v.get_ref().clone());
+    tls.ciphers_tls13 = raw.ciphers_tls13.as_ref().map(|v| v.get_ref().clone());
+    if let Some(v) = &raw.handshake_timeout {
+        let timeout = doc.duration(v, &key("handshake_timeout"))?;
+        if timeout.is_zero() {
+            return Err(doc.error(v, &key("handshake_timeout"), "must be longer than zero"));
+        }
+        tls.handshake_timeout = Some(timeout);
+    }
+    tls.check().map_err(|e| {
+        let line = match e.key {
+            TlsKey::Certfile => Some(certfile.span()),
+            TlsKey::Keyfile => Some(keyfile.span()),
+            TlsKey::Cafile => raw.cafile.as_ref().map(Spanned::span),
+            TlsKey::Capath => raw.capath.as_ref().map(Spanned::span),
+            TlsKey::Crlfile => raw.crlfile.as_ref().map(Spanned::span),
+            TlsKey::RequireCertificate => raw.require_certificate.as_ref().map(Spanned::span),
+            TlsKey::UseIdentityAsUsername => {
+                raw.use_identity_as_username.as_ref().map(Spanned::span)
+            }
+            TlsKey::UseSubjectAsUsername => raw.use_subject_as_username.as_ref().map(Spanned::span),
+            TlsKey::Ciphers => raw.ciphers.as_ref().map(Spanned::span),
+            TlsKey::CiphersTls13 => raw.ciphers_tls13.as_ref().map(Spanned::span),
+            TlsKey::TlsVersion => raw.tls_version.as_ref().map(Spanned::span),
+        }
+        .unwrap_or_else(|| table.span());
+        ConfigError::at(
+            doc.path,
+            doc.line(line.start),
+            &key(e.key.toml_name()),
+            e.to_string(),
+        )
+    })?;
+    Ok(tls)
 }
 
 /// Parses `HOST:PORT`: an IP address (IPv6 in brackets), `localhost`, or a name to look up.
@@ -505,6 +694,18 @@ impl RawMqtt {
             let key = "mqtt.max_topic_levels";
             broker.max_topic_levels = doc.ranged(v, key, 1, 4096, between(1, 4096))?;
         }
+        if let Some(v) = &self.max_topic_length {
+            let key = "mqtt.max_topic_length";
+            broker.max_topic_length = doc.ranged(v, key, 1, 65535, between(1, 65535))?;
+        }
+        if let Some(v) = &self.max_client_id_length {
+            let key = "mqtt.max_client_id_length";
+            broker.max_client_id_length = doc.ranged(v, key, 1, 65535, between(1, 65535))?;
+        }
+        if let Some(v) = &self.max_subscriptions {
+            let key = "mqtt.max_subscriptions";
+            broker.max_subscriptions = doc.ranged(v, key, 0, i64::MAX, not_negative)?;
+        }
         Ok(())
     }
 
@@ -544,7 +745,95 @@ impl RawMqtt {
         if let Some(v) = &self.auto_id_prefix {
             broker.auto_id_prefix.clone_from(v);
         }
+        if let Some(list) = &self.clientid_prefixes {
+            let key = "mqtt.clientid_prefixes";
+            if list.get_ref().is_empty() {
+                let message = "must not be empty: it would refuse every client id (leave it \
+                               out to allow every client id)";
+                return Err(doc.error(list, key, message));
+            }
+            for (i, prefix) in list.get_ref().iter().enumerate() {
+                if prefix.get_ref().is_empty() {
+                    let message = "must not be empty: it would allow every client id";
+                    return Err(doc.error(prefix, &format!("{key}[{i}]"), message));
+                }
+            }
+            broker.clientid_prefixes = list.get_ref().iter().map(|p| p.get_ref().clone()).collect();
+        }
         Ok(())
+    }
+}
+
+impl RawLimits {
+    /// The connection limits; the message rate and bandwidth go to `broker`.
+    fn validate(
+        self,
+        doc: &Doc<'_>,
+        broker: &mut BrokerConfig,
+    ) -> Result<ConnectionLimits, ConfigError> {
+        let at_least_one = |n| format!("must be at least 1 (leave it out for no limit), not {n}");
+        let mut limits = ConnectionLimits::default();
+        if let Some(v) = &self.max_connections {
+            let key = "limits.max_connections";
+            limits.max_connections = Some(doc.ranged(v, key, 1, i64::MAX, at_least_one)?);
+        }
+        if let Some(v) = &self.max_connections_per_ip {
+            let key = "limits.max_connections_per_ip";
+            limits.max_connections_per_ip = Some(doc.ranged(v, key, 1, i64::MAX, at_least_one)?);
+        }
+        let count = |v: &Spanned<RateValue>, key: &str| doc.rate(v, &v.get_ref().0, key, false);
+        let connect_rate = self
+            .connect_rate
+            .as_ref()
+            .map(|v| count(v, "limits.connect_rate"));
+        limits.connect_rate = doc.rate_limit(
+            connect_rate.transpose()?,
+            self.connect_burst.as_ref(),
+            ("limits.connect_rate", "limits.connect_burst"),
+        )?;
+        let message_rate = self
+            .message_rate
+            .as_ref()
+            .map(|v| count(v, "limits.message_rate"));
+        broker.message_rate = doc.rate_limit(
+            message_rate.transpose()?,
+            self.message_burst.as_ref(),
+            ("limits.message_rate", "limits.message_burst"),
+        )?;
+        let bandwidth = self
+            .bandwidth
+            .as_ref()
+            .map(|v| doc.rate(v, &v.get_ref().0, "limits.bandwidth", true))
+            .transpose()?;
+        broker.bandwidth = match (bandwidth, &self.bandwidth_burst) {
+            (Some((amount, per)), burst) if amount > 0 => {
+                let mut limit = RateLimit::new(amount, per);
+                if let Some(v) = burst {
+                    let key = "limits.bandwidth_burst";
+                    limit.burst = doc.size(v, key)?;
+                    if limit.burst == 0 {
+                        return Err(doc.error(v, key, "must be at least 1 byte"));
+                    }
+                }
+                Some(limit)
+            }
+            (None, Some(v)) => {
+                let message = "needs `limits.bandwidth`, the rate it is the burst of";
+                return Err(doc.error(v, "limits.bandwidth_burst", message));
+            }
+            _ => None,
+        };
+        if let Some(v) = &self.rate_exceeded {
+            broker.rate_exceeded = match v.get_ref().as_str() {
+                "pause" => RateExceeded::Pause,
+                "disconnect" => RateExceeded::Disconnect,
+                other => {
+                    let message = format!("expected \"pause\" or \"disconnect\", got `{other}`");
+                    return Err(doc.error(v, "limits.rate_exceeded", message));
+                }
+            };
+        }
+        Ok(limits)
     }
 }
 
@@ -574,6 +863,252 @@ fn parse_size(text: &str) -> Result<u64, String> {
     let too_large = || format!("the size `{text}` is too large");
     let number = digits.parse::<u64>().map_err(|_| too_large())?;
     number.checked_mul(multiplier).ok_or_else(too_large)
+}
+
+// ---------------------------------------------------------------------------------------------
+// `[auth.jwt]` and `[auth.http]`: authentication sources besides `password_file`.
+
+/// `[auth]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    jwt: Option<Spanned<Table<RawJwt>>>,
+    http: Option<Spanned<Table<RawHttpHook>>>,
+}
+
+/// `[auth.jwt]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    algorithm: Spanned<String>,
+    secret: Option<Spanned<String>>,
+    secret_file: Option<Spanned<String>>,
+    public_key_file: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
+    require_exp: Option<bool>,
+    leeway: Option<Spanned<DurationValue>>,
+    issuer: Option<Spanned<OneOrMany>>,
+    audience: Option<Spanned<OneOrMany>>,
+    verify_claims: Option<Spanned<StringTable>>,
+}
+
+/// `[auth.http]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpHook {
+    url: Spanned<String>,
+    timeout: Option<Spanned<DurationValue>>,
+    headers: Option<Spanned<StringTable>>,
+    cache_ttl: Option<Spanned<DurationValue>>,
+    cache_size: Option<Spanned<Int>>,
+    cafile: Option<Spanned<String>>,
+    capath: Option<Spanned<String>>,
+    certfile: Option<Spanned<String>>,
+    keyfile: Option<Spanned<String>>,
+}
+
+/// A table of strings, each with its place in the file.
+type StringTable = Table<std::collections::BTreeMap<String, Spanned<String>>>;
+
+/// A string, or an array of strings.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a string or an array of strings")]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawAuth {
+    fn validate(self, doc: &Doc<'_>, config: &mut Config) -> Result<(), ConfigError> {
+        if let Some(table) = &self.jwt {
+            config.jwt = Some(std::sync::Arc::new(validate_jwt(
+                doc,
+                table,
+                &mut config.warnings,
+            )?));
+        }
+        if let Some(table) = &self.http {
+            config.http_auth = Some(std::sync::Arc::new(validate_http_hook(doc, table)?));
+        }
+        Ok(())
+    }
+}
+
+fn validate_jwt(
+    doc: &Doc<'_>,
+    table: &Spanned<Table<RawJwt>>,
+    warnings: &mut Vec<String>,
+) -> Result<crate::auth::jwt::JwtAuth, ConfigError> {
+    use crate::auth::jwt::{JwtAuth, JwtKeySource, JwtSettings, TokenField, parse_algorithm};
+    let raw = &table.get_ref().0;
+    let key = |name: &str| format!("auth.jwt.{name}");
+    let path = |v: &Spanned<String>| relative_to(doc.path, Path::new(v.get_ref()));
+    let algorithm = parse_algorithm(raw.algorithm.get_ref())
+        .map_err(|m| doc.error(&raw.algorithm, &key("algorithm"), m))?;
+    let sources = [
+        ("secret", &raw.secret),
+        ("secret_file", &raw.secret_file),
+        ("public_key_file", &raw.public_key_file),
+    ];
+    let mut given = sources
+        .iter()
+        .filter_map(|(n, v)| v.as_ref().map(|v| (*n, v)));
+    let source = match (given.next(), given.next()) {
+        (None, _) => {
+            let (missing, message) = if algorithm.family() == jsonwebtoken::AlgorithmFamily::Hmac {
+                (
+                    "secret",
+                    "this required key is missing: set `secret` or `secret_file`",
+                )
+            } else {
+                ("public_key_file", "this required key is missing")
+            };
+            return Err(doc.error(table, &key(missing), message));
+        }
+        (Some((first, _)), Some((second, v))) => {
+            let message = format!("contradicts `{first}`: set only one key source");
+            return Err(doc.error(v, &key(second), message));
+        }
+        (Some(("secret", v)), None) => JwtKeySource::Secret(v.get_ref().as_bytes().to_vec()),
+        (Some(("secret_file", v)), None) => JwtKeySource::SecretFile(path(v)),
+        (Some((_, v)), None) => JwtKeySource::PublicKeyFile(path(v)),
+    };
+    let mut settings = JwtSettings::new(algorithm, source);
+    if let Some(v) = &raw.from {
+        settings.from = match v.get_ref().as_str() {
+            "password" => TokenField::Password,
+            "username" => TokenField::Username,
+            other => {
+                let message = format!("expected \"password\" or \"username\", got `{other}`");
+                return Err(doc.error(v, &key("from"), message));
+            }
+        };
+    }
+    if let Some(v) = raw.require_exp {
+        settings.require_exp = v;
+    }
+    if let Some(v) = &raw.leeway {
+        settings.leeway = doc.duration(v, &key("leeway"))?;
+    }
+    let strings = |v: &Spanned<OneOrMany>, name: &str| -> Result<Vec<String>, ConfigError> {
+        let list = match v.get_ref() {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(list) => list.clone(),
+        };
+        if list.is_empty() || list.iter().any(String::is_empty) {
+            let message = "must name at least one value, and no empty string";
+            return Err(doc.error(v, &key(name), message));
+        }
+        Ok(list)
+    };
+    if let Some(v) = &raw.issuer {
+        settings.issuers = strings(v, "issuer")?;
+    }
+    if let Some(v) = &raw.audience {
+        settings.audiences = strings(v, "audience")?;
+    }
+    if let Some(v) = &raw.verify_claims {
+        settings.verify_claims = v
+            .get_ref()
+            .0
+            .iter()
+            .map(|(claim, template)| (claim.clone(), template.get_ref().clone()))
+            .collect();
+    }
+    let auth = JwtAuth::new(settings).map_err(|e| {
+        let span = match e.key.as_str() {
+            "algorithm" => Some(raw.algorithm.span()),
+            "secret" => raw.secret.as_ref().map(Spanned::span),
+            "secret_file" => raw.secret_file.as_ref().map(Spanned::span),
+            "public_key_file" => raw.public_key_file.as_ref().map(Spanned::span),
+            other => other.strip_prefix("verify_claims.").and_then(|claim| {
+                let claims = raw.verify_claims.as_ref()?;
+                Some(
+                    claims
+                        .get_ref()
+                        .0
+                        .get(claim)
+                        .map_or(claims.span(), Spanned::span),
+                )
+            }),
+        }
+        .unwrap_or_else(|| table.span());
+        ConfigError::at(doc.path, doc.line(span.start), &key(&e.key), e.message)
+    })?;
+    for (name, message) in auth.warnings() {
+        let span = raw
+            .secret
+            .as_ref()
+            .or(raw.secret_file.as_ref())
+            .map_or_else(|| table.span(), Spanned::span);
+        let located = ConfigError::at(doc.path, doc.line(span.start), &key(name), message.clone());
+        warnings.push(located.to_string());
+    }
+    Ok(auth)
+}
+
+fn validate_http_hook(
+    doc: &Doc<'_>,
+    table: &Spanned<Table<RawHttpHook>>,
+) -> Result<crate::auth::http_hook::HttpHook, ConfigError> {
+    use crate::auth::http_hook::{HttpHook, HttpHookSettings};
+    let raw = &table.get_ref().0;
+    let key = |name: &str| format!("auth.http.{name}");
+    let path = |v: &Option<Spanned<String>>| {
+        v.as_ref()
+            .map(|v| relative_to(doc.path, Path::new(v.get_ref())))
+    };
+    let mut settings = HttpHookSettings::new(raw.url.get_ref().clone());
+    if let Some(v) = &raw.timeout {
+        // Whole seconds or a duration; milliseconds too (`500ms`), as hooks answer fast.
+        settings.timeout = match v.get_ref() {
+            DurationValue(Scalar::Text(text)) if text.trim_end().ends_with("ms") => {
+                parse_short_duration(text).map_err(|m| doc.error(v, &key("timeout"), m))?
+            }
+            _ => doc.duration(v, &key("timeout"))?,
+        };
+    }
+    if let Some(v) = &raw.cache_ttl {
+        settings.cache_ttl = doc.duration(v, &key("cache_ttl"))?;
+    }
+    if let Some(v) = &raw.cache_size {
+        let message = |n| format!("must be 0 (no cache) or more, not {n}");
+        settings.cache_size = doc.ranged(v, &key("cache_size"), 0, i64::from(u32::MAX), message)?;
+    }
+    if let Some(v) = &raw.headers {
+        settings.headers = v
+            .get_ref()
+            .0
+            .iter()
+            .map(|(name, value)| (name.clone(), value.get_ref().clone()))
+            .collect();
+    }
+    settings.cafile = path(&raw.cafile);
+    settings.capath = path(&raw.capath);
+    settings.certfile = path(&raw.certfile);
+    settings.keyfile = path(&raw.keyfile);
+    HttpHook::new(settings).map_err(|e| {
+        let span = match e.key.as_str() {
+            "url" => Some(raw.url.span()),
+            "timeout" => raw.timeout.as_ref().map(Spanned::span),
+            "cafile" => raw.cafile.as_ref().map(Spanned::span),
+            "capath" => raw.capath.as_ref().map(Spanned::span),
+            "certfile" => raw.certfile.as_ref().map(Spanned::span),
+            "keyfile" => raw.keyfile.as_ref().map(Spanned::span),
+            other => other.strip_prefix("headers.").and_then(|name| {
+                let headers = raw.headers.as_ref()?;
+                Some(
+                    headers
+                        .get_ref()
+                        .0
+                        .get(name)
+                        .map_or(headers.span(), Spanned::span),
+                )
+            }),
+        }
+        .unwrap_or_else(|| table.span());
+        ConfigError::at(doc.path, doc.line(span.start), &key(&e.key), e.message)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -615,6 +1150,56 @@ impl Doc<'_> {
             return Err(self.error(value, key, message(n)));
         }
         T::try_from(n).map_err(|_| self.error(value, key, message(n)))
+    }
+
+    /// A rate: an integer per second, or a string for [`parse_rate`] (of bytes when `bytes`).
+    fn rate<T>(
+        &self,
+        value: &Spanned<T>,
+        scalar: &Scalar,
+        key: &str,
+        bytes: bool,
+    ) -> Result<(u64, Duration), ConfigError> {
+        match scalar {
+            Scalar::Int(n) => u64::try_from(*n)
+                .map(|n| (n, Duration::from_secs(1)))
+                .map_err(|_| self.error(value, key, format!("must not be negative, not {n}"))),
+            Scalar::Text(text) if bytes => {
+                parse_rate(text, parse_size, "`64KiB/s`").map_err(|m| self.error(value, key, m))
+            }
+            Scalar::Text(text) => parse_rate(text, parse_count, "`10/s` or `30/m`")
+                .map_err(|m| self.error(value, key, m)),
+        }
+    }
+
+    /// A rate limit of connections or messages from its rate (`None` if absent, a rate of 0
+    /// means no limit) and its burst (one period's worth by default). `keys` names the two.
+    fn rate_limit(
+        &self,
+        rate: Option<(u64, Duration)>,
+        burst: Option<&Spanned<Int>>,
+        keys: (&str, &str),
+    ) -> Result<Option<RateLimit>, ConfigError> {
+        let (rate_key, burst_key) = keys;
+        let limit = match rate {
+            Some((amount, per)) if amount > 0 => RateLimit::new(amount, per),
+            Some(_) => return Ok(None),
+            None => {
+                if let Some(v) = burst {
+                    let message = format!("needs `{rate_key}`, the rate it is the burst of");
+                    return Err(self.error(v, burst_key, message));
+                }
+                return Ok(None);
+            }
+        };
+        let burst = match burst {
+            Some(v) => {
+                let message = |n| format!("must be at least 1, not {n}");
+                self.ranged(v, burst_key, 1, i64::MAX, message)?
+            }
+            None => limit.burst,
+        };
+        Ok(Some(RateLimit { burst, ..limit }))
     }
 
     fn duration(&self, value: &Spanned<DurationValue>, key: &str) -> Result<Duration, ConfigError> {

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tern_client::tern_codec::{
     ByteString, Disconnect, LastWill, ProtocolVersion, Publish, QoS, ReasonCode,
     is_valid_topic_name,
 };
-use tern_client::{Client, ClientError, ConnectOptions};
+use tern_client::{Client, ClientError, ConnectOptions, MinTlsVersion, TlsFiles};
 
 use super::properties::Properties;
 
@@ -37,14 +38,9 @@ pub(super) struct ConnArgs {
     )]
     pub host: String,
 
-    /// Broker port.
-    #[arg(
-        short = 'p',
-        long = "port",
-        value_name = "PORT",
-        default_value_t = 1883
-    )]
-    pub port: u16,
+    /// Broker port (default: 1883, or 8883 with TLS).
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    pub port: Option<u16>,
 
     /// Protocol version: 5, 311 or 31 (also mqttv5, mqttv311, mqttv31).
     #[arg(
@@ -133,6 +129,31 @@ pub(super) struct ConnArgs {
     )]
     pub properties: Vec<String>,
 
+    /// CA certificates (PEM) to verify the broker's certificate with; turns TLS on.
+    #[arg(long = "cafile", value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+
+    /// A directory of CA certificate files (PEM) to verify the broker with; turns TLS on.
+    #[arg(long = "capath", value_name = "DIR")]
+    pub capath: Option<PathBuf>,
+
+    /// Client certificate (PEM), for brokers that require one (needs --key).
+    #[arg(long = "cert", value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --cert.
+    #[arg(long = "key", value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Do not check that the broker's certificate is valid for the host name (its chain is
+    /// still verified). For tests only.
+    #[arg(long = "insecure")]
+    pub insecure: bool,
+
+    /// Lowest TLS version: tlsv1.2 (the default) or tlsv1.3.
+    #[arg(long = "tls-version", value_name = "VERSION", value_parser = parse_tls_version)]
+    pub tls_version: Option<MinTlsVersion>,
+
     /// Print a line on stderr for every packet sent and received.
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
@@ -153,6 +174,15 @@ fn parse_version(text: &str) -> Result<ProtocolVersion, String> {
         "311" | "3.1.1" | "mqttv311" => Ok(ProtocolVersion::V311),
         "5" | "5.0" | "mqttv5" => Ok(ProtocolVersion::V5),
         _ => Err("expected 5, 311 or 31 (or mqttv5, mqttv311, mqttv31)".to_owned()),
+    }
+}
+
+/// `--tls-version`: Mosquitto's names.
+fn parse_tls_version(text: &str) -> Result<MinTlsVersion, String> {
+    match text {
+        "tlsv1.2" => Ok(MinTlsVersion::Tls12),
+        "tlsv1.3" => Ok(MinTlsVersion::Tls13),
+        _ => Err("expected tlsv1.2 or tlsv1.3".to_owned()),
     }
 }
 
@@ -262,6 +292,52 @@ pub(super) struct Session {
 }
 
 impl ConnArgs {
+    /// Whether TLS is on: a CA file or directory was given, as with mosquitto_pub.
+    fn uses_tls(&self) -> bool {
+        self.cafile.is_some() || self.capath.is_some()
+    }
+
+    /// The port: `-p`, else 8883 with TLS and 1883 without.
+    fn port(&self) -> u16 {
+        self.port
+            .unwrap_or(if self.uses_tls() { 8883 } else { 1883 })
+    }
+
+    /// The TLS options of `--cafile`, `--capath`, `--cert`, `--key`, `--insecure` and
+    /// `--tls-version`, their files read; `None` without TLS.
+    fn tls(&self, tool: &str) -> Result<Option<tern_client::TlsOptions>, Failure> {
+        if !self.uses_tls() {
+            let flag = [
+                (self.cert.is_some(), "--cert"),
+                (self.insecure, "--insecure"),
+                (self.tls_version.is_some(), "--tls-version"),
+            ]
+            .into_iter()
+            .find_map(|(set, flag)| set.then_some(flag));
+            return match flag {
+                Some(flag) => Err(Failure::usage(
+                    tool,
+                    format!("{flag} needs TLS: give the CA certificates with --cafile or --capath"),
+                )),
+                None => Ok(None),
+            };
+        }
+        let files = TlsFiles {
+            cafile: self.cafile.clone(),
+            capath: self.capath.clone(),
+            certfile: self.cert.clone(),
+            keyfile: self.key.clone(),
+            insecure: self.insecure,
+            min_version: self.tls_version.unwrap_or_default(),
+        };
+        files.load().map(Some).map_err(|e| {
+            Failure::new(
+                EXIT_ERROR,
+                format!("Error: Problem setting TLS options: {}", describe(&e)),
+            )
+        })
+    }
+
     /// Checks the flags that clap cannot and builds the CONNECT options.
     pub(super) fn options(
         &self,
@@ -294,10 +370,11 @@ impl ConnArgs {
         }
         let mut options = ConnectOptions::new(
             self.host.clone(),
-            self.port,
+            self.port(),
             client_id.clone(),
             self.version,
         );
+        options.tls = self.tls(tool)?;
         options.local_addr = self.bind_address;
         options.clean_start = !self.persistent;
         options.keep_alive = self.keep_alive;
@@ -371,7 +448,7 @@ impl ConnArgs {
                     format!(
                         "Connection error: {}:{}: {}",
                         self.host,
-                        self.port,
+                        self.port(),
                         describe(&e)
                     ),
                 ));

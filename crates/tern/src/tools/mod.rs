@@ -11,10 +11,12 @@
 
 mod common;
 mod format;
+mod passwd;
 mod properties;
 mod publish;
 mod subscribe;
 
+pub use passwd::{PasswdArgs, run as run_passwd};
 pub use publish::{PubArgs, run as run_pub};
 pub use subscribe::{SubArgs, run as run_sub};
 

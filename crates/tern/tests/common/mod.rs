@@ -778,3 +778,55 @@ pub fn serve_expect_exit(data_dir: &std::path::Path) -> (std::process::ExitStatu
     );
     (status, text)
 }
+
+// ---- Several listeners, other source addresses (quotas.rs) ----
+
+impl RawClient {
+    /// Opens a TCP connection from the local address `source` (on Linux any `127.x.y.z` is a
+    /// loopback address), so that the server sees another client address; no packet is sent.
+    pub async fn open_from(
+        addr: SocketAddr,
+        source: std::net::IpAddr,
+        version: ProtocolVersion,
+    ) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        let stream = tokio::time::timeout(TIMEOUT, socket.connect(addr))
+            .await
+            .expect("connect timeout")
+            .expect("connect");
+        stream.set_nodelay(true).unwrap();
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::with_version(version, u32::MAX),
+            stashed: std::collections::VecDeque::new(),
+            version,
+        }
+    }
+}
+
+impl Tern {
+    /// The addresses of the first `n` "listening on" log lines, in order; waits (at most
+    /// [`TIMEOUT`]) until there are that many.
+    pub fn listening_addrs(&self, n: usize) -> Vec<SocketAddr> {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let addrs: Vec<SocketAddr> = self
+                .logs()
+                .lines()
+                .filter_map(|l| l.split("listening on ").nth(1))
+                .filter_map(|a| a.trim().parse().ok())
+                .collect();
+            if addrs.len() >= n {
+                return addrs;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fewer than {n} listeners: {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! Limits the runtime enforces around the protocol state machine: connections (in total, per
+//! listener, per source address), the connect rate per source address, and the message rate
+//! and bandwidth of each connection.
+//!
+//! # Refusing a connection
+//!
+//! A connection over a connection limit or the connect rate is refused, with a CONNACK where
+//! that is cheap: on a plain TCP listener the refusal waits (at most [`REFUSAL_DEADLINE`]) for
+//! the client's CONNECT and answers it with CONNACK 0x97 (Quota exceeded) or 0x9F (Connection
+//! rate exceeded) for MQTT 5, return code 3 (Server unavailable) for MQTT 3.x, then closes. A
+//! client then knows why, instead of seeing its connection reset. Refusals run in at most
+//! [`REFUSAL_SLOTS`] tasks at once; beyond that, and on TLS listeners (where answering would
+//! first cost a TLS handshake, the most expensive step), the connection is closed at accept
+//! without a word. A flood therefore costs the broker no more than a bounded number of short
+//! refusals on top of closing sockets.
+//!
+//! # Memory
+//!
+//! Per-address state is bounded: connection counts exist only for addresses with open
+//! connections, and connect-rate buckets are forgotten once full again (they would behave as new
+//! ones). At most [`MAX_TRACKED_ADDRESSES`] buckets are kept; while that many addresses are
+//! within their refill time, a new address is refused as over the rate (fail closed).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tern_codec::{ConnAck, Decoder, Packet, ReasonCode};
+use tern_core::{BrokerConfig, RateExceeded, RateLimit, TokenBucket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Refusals answered with a CONNACK at once; further refused connections are closed at accept.
+pub const REFUSAL_SLOTS: usize = 64;
+/// How long a refusal waits for the client's CONNECT (less if `connect_timeout` is shorter).
+pub const REFUSAL_DEADLINE: Duration = Duration::from_secs(2);
+/// Largest CONNECT a refusal reads; a larger one is closed without an answer.
+const REFUSAL_MAX_PACKET: u32 = 64 * 1024;
+/// How long a refusal keeps reading (and discarding) after its CONNACK, so that unread input
+/// does not make the kernel reset the connection before the client has read it.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// The most source addresses whose connect rate is tracked at once.
+pub const MAX_TRACKED_ADDRESSES: usize = 100_000;
+/// Buckets are swept (full ones forgotten) when their number reaches this, or twice the number
+/// left by the last sweep, whichever is more.
+const SWEEP_AT_LEAST: usize = 1024;
+/// At the cap, a sweep is tried at most this often, so that a flood of new addresses does not
+/// make every accept walk the whole table.
+const SWEEP_AT_CAP_EVERY: Duration = Duration::from_secs(1);
+
+/// Limits on connections, enforced when they are accepted. `None` = no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once across every listener (`limits.max_connections`).
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one source address (`limits.max_connections_per_ip`).
+    pub max_connections_per_ip: Option<usize>,
+    /// New connections per source address (`limits.connect_rate`, `limits.connect_burst`).
+    pub connect_rate: Option<RateLimit>,
+}
+
+impl ConnectionLimits {
+    fn is_unlimited(&self) -> bool {
+        self.max_connections.is_none()
+            && self.max_connections_per_ip.is_none()
+            && self.connect_rate.is_none()
+    }
+}
+
+/// The address a limit counts: an IPv4-mapped IPv6 address is its IPv4 address.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
+#[derive(Default)]
+struct GateState {
+    /// Connections open now, in total.
+    total: usize,
+    /// Connections open now per address (only addresses with some).
+    per_ip: HashMap<IpAddr, usize>,
+    /// Connect-rate buckets of addresses that connected recently.
+    rates: HashMap<IpAddr, TokenBucket>,
+    /// Sweep the buckets when there are this many.
+    sweep_at: usize,
+    /// When the buckets were last swept at the cap.
+    swept_at_cap: Option<Instant>,
+}
+
+impl GateState {
+    fn sweep(&mut self, now: Instant) {
+        self.rates.retain(|_, bucket| !bucket.is_full(now));
+        self.sweep_at = (self.rates.len() * 2).max(SWEEP_AT_LEAST);
+    }
+
+    /// Takes a connect token for `ip`; false if it has none left (or there is no room to track
+    /// it).
+    fn take_connect_token(&mut self, limit: &RateLimit, ip: IpAddr, now: Instant) -> bool {
+        if let Some(bucket) = self.rates.get_mut(&ip) {
+            return bucket.take(1, now).is_ok();
+        }
+        if self.rates.len() >= self.sweep_at.max(SWEEP_AT_LEAST) {
+            self.sweep(now);
+        }
+        if self.rates.len() >= MAX_TRACKED_ADDRESSES {
+            if self
+                .swept_at_cap
+                .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_AT_CAP_EVERY)
+            {
+                self.swept_at_cap = Some(now);
+                self.sweep(now);
+            }
+            if self.rates.len() >= MAX_TRACKED_ADDRESSES {
+                return false;
+            }
+        }
+        let mut bucket = TokenBucket::new(limit, now);
+        let taken = bucket.take(1, now).is_ok();
+        self.rates.insert(ip, bucket);
+        taken
+    }
+}
+
+/// Admits or refuses new connections against [`ConnectionLimits`]; shared by every listener.
+pub(crate) struct Gate {
+    limits: ConnectionLimits,
+    state: Mutex<GateState>,
+    refusals: Arc<Semaphore>,
+}
+
+impl Gate {
+    pub(crate) fn new(limits: ConnectionLimits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            state: Mutex::new(GateState::default()),
+            refusals: Arc::new(Semaphore::new(REFUSAL_SLOTS)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a new connection from `ip`, or says why it is refused: 0x97 (Quota exceeded) or
+    /// 0x9F (Connection rate exceeded). The connection counts until the returned guard is
+    /// dropped.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, ReasonCode> {
+        if self.limits.is_unlimited() {
+            return Ok(Admitted { gate: None, ip });
+        }
+        let ip = source(ip);
+        let mut st = self.lock();
+        if self
+            .limits
+            .max_connections
+            .is_some_and(|max| st.total >= max)
+        {
+            return Err(ReasonCode::QUOTA_EXCEEDED);
+        }
+        if let Some(max) = self.limits.max_connections_per_ip
+            && st.per_ip.get(&ip).is_some_and(|open| *open >= max)
+        {
+            return Err(ReasonCode::QUOTA_EXCEEDED);
+        }
+        // Only connections the counts let in use a token.
+        if let Some(limit) = &self.limits.connect_rate
+            && !st.take_connect_token(limit, ip, Instant::now())
+        {
+            return Err(ReasonCode::CONNECTION_RATE_EXCEEDED);
+        }
+        if self.limits.max_connections_per_ip.is_some() {
+            *st.per_ip.entry(ip).or_insert(0) += 1;
+        }
+        st.total += 1;
+        Ok(Admitted {
+            gate: Some(self.clone()),
+            ip,
+        })
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut st = self.lock();
+        st.total = st.total.saturating_sub(1);
+        if self.limits.max_connections_per_ip.is_some()
+            && let Some(open) = st.per_ip.get_mut(&ip)
+        {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                st.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Refuses an accepted connection with `reason`: answers its CONNECT with a CONNACK when a
+    /// refusal slot is free and the listener is plain TCP, else closes it at once.
+    pub(crate) fn refuse(&self, stream: TcpStream, peer: SocketAddr, refusal: Refusal<'_>) {
+        tracing::debug!(
+            %peer,
+            listener = %refusal.listener,
+            reason = %refusal.reason,
+            "connection refused"
+        );
+        if refusal.tls {
+            return; // dropping the stream closes it
+        }
+        let Ok(slot) = self.refusals.clone().try_acquire_owned() else {
+            return;
+        };
+        let deadline = REFUSAL_DEADLINE.min(refusal.connect_timeout);
+        let reason = refusal.reason;
+        let cancel = refusal.cancel.clone();
+        refusal.tracker.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = answer_refused(stream, reason, deadline) => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// What [`Gate::refuse`] needs to know about the refused connection.
+pub(crate) struct Refusal<'a> {
+    /// The reason code of the CONNACK (MQTT 5; 3.x gets return code 3).
+    pub(crate) reason: ReasonCode,
+    /// Whether the listener is a TLS listener (closed without an answer).
+    pub(crate) tls: bool,
+    /// The listener's address, for the log.
+    pub(crate) listener: SocketAddr,
+    /// The broker's `connect_timeout`, which bounds the wait for CONNECT too.
+    pub(crate) connect_timeout: Duration,
+    /// Server shutdown.
+    pub(crate) cancel: &'a CancellationToken,
+    /// The server's tasks, so that shutdown waits for refusals too.
+    pub(crate) tracker: &'a TaskTracker,
+}
+
+/// A counted connection; dropping it frees its place.
+pub(crate) struct Admitted {
+    gate: Option<Arc<Gate>>,
+    ip: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            gate.release(self.ip);
+        }
+    }
+}
+
+/// Reads the client's CONNECT (within `deadline`) and answers it with a CONNACK carrying
+/// `reason`, then closes. Anything other than a CONNECT is closed without an answer.
+async fn answer_refused(stream: TcpStream, reason: ReasonCode, deadline: Duration) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(256);
+    let mut decoder = Decoder::new(REFUSAL_MAX_PACKET);
+    let version = tokio::time::timeout(deadline, async {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(Packet::Connect(c))) => return Some(c.protocol),
+                Ok(Some(_)) | Err(_) => return None,
+                Ok(None) => {}
+            }
+            match reader.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(version) = version else { return };
+    let mut out = BytesMut::new();
+    let connack = Packet::ConnAck(ConnAck {
+        reason,
+        ..ConnAck::default()
+    });
+    if connack.encode(version, &mut out).is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(deadline, async {
+        writer.write_all(&out).await?;
+        writer.shutdown().await
+    })
+    .await;
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        loop {
+            buf.clear();
+            match reader.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per connection: message rate and bandwidth of incoming PUBLISH packets.
+
+/// The message rate and bandwidth buckets of one connection. Only built when a limit is set,
+/// so that a broker without these limits pays one branch per packet and no clock read.
+pub(crate) struct PublishLimiter {
+    messages: Option<TokenBucket>,
+    bytes: Option<TokenBucket>,
+    action: RateExceeded,
+}
+
+impl PublishLimiter {
+    /// The limiter for a new connection; `None` when neither limit is set.
+    pub(crate) fn new(config: &BrokerConfig, now: Instant) -> Option<Box<Self>> {
+        if config.message_rate.is_none() && config.bandwidth.is_none() {
+            return None;
+        }
+        Some(Box::new(Self {
+            messages: config.message_rate.map(|l| TokenBucket::new(&l, now)),
+            bytes: config.bandwidth.map(|l| TokenBucket::new(&l, now)),
+            action: config.rate_exceeded,
+        }))
+    }
+
+    /// What to do when a PUBLISH has to wait.
+    pub(crate) fn action(&self) -> RateExceeded {
+        self.action
+    }
+
+    /// Pays for a PUBLISH packet of `len` bytes if both buckets allow it at `now`; else returns
+    /// the instant from which they will (nothing is paid then).
+    pub(crate) fn admit(&mut self, len: usize, now: Instant) -> Result<(), Instant> {
+        let len = u64::try_from(len).unwrap_or(u64::MAX);
+        let wait_messages = self.messages.as_mut().and_then(|b| b.ready_at(1, now));
+        let wait_bytes = self.bytes.as_mut().and_then(|b| b.ready_at(len, now));
+        match (wait_messages, wait_bytes) {
+            (None, None) => {
+                if let Some(b) = &mut self.messages {
+                    b.spend(1);
+                }
+                if let Some(b) = &mut self.bytes {
+                    b.spend(len);
+                }
+                Ok(())
+            }
+            (a, b) => Err(a.max(b).unwrap_or(now)),
+        }
+    }
+}
+
+/// The length of the PUBLISH packet at the start of `buf`, if one is there whole.
+pub(crate) fn whole_publish_len(decoder: &Decoder, buf: &[u8]) -> Option<usize> {
+    let first = *buf.first()?;
+    if first >> 4 != 3 {
+        return None;
+    }
+    match decoder.frame_len(buf) {
+        Ok(Some(len)) if buf.len() >= len => Some(len),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(n))
+    }
+
+    #[test]
+    fn per_ip_and_total_counts_are_released() {
+        let gate = Gate::new(ConnectionLimits {
+            max_connections: Some(3),
+            max_connections_per_ip: Some(2),
+            connect_rate: None,
+        });
+        let a1 = gate.admit(ip(1)).expect("first");
+        let a2 = gate.admit(ip(1)).expect("second");
+        assert_eq!(gate.admit(ip(1)).err(), Some(ReasonCode::QUOTA_EXCEEDED));
+        let b1 = gate.admit(ip(2)).expect("other address");
+        assert_eq!(gate.admit(ip(3)).err(), Some(ReasonCode::QUOTA_EXCEEDED));
+        drop(a1);
+        let a3 = gate.admit(ip(1)).expect("freed");
+        drop((a2, a3, b1));
+        let st = gate.lock();
+        assert_eq!(st.total, 0);
+        assert!(st.per_ip.is_empty(), "no entry left for closed connections");
+    }
+
+    #[test]
+    fn a_connection_refused_by_a_count_uses_no_connect_token() {
+        let gate = Gate::new(ConnectionLimits {
+            max_connections_per_ip: Some(1),
+            connect_rate: Some(RateLimit {
+                amount: 1,
+                per: Duration::from_secs(3600),
+                burst: 2,
+            }),
+            ..ConnectionLimits::default()
+        });
+        let first = gate.admit(ip(1)).expect("first token");
+        assert_eq!(gate.admit(ip(1)).err(), Some(ReasonCode::QUOTA_EXCEEDED));
+        drop(first);
+        let second = gate.admit(ip(1)).expect("second token");
+        drop(second);
+        assert_eq!(
+            gate.admit(ip(1)).err(),
+            Some(ReasonCode::CONNECTION_RATE_EXCEEDED)
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_count_as_ipv4() {
+        let gate = Gate::new(ConnectionLimits {
+            max_connections_per_ip: Some(1),
+            ..ConnectionLimits::default()
+        });
+        let _a = gate.admit("127.0.0.1".parse().expect("ip")).expect("first");
+        assert_eq!(
+            gate.admit("::ffff:127.0.0.1".parse().expect("ip")).err(),
+            Some(ReasonCode::QUOTA_EXCEEDED)
+        );
+    }
+
+    #[test]
+    fn connect_rate_buckets_are_bounded_and_forgotten_once_full() {
+        let limit = RateLimit {
+            amount: 1,
+            per: Duration::from_secs(1),
+            burst: 1,
+        };
+        let t0 = Instant::now();
+        let mut st = GateState::default();
+        assert!(st.take_connect_token(&limit, ip(1), t0));
+        assert!(!st.take_connect_token(&limit, ip(1), t0));
+        for n in 2..5000 {
+            assert!(st.take_connect_token(&limit, ip(n), t0));
+        }
+        assert!(st.rates.len() <= 5000);
+        // A second later every bucket is full again: the next sweep forgets them all.
+        let later = t0 + Duration::from_secs(1);
+        st.sweep(later);
+        assert!(st.rates.is_empty());
+        assert!(st.take_connect_token(&limit, ip(1), later));
+    }
+
+    #[test]
+    fn connect_rate_table_is_capped() {
+        let limit = RateLimit {
+            amount: 1,
+            per: Duration::from_secs(3600),
+            burst: 1,
+        };
+        let t0 = Instant::now();
+        let mut st = GateState::default();
+        for n in 0..MAX_TRACKED_ADDRESSES as u32 {
+            assert!(st.take_connect_token(&limit, ip(n), t0));
+        }
+        // Full of addresses still within their refill time: new ones are refused.
+        assert!(!st.take_connect_token(&limit, ip(u32::MAX), t0));
+        assert_eq!(st.rates.len(), MAX_TRACKED_ADDRESSES);
+    }
+
+    #[test]
+    fn publish_limiter_pays_both_buckets_or_neither() {
+        let t0 = Instant::now();
+        let config = BrokerConfig {
+            message_rate: Some(RateLimit {
+                amount: 10,
+                per: Duration::from_secs(1),
+                burst: 2,
+            }),
+            bandwidth: Some(RateLimit {
+                amount: 100,
+                per: Duration::from_secs(1),
+                burst: 100,
+            }),
+            ..BrokerConfig::default()
+        };
+        let mut l = PublishLimiter::new(&config, t0).expect("limits set");
+        assert_eq!(l.admit(60, t0), Ok(()));
+        // Bytes short (40 left, 60 needed): 0.2 s; messages would pass.
+        assert_eq!(l.admit(60, t0), Err(t0 + Duration::from_millis(200)));
+        assert_eq!(l.admit(10, t0), Ok(()));
+        // Messages short now (burst 2 spent): 0.1 s.
+        assert_eq!(l.admit(10, t0), Err(t0 + Duration::from_millis(100)));
+        assert!(PublishLimiter::new(&BrokerConfig::default(), t0).is_none());
+    }
+
+    #[test]
+    fn whole_publish_len_needs_a_whole_publish() {
+        let decoder = Decoder::new(1024);
+        assert_eq!(
+            whole_publish_len(&decoder, &[0x30, 0x03, 0, 1, b'a']),
+            Some(5)
+        );
+        assert_eq!(whole_publish_len(&decoder, &[0x32, 0x05, 0, 1, b'a']), None);
+        assert_eq!(whole_publish_len(&decoder, &[0xC0, 0x00]), None);
+        assert_eq!(whole_publish_len(&decoder, &[]), None);
+    }
+}
