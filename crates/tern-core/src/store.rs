@@ -178,8 +178,13 @@ pub trait Store: Send + Sync {
     fn notify(&self, lsn: Lsn, waker: Arc<dyn Wake>);
 
     /// Opens an atomic group: operations submitted until [`Store::end_atomic`] (from any
-    /// thread) are committed together, never split across commits. Groups are short (one
-    /// PUBLISH routed) and may nest. Returns a token for `end_atomic`.
+    /// thread) are committed together, never split across commits, even when groups of other
+    /// threads overlap it in time (their operations interleave with its own). Groups are short
+    /// (one PUBLISH routed) and may nest. Returns a token for `end_atomic`.
+    ///
+    /// May wait until the groups other threads have open are closed (so that groups that keep
+    /// overlapping cannot hold the writer back): call it holding no lock that code inside a
+    /// group may take. A group nested in one the calling thread has open never waits.
     fn begin_atomic(&self) -> Lsn {
         0
     }

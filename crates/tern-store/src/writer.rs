@@ -9,8 +9,25 @@
 //!
 //! A failed commit marks the batch's sequence numbers failed; its net effect is kept and written
 //! with the next batch, so that the store converges to the broker's state when writes work again.
+//!
+//! # Atomic groups
+//!
+//! A group ([`Shared::begin_atomic`]) owns every operation submitted while it is open, from any
+//! thread. Groups opened by different threads overlap in time, so their operations interleave:
+//! group A may submit 10..=12, group B (opened meanwhile) 13..=20 and A again 21. Cutting a
+//! batch at the start of the earliest open group (13, while B is open) would commit 10..=12
+//! without 21, and a crash would keep half of A. So groups that overlap in time form one *run*
+//! (it begins when a group opens while none is, and ends when the last open group closes), and
+//! a batch ends only outside runs: before the open run, and never inside a closed one, even
+//! when `max_batch` would cut there.
+//!
+//! While the writer waits for an open run to end, new groups wait in `begin_atomic` until it
+//! has (the *barrier*): otherwise groups that keep overlapping would hold every operation
+//! back. Groups are short (one PUBLISH routed) and never wait for anything while open, so the
+//! wait is short. A group opened by a thread that already has one open (nesting) never waits.
 
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, VecDeque};
 use std::mem;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -55,23 +72,63 @@ struct Queue {
     paused: bool,
     /// Checkpoint requests: answered once everything up to the number is settled.
     checkpoints: Vec<(Lsn, Reply)>,
-    /// Atomic groups still open: their first sequence number and how many are open there. No
-    /// batch may take an operation at or after the earliest one, so a group is never split
-    /// across commits.
-    open_groups: BTreeMap<Lsn, usize>,
+    /// Atomic groups open now (see the module documentation).
+    open_groups: usize,
+    /// While `open_groups > 0`: the first sequence number of the open run. No batch may take an
+    /// operation at or after it.
+    run_start: Lsn,
+    /// Closed runs not entirely taken yet, oldest first: `(first, end)`, `end` excluded. No
+    /// batch may end strictly inside one.
+    runs: VecDeque<(Lsn, Lsn)>,
+    /// The writer waits for the open run to end: new groups wait until it has.
+    barrier: bool,
 }
 
 impl Queue {
-    /// How many queued operations a batch may take now: all but those from the earliest open
-    /// atomic group on.
-    fn takeable(&self) -> usize {
-        match self.open_groups.keys().next() {
-            Some(&start) => usize::try_from(start.saturating_sub(self.first))
-                .unwrap_or(usize::MAX)
-                .min(self.ops.len()),
-            None => self.ops.len(),
+    /// How many queued operations a batch of at most `max` may take now: none from the open
+    /// run of atomic groups on, and none of a closed run unless all of it (which may exceed
+    /// `max`, by at most the run's length).
+    fn takeable(&self, max: usize) -> usize {
+        let first = self.first;
+        let count = |to: Lsn| usize::try_from(to.saturating_sub(first)).unwrap_or(usize::MAX);
+        let limit = if self.open_groups > 0 {
+            count(self.run_start).min(self.ops.len())
+        } else {
+            self.ops.len()
+        };
+        if limit <= max {
+            return limit;
+        }
+        // Would the batch end inside a closed run? Runs are disjoint and sorted.
+        let end = first + max as u64;
+        let i = self.runs.partition_point(|&(_, e)| e <= end);
+        match self.runs.get(i) {
+            Some(&(s, _)) if s < end && s > first => count(s),
+            Some(&(s, e)) if s < end => count(e).min(limit),
+            _ => max,
         }
     }
+
+    /// When everything queued belongs to the open run, makes new groups wait until it ends, so
+    /// that groups that keep overlapping cannot hold every operation back.
+    fn raise_barrier_if_blocked(&mut self) {
+        if !self.paused && self.open_groups > 0 && !self.ops.is_empty() && self.takeable(1) == 0 {
+            self.barrier = true;
+        }
+    }
+
+    /// Forgets the closed runs that batches have taken entirely.
+    fn drop_taken_runs(&mut self) {
+        while self.runs.front().is_some_and(|&(_, e)| e <= self.first) {
+            self.runs.pop_front();
+        }
+    }
+}
+
+thread_local! {
+    /// Atomic groups the current thread has open (any store): a nested group never waits at
+    /// the barrier, since the group around it would never close.
+    static GROUPS_OPEN_HERE: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Tuning of the writer.
@@ -86,6 +143,8 @@ pub(crate) struct WriterConfig {
 pub(crate) struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// Signalled when the barrier is lifted (the open run ended).
+    quiet: Condvar,
     max_batch: usize,
     /// Every operation up to this one is settled (durable or failed).
     settled: AtomicU64,
@@ -122,9 +181,13 @@ impl Shared {
                 stopped: false,
                 paused: false,
                 checkpoints: Vec::new(),
-                open_groups: BTreeMap::new(),
+                open_groups: 0,
+                run_start: 1,
+                runs: VecDeque::new(),
+                barrier: false,
             }),
             ready: Condvar::new(),
+            quiet: Condvar::new(),
             max_batch: max_batch.max(1),
             settled: AtomicU64::new(0),
             failed_max: AtomicU64::new(0),
@@ -157,24 +220,47 @@ impl Shared {
     }
 
     /// Opens an atomic group: the operations submitted until [`Shared::end_atomic`] go to the
-    /// disk in one commit. Returns the group's token (its first sequence number).
+    /// disk in one commit, together with those of every group open at the same time. Waits
+    /// while the writer waits for the open groups to close (unless this thread has a group
+    /// open). Returns the first sequence number of the run it joined.
     pub(crate) fn begin_atomic(&self) -> Lsn {
+        let nested = GROUPS_OPEN_HERE.with(|n| {
+            let open = n.get();
+            n.set(open + 1);
+            open > 0
+        });
         let mut q = lock(&self.queue);
-        let start = q.next;
-        *q.open_groups.entry(start).or_default() += 1;
-        start
+        while q.barrier && !nested {
+            q = self.quiet.wait(q).unwrap_or_else(PoisonError::into_inner);
+        }
+        if q.open_groups == 0 {
+            q.run_start = q.next;
+        }
+        q.open_groups += 1;
+        q.run_start
     }
 
-    /// Closes an atomic group opened by [`Shared::begin_atomic`].
-    pub(crate) fn end_atomic(&self, start: Lsn) {
+    /// Closes an atomic group opened by [`Shared::begin_atomic`]. When it was the last one open,
+    /// the run ends: its operations may be taken, and the groups waiting at the barrier open.
+    pub(crate) fn end_atomic(&self, _run: Lsn) {
+        GROUPS_OPEN_HERE.with(|n| n.set(n.get().saturating_sub(1)));
         let mut q = lock(&self.queue);
-        if let Some(n) = q.open_groups.get_mut(&start) {
-            *n -= 1;
-            if *n == 0 {
-                q.open_groups.remove(&start);
-            }
+        if q.open_groups == 0 {
+            return; // not opened here
         }
+        q.open_groups -= 1;
+        if q.open_groups > 0 {
+            return; // the run goes on: nothing more can be taken
+        }
+        let (start, end) = (q.run_start, q.next);
+        if end > start.max(q.first) {
+            q.runs.push_back((start, end));
+        }
+        let lifted = mem::replace(&mut q.barrier, false);
         drop(q);
+        if lifted {
+            self.quiet.notify_all();
+        }
         self.ready.notify_one();
     }
 
@@ -246,6 +332,8 @@ impl Shared {
         let mut q = lock(&self.queue);
         q.stopped = true;
         q.closed = true;
+        q.barrier = false;
+        self.quiet.notify_all();
         let ops = mem::take(&mut q.ops);
         let first = q.first;
         q.first += ops.len() as u64;
@@ -330,15 +418,20 @@ impl Writer {
         loop {
             let (ops, first, checkpoints) = {
                 let mut q = lock(&shared.queue);
-                while (q.takeable() == 0 && !q.closed && q.checkpoints.is_empty() && !busy)
+                while (q.takeable(usize::MAX) == 0
+                    && !q.closed
+                    && q.checkpoints.is_empty()
+                    && !busy)
                     || (q.paused && !q.closed)
                 {
+                    q.raise_barrier_if_blocked();
                     q = shared.ready.wait(q).unwrap_or_else(PoisonError::into_inner);
                 }
+                q.raise_barrier_if_blocked();
                 if !busy && !q.ops.is_empty() && !self.config.commit_window.is_zero() {
                     // Idle before: hold the batch open for the window.
                     let deadline = Instant::now() + self.config.commit_window;
-                    while q.takeable() < shared.max_batch && !q.closed {
+                    while q.takeable(usize::MAX) < shared.max_batch && !q.closed {
                         let now = Instant::now();
                         if now >= deadline {
                             break;
@@ -351,13 +444,14 @@ impl Writer {
                     }
                 }
                 let first = q.first;
-                let take = q.takeable().min(shared.max_batch);
+                let take = q.takeable(shared.max_batch);
                 let ops = if take == q.ops.len() {
                     mem::take(&mut q.ops)
                 } else {
                     q.ops.drain(..take).collect()
                 };
                 q.first += ops.len() as u64;
+                q.drop_taken_runs();
                 let settled_after = first + ops.len() as u64 - 1;
                 let ready = q
                     .checkpoints
@@ -479,5 +573,128 @@ impl Writer {
             shared.settle(last);
         }
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    fn op() -> StoreOp {
+        StoreOp::DeleteSession {
+            client_id: "c".into(),
+        }
+    }
+
+    fn takeable(shared: &Shared, max: usize) -> usize {
+        lock(&shared.queue).takeable(max)
+    }
+
+    /// Takes `n` operations as the writer does.
+    fn take(shared: &Shared, n: usize) {
+        let mut q = lock(&shared.queue);
+        q.ops.drain(..n);
+        q.first += n as u64;
+        q.drop_taken_runs();
+    }
+
+    /// The interleaving of the kill -9 harness's failure: publisher A routes its message, B
+    /// starts routing another, A stores its incoming packet identifier and closes its group
+    /// while B's is still open. Cutting the batch at B's start committed A's copies without
+    /// A's identifier; after a crash A's resend was routed a second time.
+    #[test]
+    fn groups_that_overlap_are_never_split() {
+        let shared = Shared::new(10_000);
+        let before = shared.submit(op());
+        let a = shared.begin_atomic();
+        let a_copy_1 = shared.submit(op());
+        let a_copy_2 = shared.submit(op());
+        // Another thread opens B meanwhile (the thread does not matter here).
+        let b = shared.begin_atomic();
+        let b_copy = shared.submit(op());
+        let a_incoming = shared.submit(op());
+        shared.end_atomic(a);
+        assert!(before < a_copy_1 && a_copy_1 < a_copy_2 && a_copy_2 < b_copy);
+        assert!(b_copy < a_incoming);
+        assert_eq!(
+            takeable(&shared, usize::MAX),
+            1,
+            "only what precedes both groups: A's copies must wait for A's identifier, which \
+             waits for B"
+        );
+        shared.end_atomic(b);
+        assert_eq!(takeable(&shared, usize::MAX), 5, "both groups, whole");
+    }
+
+    #[test]
+    fn the_open_group_holds_back_what_follows_it() {
+        let shared = Shared::new(10_000);
+        shared.submit(op());
+        let g = shared.begin_atomic();
+        shared.submit(op());
+        assert_eq!(takeable(&shared, usize::MAX), 1);
+        shared.end_atomic(g);
+        shared.submit(op());
+        assert_eq!(takeable(&shared, usize::MAX), 3);
+    }
+
+    #[test]
+    fn max_batch_never_ends_a_batch_inside_a_group() {
+        let shared = Shared::new(2);
+        shared.submit(op());
+        let g = shared.begin_atomic();
+        for _ in 0..3 {
+            shared.submit(op());
+        }
+        shared.end_atomic(g);
+        shared.submit(op());
+        shared.submit(op());
+        assert_eq!(takeable(&shared, 2), 1, "the batch ends before the group");
+        take(&shared, 1);
+        assert_eq!(takeable(&shared, 2), 3, "the whole group, above max_batch");
+        take(&shared, 3);
+        assert_eq!(takeable(&shared, 2), 2, "max_batch again");
+        assert!(
+            lock(&shared.queue).runs.is_empty(),
+            "taken runs are forgotten"
+        );
+    }
+
+    #[test]
+    fn a_new_group_waits_while_the_writer_waits_for_the_open_ones() {
+        let shared = Arc::new(Shared::new(10_000));
+        let g = shared.begin_atomic();
+        shared.submit(op());
+        lock(&shared.queue).raise_barrier_if_blocked();
+        assert!(
+            lock(&shared.queue).barrier,
+            "everything queued is in the open group"
+        );
+        // A group nested in one this thread has open does not wait.
+        let nested = shared.begin_atomic();
+        shared.end_atomic(nested);
+        let opened = Arc::new(AtomicBool::new(false));
+        let other = {
+            let (shared, opened) = (shared.clone(), opened.clone());
+            std::thread::spawn(move || {
+                let g = shared.begin_atomic();
+                opened.store(true, Ordering::SeqCst);
+                shared.submit(op());
+                shared.end_atomic(g);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !opened.load(Ordering::SeqCst),
+            "a new group waits at the barrier"
+        );
+        assert_eq!(takeable(&shared, usize::MAX), 0);
+        shared.end_atomic(g);
+        other.join().unwrap();
+        assert!(opened.load(Ordering::SeqCst));
+        assert!(!lock(&shared.queue).barrier);
+        assert_eq!(takeable(&shared, usize::MAX), 2);
     }
 }

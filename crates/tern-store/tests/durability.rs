@@ -246,3 +246,60 @@ fn an_atomic_group_is_never_split_across_commits() {
     );
     store.close().unwrap();
 }
+
+/// Two publishers route at once: A's group opens, B's opens before A's closes, and A's last
+/// operation (its incoming QoS 2 packet identifier, in the broker) comes after B's first. A
+/// batch cut at B's start would commit A's copies without A's identifier: after a crash, A's
+/// resend would be routed a second time (the kill -9 harness saw such QoS 2 duplicates).
+#[test]
+fn groups_that_overlap_in_time_are_committed_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    let sessions = write(&store, vec![session("a"), session("b")]);
+    assert_eq!(settle(&store, sessions), Durability::Durable);
+    let m = message("t", "x");
+    // The writer takes nothing until the groups overlap as described.
+    store.pause();
+    let a = store.begin_atomic();
+    let a_copy = store.submit(delivery("a", 1, &m, DeliveryState::Queued));
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let (close_tx, close_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let (store, m) = (&store, &m);
+        let other = s.spawn(move || {
+            let b = store.begin_atomic();
+            let b_copy = store.submit(delivery("b", 1, m, DeliveryState::Queued));
+            opened_tx.send(b_copy).unwrap();
+            close_rx.recv().unwrap();
+            store.end_atomic(b);
+        });
+        let b_copy = opened_rx.recv().unwrap();
+        let a_last = store.submit(StoreOp::AddIncomingQos2 {
+            client_id: bs("a"),
+            packet_id: 7,
+        });
+        assert!(a_copy < b_copy && b_copy < a_last);
+        store.end_atomic(a);
+        let commits = store.stats().commits;
+        store.resume();
+        // Give the writer every chance to commit what it may.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let while_b_is_open = store.durability(a_copy);
+        close_tx.send(()).unwrap();
+        other.join().unwrap();
+        assert_eq!(
+            while_b_is_open,
+            Durability::Pending,
+            "A's copy is not committed without A's last operation, which waits for B"
+        );
+        assert_eq!(settle(store, a_last), Durability::Durable);
+        assert_eq!(store.durability(a_copy), Durability::Durable);
+        assert_eq!(store.durability(b_copy), Durability::Durable);
+        assert_eq!(
+            store.stats().commits,
+            commits + 1,
+            "one commit for both groups"
+        );
+    });
+    store.close().unwrap();
+}

@@ -53,32 +53,6 @@ async fn client(
     c
 }
 
-/// SUBACK codes for one SUBSCRIBE carrying every filter of `filters` at QoS 1.
-async fn subscribe_all(c: &mut RawClient, filters: &[&str]) -> Vec<ReasonCode> {
-    let id = pid(7);
-    c.send(&Packet::Subscribe(Subscribe {
-        packet_id: id,
-        properties: SubscribeProperties::default(),
-        filters: filters
-            .iter()
-            .map(|f| {
-                (
-                    ByteString::from(*f),
-                    SubscriptionOptions::with_qos(QoS::AtLeastOnce),
-                )
-            })
-            .collect(),
-    }))
-    .await;
-    match c.recv().await {
-        Packet::SubAck(a) => {
-            assert_eq!(a.packet_id, id);
-            a.reasons
-        }
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-}
-
 /// Receives PUBLISHes (acknowledging them) up to and including one on `marker`; returns their
 /// (topic, payload), marker included.
 async fn until_marker(c: &mut RawClient, marker: &str) -> Vec<(String, String)> {
@@ -246,7 +220,7 @@ async fn read_only_access_does_not_allow_publishing_and_write_only_does_not_allo
         ReasonCode::NO_MATCHING_SUBSCRIBERS
     );
     assert_eq!(
-        subscribe_all(&mut c, &["ro/x", "wo/x"]).await,
+        c.subscribe_many(&["ro/x", "wo/x"], QoS::AtLeastOnce).await,
         [OK, REFUSED_5]
     );
 }
@@ -258,16 +232,19 @@ async fn read_only_access_does_not_allow_publishing_and_write_only_does_not_allo
 async fn mqtt311_3_8_4_5_each_filter_refused_by_acl_gets_0x80() {
     let b = start(NEWSROOM);
     let mut c = client(&b, V311, "c", None).await;
-    let codes = subscribe_all(
-        &mut c,
-        &[
-            "public/#", "secret/x", "news/+", "#", "news/a/b", "marker/#",
-        ],
-    )
-    .await;
+    let codes = c
+        .subscribe_many(
+            &[
+                "public/#", "secret/x", "news/+", "#", "news/a/b", "marker/#",
+            ],
+            QoS::AtLeastOnce,
+        )
+        .await;
     assert_eq!(codes, [OK, REFUSED_3, OK, REFUSED_3, OK, REFUSED_3]);
     let mut reader = client(&b, V311, "r", Some("reader")).await;
-    let codes = subscribe_all(&mut reader, &["secret/#", "public/#", "marker"]).await;
+    let codes = reader
+        .subscribe_many(&["secret/#", "public/#", "marker"], QoS::AtLeastOnce)
+        .await;
     assert_eq!(codes, [OK, REFUSED_3, OK]);
 }
 
@@ -300,13 +277,14 @@ async fn mqtt311_3_9_3_2_acl_refusal_is_the_only_failure_code_0x80_in_the_bytes(
 async fn mqtt5_3_8_4_5_each_filter_refused_by_acl_gets_0x87() {
     let b = start(NEWSROOM);
     let mut c = client(&b, V5, "c", None).await;
-    let codes = subscribe_all(
-        &mut c,
-        &[
-            "public/#", "secret/x", "news/+", "#", "news/a/b", "marker/#",
-        ],
-    )
-    .await;
+    let codes = c
+        .subscribe_many(
+            &[
+                "public/#", "secret/x", "news/+", "#", "news/a/b", "marker/#",
+            ],
+            QoS::AtLeastOnce,
+        )
+        .await;
     assert_eq!(codes, [OK, REFUSED_5, OK, REFUSED_5, OK, REFUSED_5]);
 }
 
@@ -334,7 +312,8 @@ async fn mqtt31_subscribe_refused_by_acl_gets_0x80() {
     let b = start(NEWSROOM);
     let mut c = client(&b, V31, "c", None).await;
     assert_eq!(
-        subscribe_all(&mut c, &["secret/x", "public/x"]).await,
+        c.subscribe_many(&["secret/x", "public/x"], QoS::AtLeastOnce)
+            .await,
         [REFUSED_3, OK]
     );
 }
@@ -343,21 +322,22 @@ async fn mqtt31_subscribe_refused_by_acl_gets_0x80() {
 async fn subscription_filters_must_be_covered_by_a_read_entry() {
     let b = start("topic read a/+/c\ntopic read d/#\ntopic deny d/private/#\n");
     let mut c = client(&b, V5, "c", None).await;
-    let codes = subscribe_all(
-        &mut c,
-        &[
-            "a/b/c",       // matched
-            "a/+/c",       // the same filter
-            "a/#",         // would match a/b/x
-            "a/b/+",       // would match a/b/x
-            "d/#",         // covered; the deny only overlaps it
-            "d/x/+/#",     // covered
-            "d/private/+", // covered by the deny
-            "d/private",   // `d/private/#` matches `d/private` too
-            "+/b/c",       // would match x/b/c
-        ],
-    )
-    .await;
+    let codes = c
+        .subscribe_many(
+            &[
+                "a/b/c",       // matched
+                "a/+/c",       // the same filter
+                "a/#",         // would match a/b/x
+                "a/b/+",       // would match a/b/x
+                "d/#",         // covered; the deny only overlaps it
+                "d/x/+/#",     // covered
+                "d/private/+", // covered by the deny
+                "d/private",   // `d/private/#` matches `d/private` too
+                "+/b/c",       // would match x/b/c
+            ],
+            QoS::AtLeastOnce,
+        )
+        .await;
     assert_eq!(
         codes,
         [
@@ -370,11 +350,12 @@ async fn subscription_filters_must_be_covered_by_a_read_entry() {
 async fn shared_subscriptions_are_checked_with_their_filter() {
     let b = start(NEWSROOM);
     let mut c = client(&b, V5, "c", None).await;
-    let codes = subscribe_all(
-        &mut c,
-        &["$share/g/public/#", "$share/g/secret/#", "$share/g/news/x"],
-    )
-    .await;
+    let codes = c
+        .subscribe_many(
+            &["$share/g/public/#", "$share/g/secret/#", "$share/g/news/x"],
+            QoS::AtLeastOnce,
+        )
+        .await;
     assert_eq!(codes, [OK, REFUSED_5, OK]);
 }
 
@@ -430,14 +411,17 @@ async fn retained_message_is_not_delivered_without_read_access() {
     // The anonymous client may subscribe to news/# only, and gets its retained message.
     let mut anon = client(&b, V311, "anon", None).await;
     assert_eq!(
-        subscribe_all(&mut anon, &["news/#", "secret/#", "marker"]).await,
+        anon.subscribe_many(&["news/#", "secret/#", "marker"], QoS::AtLeastOnce)
+            .await,
         [OK, REFUSED_3, OK]
     );
     // `reader` may subscribe to `+/#`, which also matches secret/a: both retained messages
     // come (it may read secret/#).
     let mut reader = client(&b, V5, "r", Some("reader")).await;
     assert_eq!(
-        subscribe_all(&mut reader, &["+/#", "marker"]).await,
+        reader
+            .subscribe_many(&["+/#", "marker"], QoS::AtLeastOnce)
+            .await,
         [OK, OK]
     );
     let mut publisher = client(&b, V5, "p", None).await;
@@ -655,22 +639,24 @@ async fn pattern_percent_u_grants_each_user_its_own_subtree() {
     let b = start("pattern readwrite users/%u/#\npattern read shared/%u/%c\n");
     let mut alice = client(&b, V5, "phone", Some("alice")).await;
     assert_eq!(
-        subscribe_all(
-            &mut alice,
-            &[
-                "users/alice/#",
-                "users/bob/#",
-                "shared/alice/phone",
-                "shared/alice/tablet"
-            ]
-        )
-        .await,
+        alice
+            .subscribe_many(
+                &[
+                    "users/alice/#",
+                    "users/bob/#",
+                    "shared/alice/phone",
+                    "shared/alice/tablet"
+                ],
+                QoS::AtLeastOnce
+            )
+            .await,
         [OK, REFUSED_5, OK, REFUSED_5]
     );
     // `%u` never applies to a client without a user name.
     let mut anon = client(&b, V5, "alice", None).await;
     assert_eq!(
-        subscribe_all(&mut anon, &["users/alice/#", "users//#"]).await,
+        anon.subscribe_many(&["users/alice/#", "users//#"], QoS::AtLeastOnce)
+            .await,
         [REFUSED_5, REFUSED_5]
     );
     assert_eq!(
@@ -711,9 +697,9 @@ async fn client_ids_with_wildcards_or_slashes_never_match_a_pattern() {
         let mut c = client(&b, V5, id, None).await;
         // Neither the wildcard nor the levels the id would make are granted.
         assert_eq!(
-            subscribe_all(
-                &mut c,
-                &["devices/+/#", "devices/#", "devices/a/b/#", "open/#"]
+            c.subscribe_many(
+                &["devices/+/#", "devices/#", "devices/a/b/#", "open/#"],
+                QoS::AtLeastOnce
             )
             .await,
             [REFUSED_5, REFUSED_5, REFUSED_5, OK],
@@ -730,7 +716,10 @@ async fn client_ids_with_wildcards_or_slashes_never_match_a_pattern() {
     }
     // The same pattern works for a plain id.
     let mut c = client(&b, V5, "a", None).await;
-    assert_eq!(subscribe_all(&mut c, &["devices/a/#"]).await, [OK]);
+    assert_eq!(
+        c.subscribe_many(&["devices/a/#"], QoS::AtLeastOnce).await,
+        [OK]
+    );
 }
 
 #[tokio::test]
@@ -739,7 +728,11 @@ async fn user_names_with_wildcards_or_slashes_never_match_a_pattern() {
     for name in ["+", "#", "a/b", "", "a+b"] {
         let mut c = client(&b, V5, "c", Some(name)).await;
         assert_eq!(
-            subscribe_all(&mut c, &["users/+/#", "users/#", "users/a/b/#", "users//#"]).await,
+            c.subscribe_many(
+                &["users/+/#", "users/#", "users/a/b/#", "users//#"],
+                QoS::AtLeastOnce
+            )
+            .await,
             [REFUSED_5, REFUSED_5, REFUSED_5, REFUSED_5],
             "user name {name:?}"
         );
@@ -756,9 +749,15 @@ async fn user_names_with_wildcards_or_slashes_never_match_a_pattern() {
 async fn client_id_starting_with_dollar_cannot_reach_dollar_topics_through_a_pattern() {
     let b = start("pattern read %c/#\n");
     let mut sys = client(&b, V5, "$SYS", None).await;
-    assert_eq!(subscribe_all(&mut sys, &["$SYS/#"]).await, [REFUSED_5]);
+    assert_eq!(
+        sys.subscribe_many(&["$SYS/#"], QoS::AtLeastOnce).await,
+        [REFUSED_5]
+    );
     let mut plain = client(&b, V5, "plain", None).await;
-    assert_eq!(subscribe_all(&mut plain, &["plain/#"]).await, [OK]);
+    assert_eq!(
+        plain.subscribe_many(&["plain/#"], QoS::AtLeastOnce).await,
+        [OK]
+    );
 }
 
 #[tokio::test]
@@ -786,9 +785,9 @@ async fn deny_takes_precedence_over_every_grant() {
         );
     }
     assert_eq!(
-        subscribe_all(
-            &mut c,
-            &["vault/x", "home/me/+", "home/me/locked", "public"]
+        c.subscribe_many(
+            &["vault/x", "home/me/+", "home/me/locked", "public"],
+            QoS::AtLeastOnce
         )
         .await,
         [REFUSED_5, OK, REFUSED_5, OK]
@@ -805,29 +804,32 @@ async fn sys_topics_are_readable_only_where_an_entry_names_them() {
     let mut anon = client(&b, V5, "anon", None).await;
     // `#` does not match `$SYS` topics, so it does not grant them.
     assert_eq!(
-        subscribe_all(
-            &mut anon,
-            &["#", "$SYS/#", "$SYS/broker/uptime", "+/broker/#"]
+        anon.subscribe_many(
+            &["#", "$SYS/#", "$SYS/broker/uptime", "+/broker/#"],
+            QoS::AtLeastOnce
         )
         .await,
         [OK, REFUSED_5, REFUSED_5, OK]
     );
     let mut admin = client(&b, V5, "admin", Some("admin")).await;
     assert_eq!(
-        subscribe_all(&mut admin, &["$SYS/#", "$SYS/broker/+", "#"]).await,
+        admin
+            .subscribe_many(&["$SYS/#", "$SYS/broker/+", "#"], QoS::AtLeastOnce)
+            .await,
         [OK, OK, REFUSED_5]
     );
     let mut monitor = client(&b, V311, "monitor", Some("monitor")).await;
     assert_eq!(
-        subscribe_all(
-            &mut monitor,
-            &[
-                "$SYS/broker/clients/connected",
-                "$SYS/broker/clients/+",
-                "$SYS/#"
-            ]
-        )
-        .await,
+        monitor
+            .subscribe_many(
+                &[
+                    "$SYS/broker/clients/connected",
+                    "$SYS/broker/clients/+",
+                    "$SYS/#"
+                ],
+                QoS::AtLeastOnce
+            )
+            .await,
         [OK, OK, REFUSED_3]
     );
     // Publishing to $SYS stays refused, whatever the ACL grants.
@@ -871,7 +873,8 @@ async fn mosquitto_conf_acl_file_is_relative_to_the_configuration_file() {
     let tern = Tern::start_config(&format!("acl_file {name}\n"), "conf");
     let mut c = RawClient::connect(tern.addr, V311, "c").await;
     assert_eq!(
-        subscribe_all(&mut c, &["allowed/x", "other/x"]).await,
+        c.subscribe_many(&["allowed/x", "other/x"], QoS::AtLeastOnce)
+            .await,
         [OK, REFUSED_3]
     );
 }

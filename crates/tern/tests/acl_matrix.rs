@@ -31,9 +31,8 @@ use std::fmt;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{RawClient, TIMEOUT, TempDir, Tern, V5, V311, connect_packet, will};
-use tern_codec::{ByteString, Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
+use common::{RawClient, TempDir, Tern, V5, V311, pair, until_payload, will};
+use tern_codec::{Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 
 // ---------------------------------------------------------------------------------------------
 // The broker
@@ -139,20 +138,8 @@ struct Broker {
 fn start() -> Broker {
     let dir = TempDir::new();
     let passwd = dir.path.join("passwd");
-    for (i, user) in users().into_iter().enumerate() {
-        let mut cmd = Command::new("mosquitto_passwd");
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        let status = cmd
-            .arg("-b")
-            .arg(&passwd)
-            .arg(user)
-            .arg(PASSWORD)
-            .status()
-            .expect("run mosquitto_passwd (scripts/install-test-deps installs it)");
-        assert!(status.success(), "mosquitto_passwd for {user:.20}");
-    }
+    let users: Vec<(&str, &str)> = users().into_iter().map(|u| (u, PASSWORD)).collect();
+    common::mosquitto_password_file(&passwd, &users, &[]);
     let acl = dir.path.join("acl");
     std::fs::write(&acl, acl_text()).unwrap();
     let config = format!(
@@ -269,11 +256,6 @@ fn fill(text: &str, id: &str, who: &Who) -> String {
         .replace("{user}", who.user.unwrap_or_default())
 }
 
-/// (topic, payload) of a PUBLISH.
-fn pair(topic: &str, payload: &str) -> (String, String) {
-    (topic.to_owned(), payload.to_owned())
-}
-
 // ---------------------------------------------------------------------------------------------
 // The runner
 
@@ -286,10 +268,7 @@ struct Matrix {
 }
 
 fn login_packet(who: &Who, id: &str) -> Connect {
-    let mut c = connect_packet(who.version, id, true);
-    c.username = who.user.map(ByteString::from);
-    c.password = who.user.map(|_| Bytes::from_static(PASSWORD.as_bytes()));
-    c
+    common::login(who.version, id, who.user, who.user.map(|_| PASSWORD))
 }
 
 /// The client id the broker uses: the assigned one for an empty id.
@@ -302,26 +281,6 @@ fn client_id(who: &Who, ack: &tern_codec::ConnAck) -> String {
             .to_owned()
     } else {
         who.id.to_owned()
-    }
-}
-
-/// Receives PUBLISHes (acknowledging them) up to and including the one with `payload`.
-async fn until_payload(c: &mut RawClient, payload: &str, case: &str) -> Vec<(String, String)> {
-    let mut got = Vec::new();
-    loop {
-        let p = match c.next(TIMEOUT).await {
-            Ok(Some(Packet::Publish(p))) => p,
-            Ok(Some(other)) => panic!("{case}: expected PUBLISH, got {other:?}"),
-            Ok(None) => panic!("{case}: connection closed while waiting for {payload:?}"),
-            Err(_) => panic!("{case}: {payload:?} not received; got {got:?}"),
-        };
-        c.ack(&p).await;
-        let item = pair(&p.topic, &String::from_utf8_lossy(&p.payload));
-        let done = item.1 == payload;
-        got.push(item);
-        if done {
-            return got;
-        }
     }
 }
 
@@ -888,9 +847,7 @@ fn mosquitto(tool: &str, b: &Broker, version: &str, user: Option<&str>, args: &[
     if let Some(name) = user {
         cmd.args(["-u", name, "-P", PASSWORD]);
     }
-    cmd.args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {tool} (scripts/install-test-deps installs it): {e}"))
+    common::run_bounded(cmd.args(args), None, Duration::from_secs(30))
 }
 
 fn stderr(out: &Output) -> String {

@@ -24,17 +24,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use common::{
-    RawClient, TIMEOUT, TempDir, TempFile, Tern, V5, V311, connect_packet, frame, hex, vbi, will,
+    RawClient, TIMEOUT, TempDir, Tern, V5, V311, connect_packet, connected, frame, hex, pair,
+    refused_raw_connack, until_payload, vbi, will,
 };
-use tern_codec::{
-    ByteString, Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode, Subscribe,
-    SubscribeProperties, SubscriptionOptions,
-};
+use tern_codec::{Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -55,21 +52,10 @@ struct Secure {
     _dir: TempDir,
 }
 
+/// The password file `path` with `users`, every one with [`PASSWORD`].
 fn mosquitto_passwd(path: &Path, users: &[&str]) {
-    for (i, user) in users.iter().enumerate() {
-        let mut cmd = Command::new("mosquitto_passwd");
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        let status = cmd
-            .arg("-b")
-            .arg(path)
-            .arg(user)
-            .arg(PASSWORD)
-            .status()
-            .expect("run mosquitto_passwd (scripts/install-test-deps installs it)");
-        assert!(status.success(), "mosquitto_passwd for {user}");
-    }
+    let users: Vec<(&str, &str)> = users.iter().map(|u| (*u, PASSWORD)).collect();
+    common::mosquitto_password_file(path, &users, &[]);
 }
 
 /// `users` in the password file, `acl` as the ACL file, and `extra` TOML (e.g.
@@ -95,87 +81,33 @@ fn secure(users: &[&str], acl: &str, extra: &str) -> Secure {
 
 /// A CONNECT (clean start) with an optional user name (and then [`PASSWORD`]).
 fn login(version: ProtocolVersion, id: &str, user: Option<&str>) -> Connect {
-    let mut c = connect_packet(version, id, true);
-    c.username = user.map(ByteString::from);
-    c.password = user.map(|_| Bytes::from_static(PASSWORD.as_bytes()));
-    c
+    common::login(version, id, user, user.map(|_| PASSWORD))
 }
 
-/// Connects and asserts a successful CONNACK.
-async fn connect(tern: &Tern, packet: Connect) -> RawClient {
-    let id = packet.client_id.clone();
-    let (c, ack) = RawClient::connect_with(tern.addr, packet).await;
-    assert_eq!(ack.reason, ReasonCode::SUCCESS, "CONNACK for {id}");
-    c
-}
-
-/// Receives PUBLISHes (acknowledging them) up to and including the one with `payload`;
-/// returns their (topic, payload).
-async fn until_payload(c: &mut RawClient, payload: &str) -> Vec<(String, String)> {
-    let mut got = Vec::new();
-    loop {
-        let p = match c.next(TIMEOUT).await {
-            Ok(Some(Packet::Publish(p))) => p,
-            Ok(Some(other)) => panic!("expected PUBLISH, got {other:?}"),
-            Ok(None) => panic!("connection closed while waiting for {payload:?}; got {got:?}"),
-            Err(_) => panic!("{payload:?} not received; got {got:?}"),
-        };
-        c.ack(&p).await;
-        let item = (
-            p.topic.to_string(),
-            String::from_utf8_lossy(&p.payload).into_owned(),
+/// Subscribes to each of `filters` in turn at QoS 1 and asserts that each is granted.
+async fn granted(c: &mut RawClient, filters: &[&str]) {
+    for filter in filters {
+        assert_eq!(
+            c.subscribe(filter, Q1).await,
+            [ReasonCode::GRANTED_QOS_1],
+            "{filter}"
         );
-        let done = item.1 == payload;
-        got.push(item);
-        if done {
-            return got;
-        }
     }
 }
 
-/// One SUBSCRIBE with every filter of `filters` at QoS 1; the SUBACK codes.
-async fn subscribe_many(c: &mut RawClient, filters: &[&str]) -> Vec<ReasonCode> {
-    let id = common::pid(3);
-    c.send(&Packet::Subscribe(Subscribe {
-        packet_id: id,
-        properties: SubscribeProperties::default(),
-        filters: filters
-            .iter()
-            .map(|f| (ByteString::from(*f), SubscriptionOptions::with_qos(Q1)))
-            .collect(),
-    }))
-    .await;
-    match c.recv().await {
-        Packet::SubAck(a) => {
-            assert_eq!(a.packet_id, id);
-            a.reasons
-        }
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-}
-
-fn pair(topic: &str, payload: &str) -> (String, String) {
-    (topic.to_owned(), payload.to_owned())
-}
-
-/// Sends SIGHUP and waits (bounded) until the broker has logged the outcome of reload number
-/// `n` (1-based), a success or a failure.
-fn sighup(tern: &Tern, n: usize) {
-    let status = Command::new("kill")
-        .args(["-HUP", &tern.pid().to_string()])
-        .status()
-        .expect("kill -HUP");
-    assert!(status.success());
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let logs = tern.logs();
-        let done = logs.matches("reload: ACL").count() + logs.matches("reload failed").count();
-        if done >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no reload logged: {logs}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// `attacker` (`who`) publishes a marker on `marker` and disconnects: the marker must be the
+/// first and only message that reaches `victim`.
+async fn only_marker_reaches(victim: &mut RawClient, mut attacker: RawClient, who: &str) {
+    let marker = format!("after {who}");
+    attacker
+        .publish("marker", marker.as_bytes(), Q1, false)
+        .await;
+    assert_eq!(
+        until_payload(victim, &marker, "victim").await,
+        [pair("marker", &marker)],
+        "{who} reached the victim"
+    );
+    attacker.disconnect().await;
 }
 
 /// A subscriber and a publisher that are not part of the attack: [`Bystander::check`] proves
@@ -473,18 +405,11 @@ async fn user_names_with_slashes_or_wildcards_never_reach_another_users_pattern_
         acl.push_str(&format!("user {user}\ntopic readwrite marker\n"));
     }
     let b = secure(&users, &acl, "allow_anonymous = false\n");
-    let mut victim = connect(&b.tern, login(V5, "victim", Some("dev1"))).await;
-    assert_eq!(
-        victim.subscribe("devices/dev1/#", Q1).await,
-        [ReasonCode::GRANTED_QOS_1]
-    );
-    assert_eq!(
-        victim.subscribe("marker", Q1).await,
-        [ReasonCode::GRANTED_QOS_1]
-    );
+    let mut victim = connected(&b.tern, login(V5, "victim", Some("dev1"))).await;
+    granted(&mut victim, &["devices/dev1/#", "marker"]).await;
     for name in ["dev1/cmd", "+", "dev1/+", "dev#"] {
         for version in [V5, V311] {
-            let mut a = connect(&b.tern, login(version, "attacker", Some(name))).await;
+            let mut a = connected(&b.tern, login(version, "attacker", Some(name))).await;
             // `devices/%u/#` filled with `dev1/cmd` would be `devices/dev1/cmd/#`.
             for topic in ["devices/dev1/cmd", "devices/dev1/cmd/x", "devices/dev1/x"] {
                 for qos in [Q0, Q1] {
@@ -515,21 +440,14 @@ async fn user_names_with_slashes_or_wildcards_never_reach_another_users_pattern_
                     "user {name} subscribing to {filter}"
                 );
             }
-            let marker = format!("after {name}");
-            a.publish("marker", marker.as_bytes(), Q1, false).await;
-            assert_eq!(
-                until_payload(&mut victim, &marker).await,
-                [pair("marker", &marker)],
-                "user {name} reached the victim"
-            );
-            a.disconnect().await;
+            only_marker_reaches(&mut victim, a, &format!("user {name}")).await;
         }
     }
     // The victim's own subtree works.
-    let mut owner = connect(&b.tern, login(V311, "owner", Some("dev1"))).await;
+    let mut owner = connected(&b.tern, login(V311, "owner", Some("dev1"))).await;
     owner.publish("devices/dev1/cmd", b"real", Q1, false).await;
     assert_eq!(
-        until_payload(&mut victim, "real").await,
+        until_payload(&mut victim, "real", "victim").await,
         [pair("devices/dev1/cmd", "real")]
     );
 }
@@ -537,17 +455,10 @@ async fn user_names_with_slashes_or_wildcards_never_reach_another_users_pattern_
 #[tokio::test]
 async fn client_ids_with_slashes_or_wildcards_never_reach_another_clients_pattern_topics() {
     let b = secure(&["unused"], DEVICES, "allow_anonymous = true\n");
-    let mut victim = connect(&b.tern, login(V5, "thing1", None)).await;
-    assert_eq!(
-        victim.subscribe("things/thing1/#", Q1).await,
-        [ReasonCode::GRANTED_QOS_1]
-    );
-    assert_eq!(
-        victim.subscribe("marker", Q1).await,
-        [ReasonCode::GRANTED_QOS_1]
-    );
+    let mut victim = connected(&b.tern, login(V5, "thing1", None)).await;
+    granted(&mut victim, &["things/thing1/#", "marker"]).await;
     for id in ["thing1/cmd", "+", "#", "thing1/+", "thing1/#", "/"] {
-        let mut a = connect(&b.tern, login(V5, id, None)).await;
+        let mut a = connected(&b.tern, login(V5, id, None)).await;
         for topic in ["things/thing1/cmd", "things/thing1/cmd/x", "things/thing1"] {
             assert_eq!(
                 a.publish(topic, b"injected", Q1, false).await,
@@ -568,14 +479,7 @@ async fn client_ids_with_slashes_or_wildcards_never_reach_another_clients_patter
                 "client id {id} subscribing to {filter}"
             );
         }
-        let marker = format!("after {id}");
-        a.publish("marker", marker.as_bytes(), Q1, false).await;
-        assert_eq!(
-            until_payload(&mut victim, &marker).await,
-            [pair("marker", &marker)],
-            "client id {id} reached the victim"
-        );
-        a.disconnect().await;
+        only_marker_reaches(&mut victim, a, &format!("client id {id}")).await;
     }
 }
 
@@ -588,7 +492,7 @@ async fn an_unsafe_identity_makes_a_pattern_deny_refuse_everything() {
         "topic readwrite zone/#\npattern deny zone/%c/locked\n",
         "allow_anonymous = true\n",
     );
-    let mut safe = connect(&b.tern, login(V5, "a", None)).await;
+    let mut safe = connected(&b.tern, login(V5, "a", None)).await;
     assert_eq!(
         safe.publish("zone/a/locked", b"", Q1, false).await,
         ReasonCode::NOT_AUTHORIZED
@@ -598,7 +502,7 @@ async fn an_unsafe_identity_makes_a_pattern_deny_refuse_everything() {
         ReasonCode::NO_MATCHING_SUBSCRIBERS
     );
     for id in ["a/b", "+", "#", "a/+"] {
-        let mut c = connect(&b.tern, login(V5, id, None)).await;
+        let mut c = connected(&b.tern, login(V5, id, None)).await;
         for topic in ["zone/a/locked", "zone/x", "zone/a/b/x"] {
             assert_eq!(
                 c.publish(topic, b"", Q1, false).await,
@@ -633,22 +537,20 @@ topic readwrite marker
 #[tokio::test]
 async fn mqtt5_3_1_4_2_retained_will_on_an_unwritable_topic_is_refused_and_changes_nothing() {
     let b = secure(&["sensor", "guest"], ALERTS, "allow_anonymous = true\n");
-    let mut sensor = connect(&b.tern, login(V5, "sensor", Some("sensor"))).await;
+    let mut sensor = connected(&b.tern, login(V5, "sensor", Some("sensor"))).await;
     sensor.publish("alerts/fire", b"all clear", Q1, true).await;
     for (version, user) in [(V5, Some("guest")), (V311, Some("guest")), (V5, None)] {
         let mut c = login(version, "forger", user);
         c.will = Some(will("alerts/fire", b"FIRE! evacuate", Q1, true));
-        let (mut c, ack) = RawClient::connect_with(b.tern.addr, c).await;
-        // v5 0x87; 3.1.1 return code 5, read back as 0x87.
+        // v5 0x87; 3.1.1 return code 5, read back as 0x87; then the close.
         assert_eq!(
-            ack.reason,
+            common::connack(&b.tern, c).await,
             ReasonCode::NOT_AUTHORIZED,
             "{user:?} {version:?}"
         );
-        c.expect_closed().await;
     }
     // The retained message is still the sensor's.
-    let mut reader = connect(&b.tern, login(V311, "reader", None)).await;
+    let mut reader = connected(&b.tern, login(V311, "reader", None)).await;
     reader.subscribe("alerts/#", Q1).await;
     let p = reader.recv_publish().await;
     assert_eq!((&*p.topic, &*p.payload), ("alerts/fire", &b"all clear"[..]));
@@ -657,38 +559,38 @@ async fn mqtt5_3_1_4_2_retained_will_on_an_unwritable_topic_is_refused_and_chang
 #[tokio::test]
 async fn will_is_not_published_once_a_reload_revoked_write_access_to_its_topic() {
     let b = secure(&["sensor", "guest"], ALERTS, "allow_anonymous = true\n");
-    let mut reader = connect(&b.tern, login(V5, "reader", None)).await;
+    let mut reader = connected(&b.tern, login(V5, "reader", None)).await;
     reader.subscribe("alerts/#", Q1).await;
     reader.subscribe("marker", Q1).await;
     for (version, retain) in [(V5, false), (V311, true)] {
         // The sensor may write alerts/# when it connects, with a will there.
         let mut c = login(version, "sensor", Some("sensor"));
         c.will = Some(will("alerts/sensor-lost", b"will", Q1, retain));
-        let sensor = connect(&b.tern, c).await;
+        let sensor = connected(&b.tern, c).await;
         // Its write access is revoked; then its connection is lost.
         std::fs::write(&b.acl, ALERTS.replace("topic readwrite alerts/#\n", "")).unwrap();
-        sighup(&b.tern, if version == V5 { 1 } else { 3 });
+        b.tern.sighup(if version == V5 { 1 } else { 3 });
         drop(sensor);
         // The will would come before the marker published once the sensor is gone.
-        let mut probe = connect(&b.tern, login(V5, "sensor", Some("sensor"))).await;
+        let mut probe = connected(&b.tern, login(V5, "sensor", Some("sensor"))).await;
         probe.publish("marker", b"end", Q1, false).await;
         assert_eq!(
-            until_payload(&mut reader, "end").await,
+            until_payload(&mut reader, "end", "reader").await,
             [pair("marker", "end")],
             "{version:?}"
         );
         probe.disconnect().await;
         std::fs::write(&b.acl, ALERTS).unwrap();
-        sighup(&b.tern, if version == V5 { 2 } else { 4 });
+        b.tern.sighup(if version == V5 { 2 } else { 4 });
     }
     // Nothing was retained either.
-    let mut late = connect(&b.tern, login(V311, "late", None)).await;
+    let mut late = connected(&b.tern, login(V311, "late", None)).await;
     late.subscribe("alerts/#", Q1).await;
     late.subscribe("marker", Q1).await;
-    let mut other = connect(&b.tern, login(V311, "other", None)).await;
+    let mut other = connected(&b.tern, login(V311, "other", None)).await;
     other.publish("marker", b"late", Q1, false).await;
     assert_eq!(
-        until_payload(&mut late, "late").await,
+        until_payload(&mut late, "late", "late").await,
         [pair("marker", "late")]
     );
 }
@@ -703,13 +605,13 @@ topic read #
 topic deny vault/#
 ";
     let b = secure(&["owner", "reader"], acl, "allow_anonymous = false\n");
-    let mut owner = connect(&b.tern, login(V5, "owner", Some("owner"))).await;
+    let mut owner = connected(&b.tern, login(V5, "owner", Some("owner"))).await;
     owner
         .publish("vault/combination", b"12-34-56", Q1, true)
         .await;
     owner.publish("lobby/notice", b"welcome", Q1, true).await;
     for version in [V5, V311] {
-        let mut reader = connect(&b.tern, login(version, "reader", Some("reader"))).await;
+        let mut reader = connected(&b.tern, login(version, "reader", Some("reader"))).await;
         let (refused, granted) = if version == V5 {
             (ReasonCode::NOT_AUTHORIZED, ReasonCode::GRANTED_QOS_1)
         } else {
@@ -726,7 +628,7 @@ topic deny vault/#
             "+/combination",
         ];
         assert_eq!(
-            subscribe_many(&mut reader, &filters).await,
+            reader.subscribe_many(&filters, Q1).await,
             [refused, refused, refused, granted, granted, granted],
             "{version:?}"
         );
@@ -736,7 +638,7 @@ topic deny vault/#
             .await;
         // The retained notice comes once per matching subscription (`#`, `+/+`), the vault
         // never.
-        let mut got = until_payload(&mut reader, &end).await;
+        let mut got = until_payload(&mut reader, &end, "reader").await;
         got.sort();
         got.dedup();
         assert_eq!(
@@ -754,7 +656,7 @@ topic deny vault/#
 async fn retained_message_of_a_publisher_whose_write_access_was_revoked_is_not_delivered() {
     let acl = "user owner\ntopic readwrite news/#\nuser reader\ntopic read news/#\n";
     let b = secure(&["owner", "reader"], acl, "allow_anonymous = false\n");
-    let mut owner = connect(&b.tern, login(V5, "owner", Some("owner"))).await;
+    let mut owner = connected(&b.tern, login(V5, "owner", Some("owner"))).await;
     owner.publish("news/x", b"stale", Q1, true).await;
     owner.disconnect().await;
     std::fs::write(
@@ -762,8 +664,8 @@ async fn retained_message_of_a_publisher_whose_write_access_was_revoked_is_not_d
         "user owner\ntopic read news/#\nuser reader\ntopic read news/#\n",
     )
     .unwrap();
-    sighup(&b.tern, 1);
-    let mut reader = connect(&b.tern, login(V5, "reader", Some("reader"))).await;
+    b.tern.sighup(1);
+    let mut reader = connected(&b.tern, login(V5, "reader", Some("reader"))).await;
     reader.subscribe("news/#", Q1).await;
     reader.expect_nothing().await;
 }
@@ -788,42 +690,35 @@ const REVOKED: &str = "topic read #\ntopic deny secret/#\n";
 #[tokio::test]
 async fn a_reload_revokes_delivery_to_connected_sessions_at_once() {
     let b = secure(&["editor", "reader"], NEWS, "allow_anonymous = false\n");
-    let mut editor = connect(&b.tern, login(V5, "editor", Some("editor"))).await;
+    let mut editor = connected(&b.tern, login(V5, "editor", Some("editor"))).await;
     // A persistent MQTT 5 session, a persistent 3.1.1 session and a shared subscription.
     let mut c = login(V5, "reader-5", Some("reader"));
     c.clean_start = false;
     c.properties.session_expiry_interval = Some(3600);
-    let mut r5 = connect(&b.tern, c).await;
+    let mut r5 = connected(&b.tern, c).await;
     let mut c = login(V311, "reader-3", Some("reader"));
     c.clean_start = false;
-    let mut r3 = connect(&b.tern, c).await;
-    let mut shared = connect(&b.tern, login(V5, "reader-s", Some("reader"))).await;
+    let mut r3 = connected(&b.tern, c).await;
+    let mut shared = connected(&b.tern, login(V5, "reader-s", Some("reader"))).await;
     for filter in ["secret/#", "marker"] {
-        assert_eq!(r5.subscribe(filter, Q1).await, [ReasonCode::GRANTED_QOS_1]);
-        assert_eq!(r3.subscribe(filter, Q1).await, [ReasonCode::GRANTED_QOS_1]);
+        granted(&mut r5, &[filter]).await;
+        granted(&mut r3, &[filter]).await;
     }
-    assert_eq!(
-        shared.subscribe("$share/g/secret/#", Q1).await,
-        [ReasonCode::GRANTED_QOS_1]
-    );
-    assert_eq!(
-        shared.subscribe("marker", Q1).await,
-        [ReasonCode::GRANTED_QOS_1]
-    );
+    granted(&mut shared, &["$share/g/secret/#", "marker"]).await;
     editor.publish("secret/1", b"before", Q1, true).await;
     for c in [&mut r5, &mut r3, &mut shared] {
         assert_eq!(
-            until_payload(c, "before").await,
+            until_payload(c, "before", "c").await,
             [pair("secret/1", "before")]
         );
     }
 
     std::fs::write(&b.acl, NEWS.replace("topic read secret/#\n", REVOKED)).unwrap();
-    sighup(&b.tern, 1);
+    b.tern.sighup(1);
     editor.publish("secret/2", b"after", Q1, false).await;
     editor.publish("marker", b"end", Q1, false).await;
     for c in [&mut r5, &mut r3, &mut shared] {
-        assert_eq!(until_payload(c, "end").await, [pair("marker", "end")]);
+        assert_eq!(until_payload(c, "end", "c").await, [pair("marker", "end")]);
     }
     // A new subscription is refused; `#` is granted, without the retained secret.
     assert_eq!(
@@ -833,7 +728,7 @@ async fn a_reload_revokes_delivery_to_connected_sessions_at_once() {
     assert_eq!(r5.subscribe("#", Q1).await, [ReasonCode::GRANTED_QOS_1]);
     editor.publish("marker", b"end 2", Q1, false).await;
     assert_eq!(
-        until_payload(&mut r5, "end 2").await,
+        until_payload(&mut r5, "end 2", "r5").await,
         [pair("marker", "end 2")]
     );
 }
@@ -841,17 +736,15 @@ async fn a_reload_revokes_delivery_to_connected_sessions_at_once() {
 #[tokio::test]
 async fn a_reload_revokes_what_an_offline_session_would_queue() {
     let b = secure(&["editor", "reader"], NEWS, "allow_anonymous = false\n");
-    let mut editor = connect(&b.tern, login(V311, "editor", Some("editor"))).await;
+    let mut editor = connected(&b.tern, login(V311, "editor", Some("editor"))).await;
     let mut c = login(V5, "reader-5", Some("reader"));
     c.clean_start = false;
     c.properties.session_expiry_interval = Some(3600);
-    let mut r5 = connect(&b.tern, c.clone()).await;
-    for filter in ["secret/#", "$share/g/secret/#", "marker"] {
-        assert_eq!(r5.subscribe(filter, Q1).await, [ReasonCode::GRANTED_QOS_1]);
-    }
+    let mut r5 = connected(&b.tern, c.clone()).await;
+    granted(&mut r5, &["secret/#", "$share/g/secret/#", "marker"]).await;
     r5.disconnect().await;
     std::fs::write(&b.acl, NEWS.replace("topic read secret/#\n", REVOKED)).unwrap();
-    sighup(&b.tern, 1);
+    b.tern.sighup(1);
     for i in 0..5 {
         editor
             .publish(&format!("secret/{i}"), b"after", Q1, false)
@@ -860,7 +753,10 @@ async fn a_reload_revokes_what_an_offline_session_would_queue() {
     editor.publish("marker", b"end", Q1, false).await;
     let (mut r5, ack) = RawClient::connect_with(b.tern.addr, c).await;
     assert!(ack.session_present);
-    assert_eq!(until_payload(&mut r5, "end").await, [pair("marker", "end")]);
+    assert_eq!(
+        until_payload(&mut r5, "end", "r5").await,
+        [pair("marker", "end")]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -873,41 +769,38 @@ async fn an_anonymous_client_cannot_take_over_or_resume_a_users_client_id() {
     let b = secure(&["alice", "bob"], acl, "allow_anonymous = true\n");
     // While Alice is connected (MQTT 5): refused with 0x87; Alice is not kicked.
     let alice = login(V5, "alice-phone", Some("alice"));
-    let mut online = connect(&b.tern, alice.clone()).await;
-    let (mut thief, ack) =
-        RawClient::connect_with(b.tern.addr, login(V5, "alice-phone", None)).await;
-    assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
-    thief.expect_closed().await;
+    let mut online = connected(&b.tern, alice.clone()).await;
+    assert_eq!(
+        common::connack(&b.tern, login(V5, "alice-phone", None)).await,
+        ReasonCode::NOT_AUTHORIZED
+    );
     assert!(online.sync().await.is_empty());
     online.disconnect().await;
 
     // Her persistent 3.1.1 session holds a message while she is away.
     let mut alice = login(V311, "alice-laptop", Some("alice"));
     alice.clean_start = false;
-    let mut c = connect(&b.tern, alice.clone()).await;
+    let mut c = connected(&b.tern, alice.clone()).await;
     assert_eq!(
         c.subscribe("alice/inbox", Q1).await,
         [ReasonCode::GRANTED_QOS_1]
     );
     c.disconnect().await;
-    let mut bob = connect(&b.tern, login(V311, "bob", Some("bob"))).await;
+    let mut bob = connected(&b.tern, login(V311, "bob", Some("bob"))).await;
     bob.publish("alice/inbox", b"for alice only", Q1, false)
         .await;
     // An anonymous client (3.1.1 return code 5) cannot resume it...
     let mut resume = connect_packet(V311, "alice-laptop", false);
     resume.username = None;
-    let mut raw = RawClient::open(b.tern.addr, V311).await;
-    raw.send(&Packet::Connect(Box::new(resume))).await;
     assert_eq!(
-        common::recv_raw_frame(&mut raw).await,
-        Some(vec![0x20, 0x02, 0x00, 0x05])
+        refused_raw_connack(&b.tern, resume).await,
+        [0x20, 0x02, 0x00, 0x05]
     );
-    raw.expect_closed().await;
     // ...nor wipe it with a clean start.
-    let (mut raw, ack) =
-        RawClient::connect_with(b.tern.addr, login(V5, "alice-laptop", None)).await;
-    assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
-    raw.expect_closed().await;
+    assert_eq!(
+        common::connack(&b.tern, login(V5, "alice-laptop", None)).await,
+        ReasonCode::NOT_AUTHORIZED
+    );
     // Alice finds her session and her message.
     let (mut c, ack) = RawClient::connect_with(b.tern.addr, alice).await;
     assert_eq!(ack.reason, ReasonCode::SUCCESS);
@@ -916,8 +809,8 @@ async fn an_anonymous_client_cannot_take_over_or_resume_a_users_client_id() {
     assert_eq!(&p.payload[..], b"for alice only");
 
     // Anonymous clients still share the anonymous ids among themselves.
-    let mut first = connect(&b.tern, login(V5, "kiosk", None)).await;
-    let _second = connect(&b.tern, login(V5, "kiosk", None)).await;
+    let mut first = connected(&b.tern, login(V5, "kiosk", None)).await;
+    let _second = connected(&b.tern, login(V5, "kiosk", None)).await;
     first
         .expect_disconnect(ReasonCode::SESSION_TAKEN_OVER)
         .await;
@@ -926,19 +819,19 @@ async fn an_anonymous_client_cannot_take_over_or_resume_a_users_client_id() {
 // ---------------------------------------------------------------------------------------------
 // `$` topics
 
+/// A broker without ACL or passwords, a client watching `$SYS/tern-test/#` and `marker`, and
+/// the client that tries to publish into `$SYS`, both of `version`.
+async fn sys_spoofing(version: ProtocolVersion) -> (Tern, RawClient, RawClient) {
+    let tern = Tern::start();
+    let mut watcher = RawClient::connect(tern.addr, version, "watcher").await;
+    granted(&mut watcher, &["$SYS/tern-test/#", "marker"]).await;
+    let spoofer = RawClient::connect(tern.addr, version, "spoofer").await;
+    (tern, watcher, spoofer)
+}
+
 #[tokio::test]
 async fn mqtt5_s4_7_2_no_client_publishes_into_sys_even_without_an_acl() {
-    let tern = Tern::start();
-    let mut watcher = RawClient::connect(tern.addr, V5, "watcher").await;
-    assert_eq!(
-        watcher.subscribe("$SYS/tern-test/#", Q1).await,
-        [ReasonCode::GRANTED_QOS_1]
-    );
-    assert_eq!(
-        watcher.subscribe("marker", Q1).await,
-        [ReasonCode::GRANTED_QOS_1]
-    );
-    let mut c = RawClient::connect(tern.addr, V5, "spoofer").await;
+    let (tern, mut watcher, mut c) = sys_spoofing(V5).await;
     for (qos, retain) in [(Q1, false), (Q1, true), (QoS::ExactlyOnce, false)] {
         assert_eq!(
             c.publish("$SYS/tern-test/spoofed", b"spoofed", qos, retain)
@@ -950,7 +843,7 @@ async fn mqtt5_s4_7_2_no_client_publishes_into_sys_even_without_an_acl() {
         .await;
     c.publish("marker", b"end", Q1, false).await;
     assert_eq!(
-        until_payload(&mut watcher, "end").await,
+        until_payload(&mut watcher, "end", "watcher").await,
         [pair("marker", "end")]
     );
     // Nothing was retained: a new subscriber gets nothing.
@@ -963,24 +856,15 @@ async fn mqtt5_s4_7_2_no_client_publishes_into_sys_even_without_an_acl() {
     // A Will there is refused at CONNECT.
     let mut connect = connect_packet(V5, "will-spoofer", true);
     connect.will = Some(will("$SYS/tern-test/spoofed", b"spoofed", Q1, true));
-    let (mut c, ack) = RawClient::connect_with(tern.addr, connect).await;
-    assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
-    c.expect_closed().await;
+    assert_eq!(
+        common::connack(&tern, connect).await,
+        ReasonCode::NOT_AUTHORIZED
+    );
 }
 
 #[tokio::test]
 async fn mqtt311_s4_7_2_no_client_publishes_into_sys_even_without_an_acl() {
-    let tern = Tern::start();
-    let mut watcher = RawClient::connect(tern.addr, V311, "watcher").await;
-    assert_eq!(
-        watcher.subscribe("$SYS/tern-test/#", Q1).await,
-        [ReasonCode::GRANTED_QOS_1]
-    );
-    assert_eq!(
-        watcher.subscribe("marker", Q1).await,
-        [ReasonCode::GRANTED_QOS_1]
-    );
-    let mut c = RawClient::connect(tern.addr, V311, "spoofer").await;
+    let (tern, mut watcher, mut c) = sys_spoofing(V311).await;
     for qos in [Q0, Q1, QoS::ExactlyOnce] {
         // Acknowledged as if accepted (MQTT-3.3.5-2), then dropped.
         assert_eq!(
@@ -991,18 +875,15 @@ async fn mqtt311_s4_7_2_no_client_publishes_into_sys_even_without_an_acl() {
     }
     c.publish("marker", b"end", Q1, false).await;
     assert_eq!(
-        until_payload(&mut watcher, "end").await,
+        until_payload(&mut watcher, "end", "watcher").await,
         [pair("marker", "end")]
     );
     let mut connect = connect_packet(V311, "will-spoofer", true);
     connect.will = Some(will("$SYS/tern-test/spoofed", b"spoofed", Q0, false));
-    let mut raw = RawClient::open(tern.addr, V311).await;
-    raw.send(&Packet::Connect(Box::new(connect))).await;
     assert_eq!(
-        common::recv_raw_frame(&mut raw).await,
-        Some(vec![0x20, 0x02, 0x00, 0x05])
+        refused_raw_connack(&tern, connect).await,
+        [0x20, 0x02, 0x00, 0x05]
     );
-    raw.expect_closed().await;
 }
 
 #[tokio::test]
@@ -1018,10 +899,10 @@ user ops
 topic read $app/#
 ";
     let b = secure(&["reader", "app", "ops"], acl, "allow_anonymous = false\n");
-    let mut app = connect(&b.tern, login(V5, "app", Some("app"))).await;
+    let mut app = connected(&b.tern, login(V5, "app", Some("app"))).await;
     app.publish("$app/config", b"retained", Q1, true).await;
     for version in [V5, V311] {
-        let mut reader = connect(&b.tern, login(version, "reader", Some("reader"))).await;
+        let mut reader = connected(&b.tern, login(version, "reader", Some("reader"))).await;
         let refused = if version == V5 {
             ReasonCode::NOT_AUTHORIZED
         } else {
@@ -1032,23 +913,17 @@ topic read $app/#
             assert_eq!(reader.subscribe(filter, Q1).await, [refused], "{filter}");
         }
         // `#`, `+/config` and `$share/g/#` are granted and never match `$app/...`.
-        for filter in ["#", "+/config", "$share/g/#"] {
-            assert_eq!(
-                reader.subscribe(filter, Q1).await,
-                [ReasonCode::GRANTED_QOS_1],
-                "{filter}"
-            );
-        }
+        granted(&mut reader, &["#", "+/config", "$share/g/#"]).await;
         app.publish("$app/config", b"live", Q1, false).await;
         let end = format!("end {version:?}");
         app.publish("marker", end.as_bytes(), Q1, false).await;
         // The marker comes once per matching subscription (`#` and `$share/g/#`).
-        let got = until_payload(&mut reader, &end).await;
+        let got = until_payload(&mut reader, &end, "reader").await;
         assert_eq!(got, [pair("marker", &end)], "{version:?}");
         reader.disconnect().await;
     }
     // Where an entry names `$app`, both the retained and the live messages arrive.
-    let mut ops = connect(&b.tern, login(V5, "ops", Some("ops"))).await;
+    let mut ops = connected(&b.tern, login(V5, "ops", Some("ops"))).await;
     assert_eq!(
         ops.subscribe("$app/#", Q1).await,
         [ReasonCode::GRANTED_QOS_1]
@@ -1078,7 +953,7 @@ topic read #
     );
     // `$share/g/secret/#` is refused where `secret/#` is not readable.
     for version in [V5, V311] {
-        let mut intern = connect(&b.tern, login(version, "intern", Some("intern"))).await;
+        let mut intern = connected(&b.tern, login(version, "intern", Some("intern"))).await;
         let refused = if version == V5 {
             ReasonCode::NOT_AUTHORIZED
         } else {
@@ -1086,23 +961,23 @@ topic read #
         };
         let filters = ["$share/g/secret/#", "$share/g/secret/x", "$share/g/news/#"];
         assert_eq!(
-            subscribe_many(&mut intern, &filters).await,
+            intern.subscribe_many(&filters, Q1).await,
             [refused, refused, ReasonCode::GRANTED_QOS_1],
             "{version:?}"
         );
         intern.disconnect().await;
     }
     // A group of an intern and the chief on `$share/g/#`: the intern never gets a secret.
-    let mut intern = connect(&b.tern, login(V5, "intern", Some("intern"))).await;
-    let mut chief = connect(&b.tern, login(V5, "chief", Some("chief"))).await;
+    let mut intern = connected(&b.tern, login(V5, "intern", Some("intern"))).await;
+    let mut chief = connected(&b.tern, login(V5, "chief", Some("chief"))).await;
     // Each member also gets its own end marker, through a subscription of its own.
     for (c, end) in [(&mut intern, "end/intern"), (&mut chief, "end/chief")] {
         assert_eq!(
-            subscribe_many(c, &["$share/g/#", end]).await,
+            c.subscribe_many(&["$share/g/#", end], Q1).await,
             [ReasonCode::GRANTED_QOS_1, ReasonCode::GRANTED_QOS_1]
         );
     }
-    let mut editor = connect(&b.tern, login(V5, "editor", Some("editor"))).await;
+    let mut editor = connected(&b.tern, login(V5, "editor", Some("editor"))).await;
     for i in 0..10 {
         editor
             .publish(&format!("secret/{i}"), b"secret", Q1, false)
@@ -1113,8 +988,8 @@ topic read #
     }
     editor.publish("end/intern", b"end intern", Q1, false).await;
     editor.publish("end/chief", b"end chief", Q1, false).await;
-    let got_intern = until_payload(&mut intern, "end intern").await;
-    let got_chief = until_payload(&mut chief, "end chief").await;
+    let got_intern = until_payload(&mut intern, "end intern", "intern").await;
+    let got_chief = until_payload(&mut chief, "end chief", "chief").await;
     assert!(
         got_intern.iter().all(|(t, _)| !t.starts_with("secret/")),
         "the intern got a secret: {got_intern:?}"
@@ -1134,42 +1009,10 @@ topic read #
 // ---------------------------------------------------------------------------------------------
 // Files that would fail open
 
-/// Runs `tern serve --config CONFIG`, which must exit (bounded) without listening; returns
-/// its stderr.
-fn serve_must_fail(config: &Path) -> String {
-    let data = TempDir::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("TERN_DATA_DIR", &data.path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tern");
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        text
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tern kept running with {}", config.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = reader.join().unwrap();
-    assert!(!status.success(), "tern exited with success: {text}");
-    assert!(!text.contains("listening on"), "tern listened: {text}");
-    text
+/// Runs `tern serve` with `config` in a file ending in `extension`, which must exit (bounded)
+/// with failure, without listening; returns its stderr.
+fn serve_must_fail(config: &str, extension: &str) -> String {
+    common::serve_config_fails(config, extension, &["--listen", "127.0.0.1:0"]).0
 }
 
 #[test]
@@ -1244,8 +1087,7 @@ fn broken_password_or_acl_files_stop_startup_naming_the_file_and_line() {
                 ),
             ),
         ] {
-            let config = TempFile::new(ext, &config);
-            let err = serve_must_fail(&config.path);
+            let err = serve_must_fail(&config, ext);
             let named = match line {
                 Some(n) => format!("{}:{n}", bad.display()),
                 None => bad.display().to_string(),
@@ -1255,8 +1097,8 @@ fn broken_password_or_acl_files_stop_startup_naming_the_file_and_line() {
     }
     // A directory where the file should be.
     for key in ["password_file", "acl_file"] {
-        let config = TempFile::new("toml", &format!("{key} = \"{}\"\n", dir.path.display()));
-        let err = serve_must_fail(&config.path);
+        let config = format!("{key} = \"{}\"\n", dir.path.display());
+        let err = serve_must_fail(&config, "toml");
         assert!(
             err.contains(&dir.path.display().to_string()),
             "{key}: {err}"
@@ -1268,16 +1110,7 @@ fn broken_password_or_acl_files_stop_startup_naming_the_file_and_line() {
 async fn a_reload_with_broken_files_keeps_refusing_what_was_refused() {
     let acl = "user alice\ntopic readwrite alice/#\ntopic deny alice/secret\n";
     let b = secure(&["alice"], acl, "allow_anonymous = false\n");
-    let connack = |packet: Connect| {
-        let addr = b.tern.addr;
-        async move {
-            let (mut c, ack) = RawClient::connect_with(addr, packet).await;
-            if ack.reason != ReasonCode::SUCCESS {
-                c.expect_closed().await;
-            }
-            ack.reason
-        }
-    };
+    let connack = |packet: Connect| common::connack(&b.tern, packet);
     let mut wrong = login(V5, "mallory", Some("alice"));
     wrong.password = Some(Bytes::from_static(b"guess"));
     let breakages: [(&str, &Path, Option<&[u8]>); 4] = [
@@ -1296,7 +1129,7 @@ async fn a_reload_with_broken_files_keeps_refusing_what_was_refused() {
             Some(bytes) => std::fs::write(path, bytes).unwrap(),
             None => std::fs::remove_file(path).unwrap(),
         }
-        sighup(&b.tern, i + 1);
+        b.tern.sighup(i + 1);
         assert_eq!(
             b.tern.logs().matches("reload failed").count(),
             i + 1,
@@ -1320,7 +1153,7 @@ async fn a_reload_with_broken_files_keeps_refusing_what_was_refused() {
             "{what}"
         );
         // Alice keeps exactly her rights.
-        let mut alice = connect(&b.tern, login(V5, "alice", Some("alice"))).await;
+        let mut alice = connected(&b.tern, login(V5, "alice", Some("alice"))).await;
         assert_eq!(
             alice.publish("alice/secret", b"", Q1, false).await,
             ReasonCode::NOT_AUTHORIZED,

@@ -13,8 +13,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{RawClient, TempDir, TempFile, Tern, V5, V31, V311, connect_packet, publish};
-use tern_codec::{ByteString, Packet, ProtocolVersion, QoS, ReasonCode};
+use common::{
+    RawClient, TempDir, TempFile, Tern, V5, V31, V311, connack, connected, login, publish,
+    refused_raw_connack, serve_config_fails,
+};
+use tern_codec::{ByteString, Packet, QoS, ReasonCode};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -25,24 +28,10 @@ struct Passwords {
     path: std::path::PathBuf,
 }
 
-fn mosquitto_passwd(users: &[(&str, &str)], extra: &[&str]) -> Passwords {
+fn mosquitto_passwd(users: &[(&str, &str)], flags: &[&str]) -> Passwords {
     let dir = TempDir::new();
     let path = dir.path.join("passwd");
-    for (i, (user, password)) in users.iter().enumerate() {
-        let mut cmd = Command::new("mosquitto_passwd");
-        cmd.args(extra);
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        let status = cmd
-            .arg("-b")
-            .arg(&path)
-            .arg(user)
-            .arg(password)
-            .status()
-            .expect("run mosquitto_passwd (scripts/install-test-deps installs it)");
-        assert!(status.success(), "mosquitto_passwd for {user}");
-    }
+    common::mosquitto_password_file(&path, users, flags);
     Passwords { _dir: dir, path }
 }
 
@@ -54,26 +43,6 @@ fn broker(passwords: &Passwords, extra: &str) -> Tern {
 
 fn alice_bob() -> Passwords {
     mosquitto_passwd(&[("alice", "wonderland"), ("bob", "builder")], &[])
-}
-
-fn login(
-    version: ProtocolVersion,
-    id: &str,
-    user: Option<&str>,
-    password: Option<&str>,
-) -> tern_codec::Connect {
-    let mut c = connect_packet(version, id, true);
-    c.username = user.map(ByteString::from);
-    c.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
-    c
-}
-
-async fn connack(tern: &Tern, connect: tern_codec::Connect) -> ReasonCode {
-    let (mut c, ack) = RawClient::connect_with(tern.addr, connect).await;
-    if ack.reason != ReasonCode::SUCCESS {
-        c.expect_closed().await;
-    }
-    ack.reason
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -107,10 +76,7 @@ async fn mqtt311_s3_1_4_right_password_is_accepted_and_wrong_ones_get_return_cod
 async fn mqtt311_s3_1_4_anonymous_client_gets_return_code_5_when_anonymous_access_is_off() {
     let pw = alice_bob();
     let tern = broker(&pw, "allow_anonymous = false\n");
-    let mut c = RawClient::open(tern.addr, V311).await;
-    c.send(&Packet::Connect(Box::new(login(V311, "anon", None, None))))
-        .await;
-    let raw = common::recv_raw_frame(&mut c).await.expect("CONNACK");
+    let raw = refused_raw_connack(&tern, login(V311, "anon", None, None)).await;
     assert_eq!(raw, vec![0x20, 0x02, 0x00, 0x05], "CONNACK return code 5");
 }
 
@@ -118,12 +84,8 @@ async fn mqtt311_s3_1_4_anonymous_client_gets_return_code_5_when_anonymous_acces
 async fn mqtt311_s3_1_4_bad_password_is_return_code_4_on_the_wire() {
     let pw = alice_bob();
     let tern = broker(&pw, "allow_anonymous = false\n");
-    let mut c = RawClient::open(tern.addr, V311).await;
-    let connect = login(V311, "c", Some("bob"), Some("wrong"));
-    c.send(&Packet::Connect(Box::new(connect))).await;
-    let raw = common::recv_raw_frame(&mut c).await.expect("CONNACK");
+    let raw = refused_raw_connack(&tern, login(V311, "c", Some("bob"), Some("wrong"))).await;
     assert_eq!(raw, vec![0x20, 0x02, 0x00, 0x04], "CONNACK return code 4");
-    c.expect_closed().await;
 }
 
 #[tokio::test]
@@ -285,10 +247,7 @@ async fn a_persistent_session_cannot_be_resumed_by_another_user() {
     alice.subscribe("secret/alice", QoS::AtLeastOnce).await;
     alice.disconnect().await;
     // Messages queue for Alice's session while she is away.
-    let mut publisher =
-        RawClient::connect_with(tern.addr, login(V311, "pub", Some("bob"), Some("builder")))
-            .await
-            .0;
+    let mut publisher = connected(&tern, login(V311, "pub", Some("bob"), Some("builder"))).await;
     publisher
         .publish("secret/alice", b"for alice only", QoS::AtLeastOnce, false)
         .await;
@@ -308,36 +267,32 @@ async fn a_persistent_session_cannot_be_resumed_by_another_user() {
 // ---------------------------------------------------------------------------------------------
 // The connection while the password is checked
 
+/// Bob subscribed to `pipelined`, then a connection whose CONNECT (alice with `password`) and a
+/// QoS 0 PUBLISH of `payload` to `pipelined` go out in one write; returns Bob, the connection
+/// and its CONNACK reason.
+async fn publish_behind_connect(
+    tern: &Tern,
+    password: &str,
+    payload: &[u8],
+) -> (RawClient, RawClient, ReasonCode) {
+    let mut sub = connected(tern, login(V311, "sub", Some("bob"), Some("builder"))).await;
+    sub.subscribe("pipelined", QoS::AtMostOnce).await;
+    let mut c = RawClient::open(tern.addr, V311).await;
+    let connect = login(V311, "pipe", Some("alice"), Some(password));
+    let publish = publish("pipelined", payload, QoS::AtMostOnce, false, None);
+    c.send_all([Packet::Connect(Box::new(connect)), Packet::Publish(publish)])
+        .await;
+    let reason = c.connack().await.reason;
+    (sub, c, reason)
+}
+
 #[tokio::test]
 async fn packets_sent_right_after_connect_are_handled_once_the_client_is_in() {
     let pw = alice_bob();
     let tern = broker(&pw, "allow_anonymous = false\n");
-    let mut sub =
-        RawClient::connect_with(tern.addr, login(V311, "sub", Some("bob"), Some("builder")))
-            .await
-            .0;
-    sub.subscribe("pipelined", QoS::AtMostOnce).await;
-    let mut c = RawClient::open(tern.addr, V311).await;
-    let mut bytes = bytes::BytesMut::new();
-    for packet in [
-        Packet::Connect(Box::new(login(
-            V311,
-            "pipe",
-            Some("alice"),
-            Some("wonderland"),
-        ))),
-        Packet::Publish(publish(
-            "pipelined",
-            b"right behind CONNECT",
-            QoS::AtMostOnce,
-            false,
-            None,
-        )),
-    ] {
-        packet.encode(V311, &mut bytes).unwrap();
-    }
-    c.send_bytes(&bytes).await;
-    assert_eq!(c.connack().await.reason, ReasonCode::SUCCESS);
+    let (mut sub, _c, reason) =
+        publish_behind_connect(&tern, "wonderland", b"right behind CONNECT").await;
+    assert_eq!(reason, ReasonCode::SUCCESS);
     let p = sub.recv_publish().await;
     assert_eq!(&p.payload[..], b"right behind CONNECT");
 }
@@ -346,30 +301,8 @@ async fn packets_sent_right_after_connect_are_handled_once_the_client_is_in() {
 async fn packets_pipelined_behind_a_refused_connect_are_never_acted_on() {
     let pw = alice_bob();
     let tern = broker(&pw, "allow_anonymous = false\n");
-    let mut sub =
-        RawClient::connect_with(tern.addr, login(V311, "sub", Some("bob"), Some("builder")))
-            .await
-            .0;
-    sub.subscribe("pipelined", QoS::AtMostOnce).await;
-    let mut c = RawClient::open(tern.addr, V311).await;
-    let mut bytes = bytes::BytesMut::new();
-    for packet in [
-        Packet::Connect(Box::new(login(V311, "pipe", Some("alice"), Some("guess")))),
-        Packet::Publish(publish(
-            "pipelined",
-            b"sneaked in",
-            QoS::AtMostOnce,
-            false,
-            None,
-        )),
-    ] {
-        packet.encode(V311, &mut bytes).unwrap();
-    }
-    c.send_bytes(&bytes).await;
-    assert_eq!(
-        c.connack().await.reason,
-        ReasonCode::BAD_USER_NAME_OR_PASSWORD
-    );
+    let (mut sub, mut c, reason) = publish_behind_connect(&tern, "guess", b"sneaked in").await;
+    assert_eq!(reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
     c.expect_closed().await;
     sub.expect_nothing().await;
 }
@@ -383,11 +316,13 @@ async fn mosquitto_pub_logs_in_with_user_and_password() {
     let tern = broker(&pw, "allow_anonymous = false\n");
     let port = tern.addr.port().to_string();
     let run = |password: &str| {
-        Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &port, "-t", "t", "-m", "x"])
-            .args(["-u", "alice", "-P", password, "-q", "1"])
-            .output()
-            .expect("run mosquitto_pub")
+        common::run_bounded(
+            Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port, "-t", "t", "-m", "x"])
+                .args(["-u", "alice", "-P", password, "-q", "1"]),
+            None,
+            Duration::from_secs(30),
+        )
     };
     let ok = run("wonderland");
     assert!(
@@ -482,17 +417,7 @@ async fn unknown_users_and_wrong_passwords_take_the_same_time() {
 // Fail closed
 
 fn serve_fails(config: &str, extension: &str) -> String {
-    let file = TempFile::new(extension, config);
-    let data = TempDir::new();
-    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["serve", "--config"])
-        .arg(&file.path)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("TERN_DATA_DIR", &data.path)
-        .output()
-        .expect("run tern");
-    assert!(!out.status.success(), "tern started with {config}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    serve_config_fails(config, extension, &["--listen", "127.0.0.1:0"]).0
 }
 
 #[test]
@@ -528,26 +453,6 @@ fn a_garbage_password_file_stops_startup_naming_the_line() {
 // ---------------------------------------------------------------------------------------------
 // Reload (SIGHUP): new rules apply at once, bad files change nothing
 
-/// Sends SIGHUP and waits (bounded) until the broker has logged the outcome of reload number
-/// `n` (1-based): a success or a failure line.
-fn sighup(tern: &Tern, n: usize) {
-    let status = Command::new("kill")
-        .args(["-HUP", &tern.pid().to_string()])
-        .status()
-        .expect("kill -HUP");
-    assert!(status.success());
-    let deadline = Instant::now() + common::TIMEOUT;
-    loop {
-        let logs = tern.logs();
-        let done = logs.matches("reload: ACL").count() + logs.matches("reload failed").count();
-        if done >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no reload logged: {logs}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test]
 async fn a_reloaded_acl_revokes_delivery_to_a_persistent_session_already_subscribed() {
     let pw = alice_bob();
@@ -569,10 +474,7 @@ async fn a_reloaded_acl_revokes_delivery_to_a_persistent_session_already_subscri
     );
     alice.subscribe("marker", QoS::AtLeastOnce).await;
     alice.disconnect().await;
-    let mut bob =
-        RawClient::connect_with(tern.addr, login(V311, "bob", Some("bob"), Some("builder")))
-            .await
-            .0;
+    let mut bob = connected(&tern, login(V311, "bob", Some("bob"), Some("builder"))).await;
     bob.publish("news/1", b"before", QoS::AtLeastOnce, false)
         .await;
 
@@ -582,7 +484,7 @@ async fn a_reloaded_acl_revokes_delivery_to_a_persistent_session_already_subscri
         "user alice\ntopic read marker\nuser bob\ntopic write news/#\ntopic write marker\n",
     )
     .unwrap();
-    sighup(&tern, 1);
+    tern.sighup(1);
     bob.publish("news/2", b"after", QoS::AtLeastOnce, false)
         .await;
     bob.publish("marker", b"end", QoS::AtLeastOnce, false).await;
@@ -622,12 +524,9 @@ async fn a_reload_with_a_broken_acl_file_keeps_the_previous_rules() {
         .enumerate()
     {
         std::fs::write(&acl, broken).unwrap();
-        sighup(&tern, i + 1);
+        tern.sighup(i + 1);
         assert!(tern.logs().contains("reload failed"), "{}", tern.logs());
-        let mut alice =
-            RawClient::connect_with(tern.addr, login(V5, "a", Some("alice"), Some("wonderland")))
-                .await
-                .0;
+        let mut alice = connected(&tern, login(V5, "a", Some("alice"), Some("wonderland"))).await;
         // Still allowed where the old rules allowed, still refused elsewhere.
         assert_eq!(
             alice.subscribe("a/b", QoS::AtMostOnce).await,
@@ -644,19 +543,18 @@ async fn a_reload_with_a_broken_acl_file_keeps_the_previous_rules() {
 async fn a_reloaded_password_file_changes_who_gets_in() {
     let pw = alice_bob();
     let tern = broker(&pw, "allow_anonymous = false\n");
-    let status = Command::new("mosquitto_passwd")
-        .args(["-b"])
-        .arg(&pw.path)
-        .args(["alice", "through-the-looking-glass"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::mosquitto_passwd(&[
+        "-b",
+        pw.path.to_str().unwrap(),
+        "alice",
+        "through-the-looking-glass",
+    ]);
     // Until the reload, the old password is the one in force.
     assert_eq!(
         connack(&tern, login(V311, "c", Some("alice"), Some("wonderland"))).await,
         ReasonCode::SUCCESS
     );
-    sighup(&tern, 1);
+    tern.sighup(1);
     assert_eq!(
         connack(&tern, login(V311, "c", Some("alice"), Some("wonderland"))).await,
         ReasonCode::BAD_USER_NAME_OR_PASSWORD
@@ -671,7 +569,7 @@ async fn a_reloaded_password_file_changes_who_gets_in() {
     );
     // A password file made unreadable is a failed reload: the last good one stays.
     std::fs::write(&pw.path, "garbage without a colon\n").unwrap();
-    sighup(&tern, 2);
+    tern.sighup(2);
     assert!(tern.logs().contains("reload failed"));
     assert_eq!(
         connack(&tern, login(V311, "c", Some("bob"), Some("builder"))).await,

@@ -12,15 +12,16 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use common::{RawClient, TempDir, TempFile, Tern, V5, V311, connect_packet};
+use common::{
+    TempDir, TempFile, Tern, V5, V311, connack, connected, login, refused_raw_connack,
+    serve_config_fails,
+};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
-use tern_codec::{ByteString, Connect, Packet, ProtocolVersion, QoS, ReasonCode};
+use tern_codec::{Packet, QoS, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -202,26 +203,6 @@ fn broker(url: &str, http: &str, extra: &str, tables: &str) -> Tern {
     Tern::start_config(&config, "toml")
 }
 
-fn login(
-    version: ProtocolVersion,
-    id: &str,
-    user: Option<&str>,
-    password: Option<&str>,
-) -> Connect {
-    let mut c = connect_packet(version, id, true);
-    c.username = user.map(ByteString::from);
-    c.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
-    c
-}
-
-async fn connack(tern: &Tern, connect: Connect) -> ReasonCode {
-    let (mut c, ack) = RawClient::connect_with(tern.addr, connect).await;
-    if ack.reason != ReasonCode::SUCCESS {
-        c.expect_closed().await;
-    }
-    ack.reason
-}
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -274,12 +255,8 @@ async fn deny_refuses_with_0x86_and_return_code_4() {
         connack(&tern, connect).await,
         ReasonCode::BAD_USER_NAME_OR_PASSWORD
     );
-    let mut c = RawClient::open(tern.addr, V311).await;
-    let connect = login(V311, "c", Some("alice"), Some("wonderland"));
-    c.send(&Packet::Connect(Box::new(connect))).await;
-    let raw = common::recv_raw_frame(&mut c).await.expect("CONNACK");
+    let raw = refused_raw_connack(&tern, login(V311, "c", Some("alice"), Some("wonderland"))).await;
     assert_eq!(raw, vec![0x20, 0x02, 0x00, 0x04], "CONNACK return code 4");
-    c.expect_closed().await;
     // Anonymous clients never reach the hook: `allow_anonymous` decides.
     let before = hook.count();
     assert_eq!(
@@ -293,14 +270,7 @@ async fn deny_refuses_with_0x86_and_return_code_4() {
 async fn ignore_falls_through_to_jwt_then_the_password_file_and_the_first_definite_answer_wins() {
     let dir = TempDir::new();
     let passwd = dir.path.join("passwd");
-    let status = Command::new("mosquitto_passwd")
-        .arg("-c")
-        .arg("-b")
-        .arg(&passwd)
-        .args(["alice", "wonderland"])
-        .status()
-        .expect("run mosquitto_passwd");
-    assert!(status.success());
+    common::mosquitto_password_file(&passwd, &[("alice", "wonderland")], &[]);
     let hook = Hook::start(|body| match username(body) {
         "hooked" => allow(),
         "blocked" | "alice-blocked" => result("deny"),
@@ -391,17 +361,8 @@ async fn a_hook_that_never_answers_refuses_within_the_timeout() {
         "refused after {waited:?}"
     );
     // MQTT 3.1.1: return code 3, Server unavailable.
-    let mut c = RawClient::open(tern.addr, V311).await;
-    c.send(&Packet::Connect(Box::new(login(
-        V311,
-        "c",
-        Some("a"),
-        Some("b"),
-    ))))
-    .await;
-    let raw = common::recv_raw_frame(&mut c).await.expect("CONNACK");
+    let raw = refused_raw_connack(&tern, login(V311, "c", Some("a"), Some("b"))).await;
     assert_eq!(raw, vec![0x20, 0x02, 0x00, 0x03], "CONNACK return code 3");
-    c.expect_closed().await;
     assert!(
         tern.logs().contains("HTTP authentication hook"),
         "{}",
@@ -535,9 +496,7 @@ async fn mqtt5_acl_rules_from_the_answer_are_enforced() {
     })
     .await;
     let tern = broker(&hook.url(), "", "", "");
-    let (mut c, ack) =
-        RawClient::connect_with(tern.addr, login(V5, "dev1", Some("alice"), Some("pw"))).await;
-    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    let mut c = connected(&tern, login(V5, "dev1", Some("alice"), Some("pw"))).await;
     assert!(
         !c.publish("up/dev1", b"x", QoS::AtLeastOnce, false)
             .await
@@ -582,9 +541,7 @@ async fn mqtt5_expire_at_disconnects_the_client_with_0xa0_and_a_past_one_refuses
         ReasonCode::BAD_USER_NAME_OR_PASSWORD
     );
     let start = Instant::now();
-    let (mut c, ack) =
-        RawClient::connect_with(tern.addr, login(V5, "c", Some("alice"), Some("pw"))).await;
-    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    let mut c = connected(&tern, login(V5, "c", Some("alice"), Some("pw"))).await;
     assert!(c.sync().await.is_empty());
     let wait = Duration::from_secs(15);
     match c.next(wait).await.expect("nothing within 15 s") {
@@ -667,21 +624,10 @@ async fn an_https_hook_is_verified_against_cafile() {
 // ---------------------------------------------------------------------------------------------
 // Configuration errors stop the start and name file, line and key
 
-fn serve_fails(config: &str) -> (String, std::path::PathBuf) {
-    let file = TempFile::new("toml", config);
-    let data = TempDir::new();
-    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["serve", "--config"])
-        .arg(&file.path)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("TERN_DATA_DIR", &data.path)
-        .output()
-        .expect("run tern");
-    assert!(!out.status.success(), "tern started with {config}");
-    (
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        file.path.clone(),
-    )
+/// Starts `tern serve` with the TOML `config`, which must be refused; its stderr and the
+/// configuration file.
+fn serve_fails(config: &str) -> (String, TempFile) {
+    serve_config_fails(config, "toml", &["--listen", "127.0.0.1:0"])
 }
 
 #[test]
@@ -694,7 +640,10 @@ fn a_bad_url_stops_startup_naming_file_line_and_key() {
         let (err, config) = serve_fails(&format!(
             "allow_anonymous = false\n[auth.http]\nurl = \"{url}\"\n"
         ));
-        assert!(err.contains(&format!("{}:3:", config.display())), "{err}");
+        assert!(
+            err.contains(&format!("{}:3:", config.path.display())),
+            "{err}"
+        );
         assert!(err.contains("`auth.http.url`"), "{err}");
     }
     let (err, _) = serve_fails("[auth.http]\ntimeout = \"1s\"\n");
@@ -706,7 +655,10 @@ fn a_missing_cafile_a_bad_header_or_a_zero_timeout_stops_startup() {
     let (err, config) = serve_fails(
         "[auth.http]\nurl = \"https://127.0.0.1:1/\"\ncafile = \"/nonexistent/ca.pem\"\n",
     );
-    assert!(err.contains(&format!("{}:3:", config.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:3:", config.path.display())),
+        "{err}"
+    );
     assert!(err.contains("`auth.http.cafile`"), "{err}");
     assert!(err.contains("/nonexistent/ca.pem"), "{err}");
     let (err, _) = serve_fails(

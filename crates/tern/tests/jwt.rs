@@ -10,16 +10,17 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use bytes::Bytes;
-use common::{RawClient, TempDir, TempFile, Tern, V5, V311, connect_packet};
+use common::{
+    RawClient, TempDir, TempFile, Tern, V5, V311, connack, connected, login, refused_raw_connack,
+    serve_config_fails,
+};
 use serde_json::{Value, json};
-use tern_codec::{ByteString, Connect, Packet, ProtocolVersion, QoS, ReasonCode};
+use tern_codec::{Packet, QoS, ReasonCode};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -70,10 +71,11 @@ struct KeyPair {
 }
 
 fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl (scripts/install-test-deps installs it)");
+    let out = common::run_bounded(
+        Command::new("openssl").args(args),
+        None,
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",
@@ -162,19 +164,7 @@ fn openssl_token(alg: &str, keys: &KeyPair, claims: &Value) -> String {
             "rsa_pss_saltlen:digest",
         ]);
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run openssl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::run_bounded(&mut cmd, Some(input.as_bytes()), Duration::from_secs(60));
     assert!(
         out.status.success(),
         "openssl dgst: {}",
@@ -200,35 +190,6 @@ fn hs256_broker(extra_jwt: &str, extra: &str) -> Tern {
         &format!("algorithm = \"HS256\"\nsecret = \"{SECRET}\"\n{extra_jwt}"),
         extra,
     )
-}
-
-fn login(
-    version: ProtocolVersion,
-    id: &str,
-    user: Option<&str>,
-    password: Option<&str>,
-) -> Connect {
-    let mut c = connect_packet(version, id, true);
-    c.username = user.map(ByteString::from);
-    c.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
-    c
-}
-
-/// The CONNACK reason for `connect`; a refused connection must then be closed.
-async fn connack(tern: &Tern, connect: Connect) -> ReasonCode {
-    let (mut c, ack) = RawClient::connect_with(tern.addr, connect).await;
-    if ack.reason != ReasonCode::SUCCESS {
-        c.expect_closed().await;
-    }
-    ack.reason
-}
-
-/// Connects and asserts success.
-async fn connected(tern: &Tern, connect: Connect) -> RawClient {
-    let id = connect.client_id.to_string();
-    let (c, ack) = RawClient::connect_with(tern.addr, connect).await;
-    assert_eq!(ack.reason, ReasonCode::SUCCESS, "CONNACK for {id}");
-    c
 }
 
 fn valid_claims() -> Value {
@@ -306,12 +267,8 @@ async fn mqtt5_bad_tokens_get_0x86() {
 async fn mqtt311_expired_token_gets_return_code_4_on_the_wire() {
     let tern = hs256_broker("", "");
     let expired = hs256(&json!({"sub": "alice", "exp": now() - 120}));
-    let mut c = RawClient::open(tern.addr, V311).await;
-    let connect = login(V311, "c", Some("alice"), Some(&expired));
-    c.send(&Packet::Connect(Box::new(connect))).await;
-    let raw = common::recv_raw_frame(&mut c).await.expect("CONNACK");
+    let raw = refused_raw_connack(&tern, login(V311, "c", Some("alice"), Some(&expired))).await;
     assert_eq!(raw, vec![0x20, 0x02, 0x00, 0x04], "CONNACK return code 4");
-    c.expect_closed().await;
 }
 
 #[tokio::test]
@@ -736,14 +693,7 @@ async fn a_token_in_the_user_name_names_the_client_by_its_sub_claim() {
 async fn passwords_that_are_not_tokens_fall_through_to_the_password_file() {
     let dir = TempDir::new();
     let passwd = dir.path.join("passwd");
-    let status = Command::new("mosquitto_passwd")
-        .arg("-c")
-        .arg("-b")
-        .arg(&passwd)
-        .args(["alice", "wonderland"])
-        .status()
-        .expect("run mosquitto_passwd");
-    assert!(status.success());
+    common::mosquitto_password_file(&passwd, &[("alice", "wonderland")], &[]);
     let tern = hs256_broker("", &format!("password_file = \"{}\"", passwd.display()));
     let token = hs256(&valid_claims());
     let bad_token = hs256(&json!({"exp": now() - 120}));
@@ -789,11 +739,13 @@ async fn mosquitto_pub_logs_in_with_a_token() {
     let tern = hs256_broker("", "");
     let port = tern.addr.port().to_string();
     let run = |token: &str| {
-        Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &port, "-t", "t", "-m", "x"])
-            .args(["-V", "mqttv5", "-u", "alice", "-P", token, "-q", "1"])
-            .output()
-            .expect("run mosquitto_pub")
+        common::run_bounded(
+            Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port, "-t", "t", "-m", "x"])
+                .args(["-V", "mqttv5", "-u", "alice", "-P", token, "-q", "1"]),
+            None,
+            Duration::from_secs(30),
+        )
     };
     let ok = run(&hs256(&valid_claims()));
     assert!(
@@ -810,21 +762,10 @@ async fn mosquitto_pub_logs_in_with_a_token() {
 // ---------------------------------------------------------------------------------------------
 // Configuration errors stop the start and name file, line and key
 
-fn serve_fails(config: &str) -> (String, PathBuf) {
-    let file = TempFile::new("toml", config);
-    let data = TempDir::new();
-    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["serve", "--config"])
-        .arg(&file.path)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("TERN_DATA_DIR", &data.path)
-        .output()
-        .expect("run tern");
-    assert!(!out.status.success(), "tern started with {config}");
-    (
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        file.path.clone(),
-    )
+/// Starts `tern serve` with the TOML `config`, which must be refused; its stderr and the
+/// configuration file.
+fn serve_fails(config: &str) -> (String, TempFile) {
+    serve_config_fails(config, "toml", &["--listen", "127.0.0.1:0"])
 }
 
 #[test]
@@ -834,7 +775,7 @@ fn a_missing_public_key_file_stops_startup_naming_file_line_and_key() {
          public_key_file = \"/nonexistent/jwt.pem\"\n",
     );
     assert!(
-        err.contains(&format!("{}:5:", config.display())),
+        err.contains(&format!("{}:5:", config.path.display())),
         "names the file and line: {err}"
     );
     assert!(err.contains("`auth.jwt.public_key_file`"), "{err}");
@@ -844,7 +785,10 @@ fn a_missing_public_key_file_stops_startup_naming_file_line_and_key() {
 #[test]
 fn a_bad_algorithm_name_stops_startup() {
     let (err, config) = serve_fails("[auth.jwt]\nalgorithm = \"none\"\nsecret = \"s\"\n");
-    assert!(err.contains(&format!("{}:2:", config.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:2:", config.path.display())),
+        "{err}"
+    );
     assert!(err.contains("`auth.jwt.algorithm`"), "{err}");
     assert!(err.contains("`none`"), "{err}");
 }
@@ -874,7 +818,10 @@ fn a_private_key_or_a_key_of_the_wrong_kind_stops_startup() {
 #[test]
 fn a_secret_for_a_public_key_algorithm_or_two_key_sources_stop_startup() {
     let (err, config) = serve_fails("[auth.jwt]\nalgorithm = \"RS256\"\nsecret = \"s\"\n");
-    assert!(err.contains(&format!("{}:3:", config.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:3:", config.path.display())),
+        "{err}"
+    );
     assert!(err.contains("`auth.jwt.secret`"), "{err}");
     let (err, _) = serve_fails(
         "[auth.jwt]\nalgorithm = \"HS256\"\nsecret = \"s\"\nsecret_file = \"/etc/hostname\"\n",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use common::{RawClient, TIMEOUT, Tern, V5, V311, conn5, publish};
-use tern_codec::{Ack, Connect, Disconnect, Packet, Publish, QoS, ReasonCode};
+use tern_codec::{Ack, Connect, Packet, Publish, QoS, ReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ---------------------------------------------------------------------------------------------
@@ -34,18 +34,6 @@ fn broker(mqtt: &str) -> Tern {
     Tern::start_config(&format!("allow_anonymous = true\n[mqtt]\n{mqtt}\n"), "toml")
 }
 
-/// Sends a normal DISCONNECT and waits until the server has closed the connection.
-async fn close(mut c: RawClient) {
-    c.send(&Packet::Disconnect(Disconnect::default())).await;
-    loop {
-        match c.next(TIMEOUT).await {
-            Ok(None) => return,
-            Ok(Some(_)) => {}
-            Err(_) => panic!("server did not close after DISCONNECT"),
-        }
-    }
-}
-
 /// Subscribes a persistent session to `topic` at QoS 1 and disconnects it.
 async fn offline_subscriber(tern: &Tern, id: &str, topic: &str) {
     let (mut s, _) = connect(tern, conn5(id, true, Some(300))).await;
@@ -53,7 +41,7 @@ async fn offline_subscriber(tern: &Tern, id: &str, topic: &str) {
         s.subscribe(topic, QoS::AtLeastOnce).await,
         [ReasonCode::GRANTED_QOS_1]
     );
-    close(s).await;
+    s.close().await;
 }
 
 /// Resumes the session and returns everything it is sent until the connection goes quiet,
@@ -251,8 +239,7 @@ async fn slow_subscriber_does_not_hold_up_another_subscriber_of_the_same_topic()
     let started = Instant::now();
     let mut next = 0u32;
     while next < TOTAL {
-        let mut bytes = BytesMut::new();
-        for i in next..next + BATCH {
+        p.send_all((next..next + BATCH).map(|i| {
             Packet::Publish(publish(
                 "slow/t",
                 &payload(i, 1024),
@@ -260,10 +247,8 @@ async fn slow_subscriber_does_not_hold_up_another_subscriber_of_the_same_topic()
                 false,
                 None,
             ))
-            .encode(V5, &mut bytes)
-            .unwrap();
-        }
-        p.send_bytes(&bytes).await;
+        }))
+        .await;
         for i in next..next + BATCH {
             let m = reader.recv_publish().await;
             assert_eq!(index(&m), i, "reader lost or reordered a message");
@@ -343,7 +328,7 @@ async fn max_connections_limits_simultaneous_connections_per_listener() {
     assert!(!try_connect(tern.addr, "mc-3").await);
 
     // Once a connection has ended, its place is free again.
-    close(first).await;
+    first.close().await;
     let deadline = Instant::now() + TIMEOUT;
     while !try_connect(tern.addr, "mc-4").await {
         assert!(Instant::now() < deadline, "slot never freed");

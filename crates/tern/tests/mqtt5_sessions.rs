@@ -49,19 +49,6 @@ async fn resume(tern: &Tern, id: &str) -> RawClient {
     c
 }
 
-/// Sends a normal DISCONNECT and waits until the server has closed the connection, so that the
-/// session is detached when this returns. Packets still in flight are discarded.
-async fn close(mut c: RawClient) {
-    c.send(&Packet::Disconnect(Disconnect::default())).await;
-    loop {
-        match c.next(TIMEOUT).await {
-            Ok(None) => return,
-            Ok(Some(_)) => {}
-            Err(_) => panic!("server did not close after DISCONNECT"),
-        }
-    }
-}
-
 /// Asserts that nothing arrives for `wait` and the connection stays open.
 async fn quiet_for(c: &mut RawClient, wait: Duration) {
     match c.next(wait).await {
@@ -162,7 +149,7 @@ async fn mqtt5_s4_1_subscriptions_with_identifiers_are_session_state() {
         )
         .await;
     assert_eq!(granted, [ReasonCode::GRANTED_QOS_1]);
-    close(s).await;
+    s.close().await;
 
     let mut s = resume(&tern, "s41-sub").await;
     let mut p = client(&tern, "s41-pub").await;
@@ -182,7 +169,7 @@ async fn mqtt5_s4_1_retained_messages_survive_the_end_of_the_session() {
     let mut p = client(&tern, "s41-retainer").await;
     p.publish("s41/kept", b"still here", QoS::AtLeastOnce, true)
         .await;
-    close(p).await;
+    p.close().await;
     // The publisher's session (expiry 0) has ended; its retained message has not.
     let (_again, present) = connect(&tern, conn5("s41-retainer", false, None)).await;
     assert!(!present);
@@ -234,7 +221,7 @@ async fn mqtt5_4_1_0_2_session_is_discarded_once_the_expiry_interval_has_passed(
     s.subscribe("s4102/t", QoS::AtLeastOnce).await;
     let mut p = client(&tern, "s4102-pub").await;
     let before_close = Instant::now();
-    close(s).await;
+    s.close().await;
 
     // While the session exists its subscription matches; once it is discarded nothing does.
     let deadline = Instant::now() + TIMEOUT;
@@ -259,7 +246,7 @@ async fn mqtt5_4_1_0_2_session_is_discarded_once_the_expiry_interval_has_passed(
 async fn mqtt5_4_1_0_2_session_is_kept_until_the_interval_has_passed() {
     let tern = Tern::start();
     let s = persistent_subscriber(&tern, "s4102b-sub", "s4102b/t", QoS::AtLeastOnce).await;
-    close(s).await;
+    s.close().await;
     let mut p = client(&tern, "s4102b-pub").await;
     assert_eq!(
         p.publish("s4102b/t", b"x", QoS::AtLeastOnce, false).await,
@@ -274,7 +261,7 @@ async fn mqtt5_4_1_0_2_zero_expiry_discards_the_session_at_close() {
     let tern = Tern::start();
     let (mut s, _) = connect(&tern, conn5("s4102c-sub", true, None)).await;
     s.subscribe("s4102c/t", QoS::AtLeastOnce).await;
-    close(s).await;
+    s.close().await;
     let mut p = client(&tern, "s4102c-pub").await;
     assert_eq!(
         p.publish("s4102c/t", b"x", QoS::AtLeastOnce, false).await,
@@ -294,8 +281,7 @@ async fn mqtt5_4_2_1_tcp_carries_every_packet_in_order() {
     s.subscribe("s42/t", QoS::AtMostOnce).await;
     let mut p = client(&tern, "s42-pub").await;
     // 500 packets in one write: the server must split the byte stream back into packets.
-    let mut bytes = BytesMut::new();
-    for i in 0..500u32 {
+    p.send_all((0..500u32).map(|i| {
         Packet::Publish(publish(
             "s42/t",
             &i.to_be_bytes(),
@@ -303,10 +289,8 @@ async fn mqtt5_4_2_1_tcp_carries_every_packet_in_order() {
             false,
             None,
         ))
-        .encode(V5, &mut bytes)
-        .unwrap();
-    }
-    p.send_bytes(&bytes).await;
+    }))
+    .await;
     for i in 0..500u32 {
         assert_eq!(index(&s.recv_publish().await), i);
     }
@@ -376,7 +360,7 @@ async fn mqtt5_4_3_2_3_qos1_message_is_kept_until_its_puback() {
     let mut p = client(&tern, "s4323-pub").await;
     p.publish("s4323/t", b"m", QoS::AtLeastOnce, false).await;
     let first = s.recv_publish().await;
-    close(s).await;
+    s.close().await;
 
     let mut s = resume(&tern, "s4323-sub").await;
     let again = s.recv_publish().await;
@@ -385,7 +369,7 @@ async fn mqtt5_4_3_2_3_qos1_message_is_kept_until_its_puback() {
     s.send(&Packet::PubAck(Ack::new(again.packet_id.unwrap())))
         .await;
     assert!(s.sync().await.is_empty());
-    close(s).await;
+    s.close().await;
 
     let mut s = resume(&tern, "s4323-sub").await;
     assert!(
@@ -484,7 +468,7 @@ async fn mqtt5_4_3_3_3_qos2_message_is_kept_until_its_pubrec() {
     p.publish("s4333/t", b"m", QoS::ExactlyOnce, false).await;
     let first = s.recv_publish().await;
     s.expect_nothing().await;
-    close(s).await;
+    s.close().await;
 
     let mut s = resume(&tern, "s4333-sub").await;
     let again = s.recv_publish().await;
@@ -519,13 +503,13 @@ async fn mqtt5_4_3_3_5_pubrel_is_kept_until_its_pubcomp() {
     let id = s.recv_publish().await.packet_id.unwrap();
     s.send(&Packet::PubRec(Ack::new(id))).await;
     assert_eq!(recv_pubrel(&mut s).await.packet_id, id);
-    close(s).await;
+    s.close().await;
 
     let mut s = resume(&tern, "s4335-sub").await;
     assert_eq!(recv_pubrel(&mut s).await.packet_id, id, "PUBREL re-sent");
     s.send(&Packet::PubComp(Ack::new(id))).await;
     assert!(s.sync().await.is_empty());
-    close(s).await;
+    s.close().await;
 
     let mut s = resume(&tern, "s4335-sub").await;
     assert!(s.sync().await.is_empty(), "completed: nothing left");
@@ -543,7 +527,7 @@ async fn mqtt5_4_3_3_6_publish_is_never_resent_once_pubrel_was_sent() {
     // A repeated PUBREC gets the PUBREL again, never the PUBLISH.
     s.send(&Packet::PubRec(Ack::new(id))).await;
     assert_eq!(recv_pubrel(&mut s).await.packet_id, id);
-    close(s).await;
+    s.close().await;
 
     let mut s = resume(&tern, "s4336-sub").await;
     let sent = s.sync().await;
@@ -584,7 +568,7 @@ async fn mqtt5_4_3_3_7_sent_qos2_message_is_resent_after_it_expires() {
     p.send(&Packet::Publish(m)).await;
     recv_pubrec(&mut p).await;
     let id = s.recv_publish().await.packet_id.unwrap();
-    close(s).await;
+    s.close().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let mut s = resume(&tern, "s4337b-sub").await;
@@ -702,7 +686,7 @@ async fn mqtt5_4_3_3_10_duplicate_after_reconnect_is_not_forwarded_again() {
     ))
     .await;
     assert_eq!(recv_pubrec(&mut p).await.packet_id, pid(9));
-    close(p).await;
+    p.close().await;
     // The received-but-not-released identifier is session state.
     let mut p = resume(&tern, "s43310b-pub").await;
     p.send(&publish_id("s43310b/t", b"once", QoS::ExactlyOnce, 9, true))
@@ -795,7 +779,7 @@ async fn mqtt5_4_4_0_1_unacknowledged_packets_are_resent_on_resume_with_original
     let ids: Vec<PacketId> = sent.iter().map(|p| p.packet_id.unwrap()).collect();
     s.send(&Packet::PubRec(Ack::new(ids[2]))).await;
     assert_eq!(recv_pubrel(&mut s).await.packet_id, ids[2]);
-    close(s).await;
+    s.close().await;
 
     let mut s = resume(&tern, "s4401-sub").await;
     let resent = s.sync().await;
@@ -844,7 +828,7 @@ async fn mqtt5_4_4_0_1_clean_start_resends_nothing() {
     let mut p = client(&tern, "s4401c-pub").await;
     p.publish("s4401c/t", b"m", QoS::AtLeastOnce, false).await;
     s.recv_publish().await;
-    close(s).await;
+    s.close().await;
     let (mut s, present) = connect(&tern, conn5("s4401c-sub", true, Some(60))).await;
     assert!(!present);
     assert!(s.sync().await.is_empty());
@@ -863,7 +847,7 @@ async fn mqtt5_4_4_0_2_puback_with_an_error_code_ends_the_delivery() {
     )))
     .await;
     assert!(s.sync().await.is_empty());
-    close(s).await;
+    s.close().await;
     let mut s = resume(&tern, "s4402-sub").await;
     assert!(s.sync().await.is_empty(), "not re-sent");
 }
@@ -881,7 +865,7 @@ async fn mqtt5_4_4_0_2_pubrec_with_an_error_code_ends_the_delivery() {
     )))
     .await;
     assert!(s.sync().await.is_empty(), "no PUBREL after a failed PUBREC");
-    close(s).await;
+    s.close().await;
     let mut s = resume(&tern, "s4402b-sub").await;
     assert!(s.sync().await.is_empty(), "not re-sent");
 }
@@ -895,9 +879,9 @@ async fn mqtt5_4_5_0_1_message_goes_to_every_matching_session_even_disconnected_
     let mut online = client(&tern, "s4501-online").await;
     online.subscribe("s4501/+", QoS::AtLeastOnce).await;
     let offline = persistent_subscriber(&tern, "s4501-offline", "s4501/#", QoS::AtLeastOnce).await;
-    close(offline).await;
+    offline.close().await;
     let other = persistent_subscriber(&tern, "s4501-other", "elsewhere/#", QoS::AtLeastOnce).await;
-    close(other).await;
+    other.close().await;
 
     let mut p = client(&tern, "s4501-pub").await;
     p.publish("s4501/t", b"m", QoS::AtLeastOnce, false).await;
@@ -945,7 +929,7 @@ async fn mqtt5_4_6_0_1_resent_publishes_keep_their_original_order() {
             .await;
     }
     let first = recv_n(&mut s, 10).await;
-    close(s).await;
+    s.close().await;
     let mut s = resume(&tern, "s4601-sub").await;
     let again = recv_n(&mut s, 10).await;
     for (i, (a, b)) in first.iter().zip(&again).enumerate() {
@@ -986,7 +970,7 @@ async fn mqtt5_4_6_0_2_pubacks_out_of_order_from_the_client_are_tolerated() {
             .await;
     }
     assert!(s.sync().await.is_empty());
-    close(s).await;
+    s.close().await;
     let mut s = resume(&tern, "s4602b-sub").await;
     assert!(s.sync().await.is_empty(), "all three acknowledged");
 }
@@ -1246,7 +1230,7 @@ async fn mqtt5_s4_9_quota_is_reset_on_each_new_connection() {
     }
     let first = s.recv_publish().await;
     s.expect_nothing().await;
-    close(s).await;
+    s.close().await;
 
     let mut c = conn5("s49b-sub", false, Some(60));
     c.properties.receive_maximum = Some(3);
@@ -1622,7 +1606,7 @@ async fn mqtt5_s4_9_resent_messages_respect_the_new_receive_maximum() {
             .await;
     }
     recv_n(&mut s, 5).await;
-    close(s).await;
+    s.close().await;
 
     let mut c = conn5("s49c-sub", false, Some(60));
     c.properties.receive_maximum = Some(2);

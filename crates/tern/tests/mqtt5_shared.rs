@@ -12,11 +12,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RawClient, TIMEOUT, Tern, conn5, frame, lp, pid, publish};
-use tern_codec::{
-    Ack, ByteString, Connect, Disconnect, Packet, Publish, QoS, ReasonCode, Subscribe,
-    SubscriptionOptions,
-};
+use common::{RawClient, Tern, conn5, frame, lp, pid, publish};
+use tern_codec::{Ack, Connect, Packet, Publish, QoS, ReasonCode};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -47,38 +44,6 @@ async fn member(
     c
 }
 
-/// Sends a normal DISCONNECT and waits until the server has closed the connection.
-async fn close(mut c: RawClient) {
-    c.send(&Packet::Disconnect(Disconnect::default())).await;
-    loop {
-        match c.next(TIMEOUT).await {
-            Ok(None) => return,
-            Ok(Some(_)) => {}
-            Err(_) => panic!("server did not close after DISCONNECT"),
-        }
-    }
-}
-
-/// SUBSCRIBE with several filters at once; returns the SUBACK codes.
-async fn subscribe_many(c: &mut RawClient, filters: &[&str], qos: QoS) -> Vec<ReasonCode> {
-    c.send(&Packet::Subscribe(Subscribe {
-        packet_id: pid(0x5151),
-        properties: Default::default(),
-        filters: filters
-            .iter()
-            .map(|f| (ByteString::from(*f), SubscriptionOptions::with_qos(qos)))
-            .collect(),
-    }))
-    .await;
-    match c.recv().await {
-        Packet::SubAck(a) => {
-            assert_eq!(a.packet_id, pid(0x5151));
-            a.reasons
-        }
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-}
-
 const MARKER: &str = "zz-marker";
 
 /// A QoS 0 subscriber on `filters` plus the marker topic.
@@ -86,7 +51,7 @@ async fn matcher(tern: &Tern, id: &str, filters: &[&str]) -> RawClient {
     let mut c = client(tern, id).await;
     let mut all = filters.to_vec();
     all.push(MARKER);
-    let codes = subscribe_many(&mut c, &all, QoS::AtMostOnce).await;
+    let codes = c.subscribe_many(&all, QoS::AtMostOnce).await;
     assert!(codes.iter().all(|c| !c.is_error()), "{codes:?}");
     c
 }
@@ -188,19 +153,19 @@ async fn mqtt5_s4_7_1_1_empty_levels_are_matched_literally() {
 async fn mqtt5_4_7_1_1_hash_must_be_alone_or_after_a_slash_and_last() {
     let tern = Tern::start();
     let mut c = client(&tern, "s4711b").await;
-    let codes = subscribe_many(
-        &mut c,
-        &[
-            "sport/tennis#",
-            "sport/#/ranking",
-            "#/a",
-            "##",
-            "sport/#",
-            "#",
-        ],
-        QoS::AtMostOnce,
-    )
-    .await;
+    let codes = c
+        .subscribe_many(
+            &[
+                "sport/tennis#",
+                "sport/#/ranking",
+                "#/a",
+                "##",
+                "sport/#",
+                "#",
+            ],
+            QoS::AtMostOnce,
+        )
+        .await;
     let bad = ReasonCode::TOPIC_FILTER_INVALID;
     let ok = ReasonCode::GRANTED_QOS_0;
     assert_eq!(codes, [bad, bad, bad, bad, ok, ok]);
@@ -236,19 +201,19 @@ async fn mqtt5_s4_7_1_2_hash_matches_the_parent_level_and_everything_below() {
 async fn mqtt5_4_7_1_2_plus_must_fill_a_whole_level() {
     let tern = Tern::start();
     let mut c = client(&tern, "s4712b").await;
-    let codes = subscribe_many(
-        &mut c,
-        &[
-            "sport+",
-            "sport/+tennis",
-            "+a/b",
-            "+",
-            "+/tennis/#",
-            "sport/+/player1",
-        ],
-        QoS::AtMostOnce,
-    )
-    .await;
+    let codes = c
+        .subscribe_many(
+            &[
+                "sport+",
+                "sport/+tennis",
+                "+a/b",
+                "+",
+                "+/tennis/#",
+                "sport/+/player1",
+            ],
+            QoS::AtMostOnce,
+        )
+        .await;
     let bad = ReasonCode::TOPIC_FILTER_INVALID;
     let ok = ReasonCode::GRANTED_QOS_0;
     assert_eq!(codes, [bad, bad, bad, ok, ok, ok]);
@@ -311,7 +276,7 @@ async fn mqtt5_4_7_2_1_leading_wildcards_do_not_match_dollar_topics() {
 async fn mqtt5_4_7_3_1_empty_topic_filter_is_refused_with_0x8f() {
     let tern = Tern::start();
     let mut c = client(&tern, "s4731").await;
-    let codes = subscribe_many(&mut c, &["", "ok"], QoS::AtLeastOnce).await;
+    let codes = c.subscribe_many(&["", "ok"], QoS::AtLeastOnce).await;
     assert_eq!(
         codes,
         [ReasonCode::TOPIC_FILTER_INVALID, ReasonCode::GRANTED_QOS_1]
@@ -448,12 +413,12 @@ async fn mqtt5_s4_8_1_one_subscription_per_filter_and_one_copy_per_subscriber() 
 async fn mqtt5_4_8_2_1_share_name_must_have_at_least_one_character() {
     let tern = Tern::start();
     let mut c = client(&tern, "s4821").await;
-    let codes = subscribe_many(
-        &mut c,
-        &["$share//t", "$share/", "$share/g", "$share/g/t"],
-        QoS::AtLeastOnce,
-    )
-    .await;
+    let codes = c
+        .subscribe_many(
+            &["$share//t", "$share/", "$share/g", "$share/g/t"],
+            QoS::AtLeastOnce,
+        )
+        .await;
     let bad = ReasonCode::TOPIC_FILTER_INVALID;
     assert_eq!(codes, [bad, bad, bad, ReasonCode::GRANTED_QOS_1]);
     assert!(c.sync().await.is_empty(), "no disconnect");
@@ -463,20 +428,20 @@ async fn mqtt5_4_8_2_1_share_name_must_have_at_least_one_character() {
 async fn mqtt5_4_8_2_2_share_name_has_no_wildcards_and_is_followed_by_a_valid_filter() {
     let tern = Tern::start();
     let mut c = client(&tern, "s4822").await;
-    let codes = subscribe_many(
-        &mut c,
-        &[
-            "$share/g+/t",
-            "$share/g#/t",
-            "$share/+/t",
-            "$share/#/t",
-            "$share/g/",
-            "$share/g/a#",
-            "$share/g/+/x/#",
-        ],
-        QoS::AtLeastOnce,
-    )
-    .await;
+    let codes = c
+        .subscribe_many(
+            &[
+                "$share/g+/t",
+                "$share/g#/t",
+                "$share/+/t",
+                "$share/#/t",
+                "$share/g/",
+                "$share/g/a#",
+                "$share/g/+/x/#",
+            ],
+            QoS::AtLeastOnce,
+        )
+        .await;
     let bad = ReasonCode::TOPIC_FILTER_INVALID;
     assert_eq!(
         codes,
@@ -684,7 +649,7 @@ async fn mqtt5_4_8_2_4_interrupted_qos2_delivery_is_completed_to_the_same_member
         None,
     )
     .await;
-    close(a).await;
+    a.close().await;
     b.expect_nothing().await;
 
     let (mut a, ack) = RawClient::connect_with(tern.addr, conn5("s4824-a", false, Some(60))).await;
@@ -726,7 +691,7 @@ async fn mqtt5_4_8_2_4_interrupted_pubrel_is_completed_by_the_same_member() {
         None,
     )
     .await;
-    close(a).await;
+    a.close().await;
     let (mut a, _) = RawClient::connect_with(tern.addr, conn5("s4824b-a", false, Some(60))).await;
     assert_eq!(a.sync().await, [Packet::PubRel(Ack::new(id))]);
     b.expect_nothing().await;
@@ -759,7 +724,7 @@ async fn mqtt5_4_8_2_5_qos2_sent_to_a_member_whose_session_ends_goes_to_no_one_e
         None,
     )
     .await;
-    close(a).await; // Session Expiry 0: the session ends now
+    a.close().await; // Session Expiry 0: the session ends now
 
     let got = drain_acking_qos2(&mut b).await;
     let payloads: Vec<&[u8]> = got.iter().map(|m| &m.payload[..]).collect();
@@ -818,7 +783,7 @@ async fn mqtt5_s4_8_2_qos1_of_a_member_whose_session_ends_goes_to_another_member
     )
     .await;
     b.expect_nothing().await;
-    close(a).await; // Session Expiry 0
+    a.close().await; // Session Expiry 0
 
     let got: Vec<u32> = drain_acking(&mut b).await.iter().map(index).collect();
     assert_eq!(
@@ -859,7 +824,7 @@ async fn mqtt5_4_8_2_6_puback_error_drops_the_message_for_every_member() {
     )))
     .await;
     assert!(a.sync().await.is_empty());
-    close(a).await; // even when its session ends
+    a.close().await; // even when its session ends
     b.expect_nothing().await;
 }
 
@@ -894,7 +859,7 @@ async fn mqtt5_4_8_2_6_pubrec_error_drops_the_message_for_every_member() {
     )))
     .await;
     assert!(a.sync().await.is_empty(), "no PUBREL");
-    close(a).await;
+    a.close().await;
     b.expect_nothing().await;
 }
 

@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TempDir;
+use common::{TempDir, mosquitto_passwd};
 use tern::auth::password_file::PasswordFile;
 use tern::auth::scram::{ScramCredential, ScramMechanism};
 
@@ -32,51 +31,11 @@ impl Output {
 
 /// Runs `program args`, feeding `stdin`, and waits at most [`COMMAND_TIMEOUT`].
 fn run_with_stdin(program: &str, args: &[&std::ffi::OsStr], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(input).expect("write stdin");
-    }
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{program} {args:?} did not finish within {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .expect("read stdout");
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
+    let out = common::run_bounded(Command::new(program).args(args), stdin, COMMAND_TIMEOUT);
     Output {
-        status,
-        stdout,
-        stderr,
+        status: out.status,
+        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
     }
 }
 
@@ -105,15 +64,6 @@ fn ok(output: Output) -> Output {
         output.stderr
     );
     output
-}
-
-fn mosquitto_passwd(args: &[&str]) {
-    let out = run_with_stdin("mosquitto_passwd", &os(args), None);
-    assert!(
-        out.status.success(),
-        "mosquitto_passwd {args:?}: {}",
-        out.stderr
-    );
 }
 
 fn path_str(path: &Path) -> &str {

@@ -22,10 +22,7 @@ use common::{
     will,
 };
 use tern::limits::ConnectionLimits;
-use tern_codec::{
-    ByteString, Disconnect, Packet, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe,
-    SubscriptionOptions,
-};
+use tern_codec::{Packet, ProtocolVersion, Publish, QoS, ReasonCode};
 use tern_core::{RateExceeded, RateLimit};
 
 // ---------------------------------------------------------------------------------------------
@@ -54,13 +51,6 @@ async fn try_connect(
     (c, reason)
 }
 
-/// Connects with `id` and asserts success.
-async fn connected(addr: std::net::SocketAddr, version: ProtocolVersion, id: &str) -> RawClient {
-    let (c, reason) = try_connect(addr, None, connect_packet(version, id, true)).await;
-    assert_eq!(reason, ReasonCode::SUCCESS, "CONNACK for {id}");
-    c
-}
-
 /// Connects with `id`, asserts that the CONNACK carries `expected` and that the server then
 /// closes the connection.
 async fn refused(
@@ -75,18 +65,6 @@ async fn refused(
     c.expect_closed().await;
 }
 
-/// Sends a normal DISCONNECT and waits until the server has closed the connection.
-async fn close(mut c: RawClient) {
-    c.send(&Packet::Disconnect(Disconnect::default())).await;
-    loop {
-        match c.next(TIMEOUT).await {
-            Ok(None) => return,
-            Ok(Some(_)) => {}
-            Err(_) => panic!("server did not close after DISCONNECT"),
-        }
-    }
-}
-
 /// Connects until the CONNACK is a success, for at most [`TIMEOUT`]: a place that was freed
 /// (or a token that was refilled) becomes usable.
 async fn connect_eventually(addr: std::net::SocketAddr, id: &str) -> RawClient {
@@ -99,28 +77,6 @@ async fn connect_eventually(addr: std::net::SocketAddr, id: &str) -> RawClient {
         assert!(Instant::now() < deadline, "still refused: {reason}");
         drop(c);
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A SUBSCRIBE of several filters at QoS 1; returns the SUBACK's codes.
-async fn subscribe_all(c: &mut RawClient, filters: &[&str]) -> Vec<ReasonCode> {
-    c.send(&Packet::Subscribe(Subscribe {
-        packet_id: pid(7),
-        properties: Default::default(),
-        filters: filters
-            .iter()
-            .map(|f| {
-                (
-                    ByteString::from(*f),
-                    SubscriptionOptions::with_qos(QoS::AtLeastOnce),
-                )
-            })
-            .collect(),
-    }))
-    .await;
-    match c.recv().await {
-        Packet::SubAck(a) => a.reasons,
-        other => panic!("expected SUBACK, got {other:?}"),
     }
 }
 
@@ -176,8 +132,8 @@ async fn expect_pubacks(c: &mut RawClient, count: u16) {
 #[tokio::test]
 async fn max_connections_per_ip_refuses_with_quota_exceeded() {
     let tern = broker("[limits]\nmax_connections_per_ip = 2");
-    let first = connected(tern.addr, V5, "perip-1").await;
-    let _second = connected(tern.addr, V311, "perip-2").await;
+    let first = RawClient::connect(tern.addr, V5, "perip-1").await;
+    let _second = RawClient::connect(tern.addr, V311, "perip-2").await;
     refused(
         tern.addr,
         None,
@@ -198,7 +154,7 @@ async fn max_connections_per_ip_refuses_with_quota_exceeded() {
         try_connect(tern.addr, Some("127.0.0.2"), conn5("perip-5", true, None)).await;
     assert_eq!(reason, ReasonCode::SUCCESS);
     // A closed connection frees its place.
-    close(first).await;
+    first.close().await;
     connect_eventually(tern.addr, "perip-6").await;
 }
 
@@ -212,8 +168,8 @@ async fn global_max_connections_counts_every_listener() {
     let addrs = tern.listening_addrs(2);
     let (a, b) = (addrs[0], addrs[1]);
     assert_ne!(a, b);
-    let first = connected(a, V5, "global-1").await;
-    let _second = connected(b, V5, "global-2").await;
+    let first = RawClient::connect(a, V5, "global-1").await;
+    let _second = RawClient::connect(b, V5, "global-2").await;
     refused(
         b,
         None,
@@ -236,7 +192,7 @@ async fn global_max_connections_counts_every_listener() {
         ReasonCode::QUOTA_EXCEEDED,
     )
     .await;
-    close(first).await;
+    first.close().await;
     connect_eventually(b, "global-6").await;
 }
 
@@ -244,8 +200,14 @@ async fn global_max_connections_counts_every_listener() {
 async fn connect_rate_per_ip_refuses_with_connection_rate_exceeded() {
     // Two connections a minute, a burst of two: the third in a row is over the rate.
     let tern = broker("[limits]\nconnect_rate = \"2/m\"");
-    close(connected(tern.addr, V5, "rate-1").await).await;
-    close(connected(tern.addr, V311, "rate-2").await).await;
+    RawClient::connect(tern.addr, V5, "rate-1")
+        .await
+        .close()
+        .await;
+    RawClient::connect(tern.addr, V311, "rate-2")
+        .await
+        .close()
+        .await;
     refused(
         tern.addr,
         None,
@@ -270,7 +232,10 @@ async fn connect_rate_per_ip_refuses_with_connection_rate_exceeded() {
 async fn connect_rate_lets_a_connection_in_once_the_bucket_has_refilled() {
     let tern = broker("[limits]\nconnect_rate = 1\nconnect_burst = 1");
     let started = Instant::now();
-    close(connected(tern.addr, V5, "refill-1").await).await;
+    RawClient::connect(tern.addr, V5, "refill-1")
+        .await
+        .close()
+        .await;
     // Refused attempts cost nothing; the next token comes one second after the first.
     connect_eventually(tern.addr, "refill-2").await;
     let waited = started.elapsed();
@@ -356,8 +321,8 @@ handshake_timeout = 60
 #[tokio::test]
 async fn max_client_id_length_refuses_longer_ids() {
     let tern = broker("[mqtt]\nmax_client_id_length = 8");
-    connected(tern.addr, V5, "12345678").await;
-    connected(tern.addr, V311, "abcdefgh").await;
+    RawClient::connect(tern.addr, V5, "12345678").await;
+    RawClient::connect(tern.addr, V311, "abcdefgh").await;
     refused(
         tern.addr,
         None,
@@ -378,8 +343,8 @@ async fn max_client_id_length_refuses_longer_ids() {
 #[tokio::test]
 async fn clientid_prefixes_refuse_other_ids_as_not_authorized() {
     let tern = broker("[mqtt]\nclientid_prefixes = [\"sensor-\", \"dev-\"]");
-    connected(tern.addr, V5, "sensor-1").await;
-    connected(tern.addr, V311, "dev-1").await;
+    RawClient::connect(tern.addr, V5, "sensor-1").await;
+    RawClient::connect(tern.addr, V311, "dev-1").await;
     refused(
         tern.addr,
         None,
@@ -411,7 +376,7 @@ async fn clientid_prefixes_from_a_mosquitto_conf_with_mosquitto_pub() {
         "allow_anonymous true\nclientid_prefixes sensor-\nauto_id_prefix sensor-auto-\n",
         "conf",
     );
-    connected(tern.addr, V5, "sensor-7").await;
+    RawClient::connect(tern.addr, V5, "sensor-7").await;
     refused(
         tern.addr,
         None,
@@ -431,8 +396,8 @@ async fn clientid_prefixes_from_a_mosquitto_conf_with_mosquitto_pub() {
     let run = |id: &'static str| {
         let port = port.clone();
         tokio::task::spawn_blocking(move || {
-            std::process::Command::new("mosquitto_pub")
-                .args([
+            common::run_bounded(
+                std::process::Command::new("mosquitto_pub").args([
                     "-h",
                     "127.0.0.1",
                     "-p",
@@ -443,9 +408,10 @@ async fn clientid_prefixes_from_a_mosquitto_conf_with_mosquitto_pub() {
                     "t",
                     "-m",
                     "x",
-                ])
-                .output()
-                .expect("run mosquitto_pub")
+                ]),
+                None,
+                TIMEOUT,
+            )
         })
     };
     let refused_pub = run("actuator-8").await.unwrap();
@@ -471,7 +437,7 @@ const ELEVEN: &str = "0123456789a";
 #[tokio::test]
 async fn max_topic_length_closes_a_v5_publisher_with_topic_name_invalid() {
     let tern = broker("[mqtt]\nmax_topic_length = 10");
-    let mut c = connected(tern.addr, V5, "tl-pub5").await;
+    let mut c = RawClient::connect(tern.addr, V5, "tl-pub5").await;
     assert_eq!(
         c.publish(TEN, b"x", QoS::AtLeastOnce, false).await,
         ReasonCode::NO_MATCHING_SUBSCRIBERS
@@ -490,7 +456,7 @@ async fn max_topic_length_closes_a_v5_publisher_with_topic_name_invalid() {
 #[tokio::test]
 async fn max_topic_length_closes_a_v311_publisher() {
     let tern = broker("[mqtt]\nmax_topic_length = 10");
-    let mut c = connected(tern.addr, V311, "tl-pub3").await;
+    let mut c = RawClient::connect(tern.addr, V311, "tl-pub3").await;
     assert_eq!(
         c.publish(TEN, b"x", QoS::AtLeastOnce, false).await,
         ReasonCode::SUCCESS
@@ -509,9 +475,13 @@ async fn max_topic_length_closes_a_v311_publisher() {
 #[tokio::test]
 async fn max_topic_length_refuses_longer_filters_in_suback() {
     let tern = broker("[mqtt]\nmax_topic_length = 10");
-    let mut c5 = connected(tern.addr, V5, "tl-sub5").await;
+    let mut c5 = RawClient::connect(tern.addr, V5, "tl-sub5").await;
     assert_eq!(
-        subscribe_all(&mut c5, &[TEN, ELEVEN, "$share/g/ab", "12345678/#"]).await,
+        c5.subscribe_many(
+            &[TEN, ELEVEN, "$share/g/ab", "12345678/#"],
+            QoS::AtLeastOnce
+        )
+        .await,
         [
             ReasonCode::GRANTED_QOS_1,
             ReasonCode::TOPIC_FILTER_INVALID,
@@ -519,9 +489,9 @@ async fn max_topic_length_refuses_longer_filters_in_suback() {
             ReasonCode::GRANTED_QOS_1,
         ]
     );
-    let mut c3 = connected(tern.addr, V311, "tl-sub3").await;
+    let mut c3 = RawClient::connect(tern.addr, V311, "tl-sub3").await;
     assert_eq!(
-        subscribe_all(&mut c3, &[ELEVEN, TEN]).await,
+        c3.subscribe_many(&[ELEVEN, TEN], QoS::AtLeastOnce).await,
         [ReasonCode::UNSPECIFIED_ERROR, ReasonCode::GRANTED_QOS_1]
     );
     // The connections stay open.
@@ -551,9 +521,10 @@ async fn max_topic_length_refuses_a_longer_will_topic() {
 #[tokio::test]
 async fn max_subscriptions_refuses_filters_beyond_the_limit_with_quota_exceeded() {
     let tern = broker("[mqtt]\nmax_subscriptions = 2");
-    let mut s = connected(tern.addr, V5, "ms-5").await;
+    let mut s = RawClient::connect(tern.addr, V5, "ms-5").await;
     assert_eq!(
-        subscribe_all(&mut s, &["ms/a", "ms/b", "ms/c"]).await,
+        s.subscribe_many(&["ms/a", "ms/b", "ms/c"], QoS::AtLeastOnce)
+            .await,
         [
             ReasonCode::GRANTED_QOS_1,
             ReasonCode::GRANTED_QOS_1,
@@ -570,7 +541,7 @@ async fn max_subscriptions_refuses_filters_beyond_the_limit_with_quota_exceeded(
         [ReasonCode::QUOTA_EXCEEDED]
     );
     // The refused filter is not subscribed.
-    let mut p = connected(tern.addr, V5, "ms-pub").await;
+    let mut p = RawClient::connect(tern.addr, V5, "ms-pub").await;
     p.publish("ms/c", b"c", QoS::AtMostOnce, false).await;
     p.publish("ms/b", b"b", QoS::AtMostOnce, false).await;
     assert_eq!(s.recv_publish().await.payload.as_ref(), b"b");
@@ -586,9 +557,10 @@ async fn max_subscriptions_refuses_filters_beyond_the_limit_with_quota_exceeded(
 #[tokio::test]
 async fn max_subscriptions_refuses_with_0x80_in_v311() {
     let tern = broker("[mqtt]\nmax_subscriptions = 1");
-    let mut s = connected(tern.addr, V311, "ms-3").await;
+    let mut s = RawClient::connect(tern.addr, V311, "ms-3").await;
     assert_eq!(
-        subscribe_all(&mut s, &["ms3/a", "ms3/b"]).await,
+        s.subscribe_many(&["ms3/a", "ms3/b"], QoS::AtLeastOnce)
+            .await,
         [ReasonCode::GRANTED_QOS_1, ReasonCode::UNSPECIFIED_ERROR]
     );
     assert!(s.sync().await.is_empty());
@@ -608,19 +580,21 @@ async fn max_subscriptions_counts_the_subscriptions_of_a_resumed_session() {
     );
     let (mut s, _) = RawClient::connect_with(tern.addr, conn5("ms-keep", true, Some(600))).await;
     assert_eq!(
-        subscribe_all(&mut s, &["keep/a", "keep/b"]).await,
+        s.subscribe_many(&["keep/a", "keep/b"], QoS::AtLeastOnce)
+            .await,
         [ReasonCode::GRANTED_QOS_1, ReasonCode::GRANTED_QOS_1]
     );
-    close(s).await;
+    s.close().await;
 
     // Resumed: its two subscriptions count.
     let (mut s, ack) = RawClient::connect_with(tern.addr, conn5("ms-keep", false, Some(600))).await;
     assert!(ack.session_present);
     assert_eq!(
-        subscribe_all(&mut s, &["keep/c", "keep/b"]).await,
+        s.subscribe_many(&["keep/c", "keep/b"], QoS::AtLeastOnce)
+            .await,
         [ReasonCode::QUOTA_EXCEEDED, ReasonCode::GRANTED_QOS_1]
     );
-    close(s).await;
+    s.close().await;
 
     // Restored from the store after a restart: still counted.
     let addr = tern.addr;
@@ -629,7 +603,7 @@ async fn max_subscriptions_counts_the_subscriptions_of_a_resumed_session() {
     let (mut s, ack) = RawClient::connect_with(tern.addr, conn5("ms-keep", false, Some(600))).await;
     assert!(ack.session_present);
     assert_eq!(
-        subscribe_all(&mut s, &["keep/c"]).await,
+        s.subscribe_many(&["keep/c"], QoS::AtLeastOnce).await,
         [ReasonCode::QUOTA_EXCEEDED]
     );
     drop(config);
@@ -648,9 +622,9 @@ async fn publish_burst(
     count: u16,
     len: usize,
 ) -> Duration {
-    let mut s = connected(tern.addr, V5, &format!("{topic}-sub")).await;
+    let mut s = RawClient::connect(tern.addr, V5, &format!("{topic}-sub")).await;
     s.subscribe(topic, QoS::AtLeastOnce).await;
-    let mut p = connected(tern.addr, version, &format!("{topic}-pub")).await;
+    let mut p = RawClient::connect(tern.addr, version, &format!("{topic}-pub")).await;
     let bytes = publishes(version, topic, count, len);
     let started = Instant::now();
     p.send_bytes(&bytes).await;
@@ -690,7 +664,7 @@ async fn a_paused_client_is_not_closed_for_keep_alive() {
     // One message every 2 s while the client's keep-alive is 1 s (closed after 1.5 s of
     // silence): the messages held back count as traffic.
     let tern = broker("[limits]\nmessage_rate = \"30/m\"\nmessage_burst = 1");
-    let mut s = connected(tern.addr, V5, "ka-sub").await;
+    let mut s = RawClient::connect(tern.addr, V5, "ka-sub").await;
     s.subscribe("ka/t", QoS::AtLeastOnce).await;
     let mut packet = conn5("ka-pub", true, None);
     packet.keep_alive = 1;
@@ -712,11 +686,10 @@ async fn over_the_rate(version: ProtocolVersion, id: &str) -> (Tern, RawClient) 
     let tern = broker(
         "[limits]\nmessage_rate = \"1/m\"\nmessage_burst = 2\nrate_exceeded = \"disconnect\"",
     );
-    let mut s = connected(tern.addr, V5, &format!("{id}-sub")).await;
+    let mut s = RawClient::connect(tern.addr, V5, &format!("{id}-sub")).await;
     s.subscribe("over/t", QoS::AtMostOnce).await;
-    let mut p = connected(tern.addr, version, id).await;
-    let mut bytes = BytesMut::new();
-    for i in 1..=3u16 {
+    let mut p = RawClient::connect(tern.addr, version, id).await;
+    p.send_all((1..=3u16).map(|i| {
         Packet::Publish(publish(
             "over/t",
             &payload(i, 4),
@@ -724,10 +697,8 @@ async fn over_the_rate(version: ProtocolVersion, id: &str) -> (Tern, RawClient) 
             false,
             None,
         ))
-        .encode(version, &mut bytes)
-        .unwrap();
-    }
-    p.send_bytes(&bytes).await;
+    }))
+    .await;
     for i in 1..=2u16 {
         let m: Publish = s.recv_publish().await;
         assert_eq!(m.payload.as_ref(), payload(i, 4));

@@ -21,13 +21,15 @@ const MECHANISM: ScramMechanism = ScramMechanism::Sha256;
 fn broker() -> (Tern, TempDir) {
     let dir = TempDir::new();
     let path = dir.path.join("passwd");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["passwd", "--scram", "-c", "-b"])
-        .arg(&path)
-        .args(["alice", "pencil"])
-        .status()
-        .expect("run tern passwd");
-    assert!(status.success());
+    let out = common::run_bounded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(["passwd", "--scram", "-c", "-b"])
+            .arg(&path)
+            .args(["alice", "pencil"]),
+        None,
+        common::TIMEOUT,
+    );
+    assert!(out.status.success(), "tern passwd: {:?}", out);
     let tern = Tern::start_config(&format!("password_file = \"{}\"\n", path.display()), "toml");
     (tern, dir)
 }

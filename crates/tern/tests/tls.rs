@@ -7,10 +7,10 @@
 
 mod common;
 
-use std::io::Read;
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -172,6 +172,16 @@ fn tls_broker(tls: &str, extra: &str) -> Tern {
     start_config_only(&config, "toml")
 }
 
+/// The lines of a TOML `tls` table that serve `server` and let in only the clients with a
+/// certificate that `ca` issued.
+fn mtls_lines(server: &Issued, ca: &Path) -> String {
+    format!(
+        "{}cafile = \"{}\"\nrequire_certificate = true\n",
+        cert_lines(server),
+        p(ca)
+    )
+}
+
 /// `certfile`/`keyfile` lines for a TOML `tls` table.
 fn cert_lines(server: &Issued) -> String {
     format!(
@@ -183,41 +193,7 @@ fn cert_lines(server: &Issued) -> String {
 
 /// Runs a command with a deadline; its output.
 fn run(command: &mut Command, limit: Duration) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start command");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command:?} still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    common::run_bounded(command, None, limit)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -225,7 +201,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// `mosquitto_pub` / `mosquitto_sub` with TLS flags to `addr`.
-fn mosquitto(tool: &str, addr: SocketAddr, tls: &[&str], args: &[&str]) -> Output {
+fn mosquitto(tool: &str, addr: SocketAddr, tls: &[impl AsRef<OsStr>], args: &[&str]) -> Output {
     let port = addr.port().to_string();
     run(
         Command::new(tool)
@@ -234,6 +210,36 @@ fn mosquitto(tool: &str, addr: SocketAddr, tls: &[&str], args: &[&str]) -> Outpu
             .args(args),
         Duration::from_secs(15),
     )
+}
+
+/// `mosquitto_pub` retains `message` on `topic` (QoS 1), then `mosquitto_sub` with `sub_args`
+/// (a subscription that stops after one message) reads it back, both with the flags `tls`; both
+/// must succeed. Returns what `mosquitto_sub` printed.
+fn pub_then_sub(
+    addr: SocketAddr,
+    tls: &[impl AsRef<OsStr>],
+    (topic, message): (&str, &str),
+    sub_args: &[&str],
+) -> String {
+    let publish = ["-t", topic, "-m", message, "-r", "-q", "1"];
+    let out = mosquitto("mosquitto_pub", addr, tls, &publish);
+    assert!(out.status.success(), "mosquitto_pub: {}", text(&out.stderr));
+    let out = mosquitto("mosquitto_sub", addr, tls, sub_args);
+    assert!(out.status.success(), "mosquitto_sub: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// The `mosquitto_pub`/`mosquitto_sub` flags of a client that trusts `ca` and shows the
+/// certificate `client`.
+fn cert_flags(ca: &Path, client: &Issued) -> [String; 6] {
+    [
+        "--cafile".to_owned(),
+        p(ca),
+        "--cert".to_owned(),
+        p(&client.cert),
+        "--key".to_owned(),
+        p(&client.key),
+    ]
 }
 
 /// A rustls client configuration trusting `ca`, with a client certificate if given.
@@ -327,22 +333,10 @@ fn qos1() -> SubscriptionOptions {
     SubscriptionOptions::with_qos(QoS::AtLeastOnce)
 }
 
-/// `tern serve --config` on a file expected to be refused: its exit status and stderr.
-fn serve_refused(contents: &str, extension: &str) -> (std::process::ExitStatus, String, TempFile) {
-    let file = TempFile::new(extension, contents);
-    let data = TempDir::new();
-    let out = run(
-        Command::new(env!("CARGO_BIN_EXE_tern"))
-            .args(["serve", "--in-memory", "--config", &p(&file.path)])
-            .env("TERN_DATA_DIR", &data.path),
-        Duration::from_secs(20),
-    );
-    let stderr = text(&out.stderr);
-    assert!(
-        !stderr.contains("listening on"),
-        "tern listened despite a bad TLS configuration: {stderr}"
-    );
-    (out.status, stderr, file)
+/// `tern serve --config` on a file that must be refused (a failed exit, no listener): its
+/// stderr and the file.
+fn serve_refused(contents: &str, extension: &str) -> (String, TempFile) {
+    common::serve_config_fails(contents, extension, &["--in-memory"])
 }
 
 /// Polls `f` until it returns true, within the timeout.
@@ -354,14 +348,6 @@ async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
     }
 }
 
-fn sighup(tern: &Tern) {
-    let status = Command::new("kill")
-        .args(["-HUP", &tern.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tests.
 
@@ -370,22 +356,13 @@ async fn mosquitto_clients_publish_and_receive_over_tls() {
     let pki = Pki::new("ca-basic");
     let server = pki.server("server", "broker", 10);
     let tern = tls_broker(&cert_lines(&server), "");
-    let ca = p(&pki.ca);
-    let out = mosquitto(
-        "mosquitto_pub",
+    let got = pub_then_sub(
         tern.addr,
-        &["--cafile", &ca],
-        &["-t", "tls/retained", "-m", "over tls", "-r", "-q", "1"],
-    );
-    assert!(out.status.success(), "mosquitto_pub: {}", text(&out.stderr));
-    let out = mosquitto(
-        "mosquitto_sub",
-        tern.addr,
-        &["--cafile", &ca],
+        &["--cafile", &p(&pki.ca)],
+        ("tls/retained", "over tls"),
         &["-t", "tls/#", "-C", "1", "-W", "10", "-v"],
     );
-    assert!(out.status.success(), "mosquitto_sub: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "tls/retained over tls\n");
+    assert_eq!(got, "tls/retained over tls\n");
 }
 
 #[tokio::test]
@@ -393,35 +370,16 @@ async fn mutual_tls_with_mosquitto_clients() {
     let pki = Pki::new("ca-mtls");
     let server = pki.server("server", "broker", 10);
     let client = pki.client("client", "device-1", 20);
-    let tls = format!(
-        "{}cafile = \"{}\"\nrequire_certificate = true\n",
-        cert_lines(&server),
-        p(&pki.ca)
-    );
+    let tls = mtls_lines(&server, &pki.ca);
     let tern = tls_broker(&tls, "");
-    let flags = [
-        "--cafile",
-        &p(&pki.ca),
-        "--cert",
-        &p(&client.cert),
-        "--key",
-        &p(&client.key),
-    ];
-    let out = mosquitto(
-        "mosquitto_pub",
+    let flags = cert_flags(&pki.ca, &client);
+    let got = pub_then_sub(
         tern.addr,
         &flags,
-        &["-t", "m/1", "-m", "mutual", "-r", "-q", "1"],
-    );
-    assert!(out.status.success(), "mosquitto_pub: {}", text(&out.stderr));
-    let out = mosquitto(
-        "mosquitto_sub",
-        tern.addr,
-        &flags,
+        ("m/1", "mutual"),
         &["-t", "m/#", "-C", "1", "-W", "10"],
     );
-    assert!(out.status.success(), "mosquitto_sub: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "mutual\n");
+    assert_eq!(got, "mutual\n");
 
     // Without a client certificate the handshake fails: mosquitto_pub and a rustls client.
     let out = mosquitto(
@@ -455,11 +413,7 @@ async fn client_certificate_from_another_ca_is_refused() {
     let server = pki.server("server", "broker", 10);
     let stranger = other.client("stranger", "stranger", 30);
     let good = pki.client("good", "good", 31);
-    let tls = format!(
-        "{}cafile = \"{}\"\nrequire_certificate = true\n",
-        cert_lines(&server),
-        p(&pki.ca)
-    );
+    let tls = mtls_lines(&server, &pki.ca);
     let tern = tls_broker(&tls, "");
     let refused = mqtt_tls(tern.addr, "stranger", ca_files(&pki.ca, Some(&stranger))).await;
     assert!(
@@ -469,14 +423,7 @@ async fn client_certificate_from_another_ca_is_refused() {
     let out = mosquitto(
         "mosquitto_pub",
         tern.addr,
-        &[
-            "--cafile",
-            &p(&pki.ca),
-            "--cert",
-            &p(&stranger.cert),
-            "--key",
-            &p(&stranger.key),
-        ],
+        &cert_flags(&pki.ca, &stranger),
         &["-t", "x", "-m", "x"],
     );
     assert!(
@@ -642,30 +589,14 @@ async fn use_identity_as_username_makes_the_cn_the_user_name_for_acls() {
         p(&pki.ca)
     );
     let tern = tls_broker(&tls, &format!("acl_file = \"{}\"", p(&acl.path)));
-    let alice_flags = [
-        "--cafile",
-        &p(&pki.ca),
-        "--cert",
-        &p(&alice.cert),
-        "--key",
-        &p(&alice.key),
-    ];
     // Alice publishes a retained message (no user name in CONNECT: her certificate is it).
-    let out = mosquitto(
-        "mosquitto_pub",
+    let got = pub_then_sub(
         tern.addr,
-        &alice_flags,
-        &["-t", "secret/plans", "-m", "for alice", "-r", "-q", "1"],
-    );
-    assert!(out.status.success(), "mosquitto_pub: {}", text(&out.stderr));
-    let out = mosquitto(
-        "mosquitto_sub",
-        tern.addr,
-        &alice_flags,
+        &cert_flags(&pki.ca, &alice),
+        ("secret/plans", "for alice"),
         &["-t", "secret/#", "-C", "1", "-W", "10"],
     );
-    assert!(out.status.success(), "mosquitto_sub: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "for alice\n");
+    assert_eq!(got, "for alice\n");
 
     // Bob claims to be alice in CONNECT: his certificate says bob, and bob may not read.
     let mut files = ca_files(&pki.ca, Some(&bob));
@@ -687,17 +618,8 @@ async fn use_identity_as_username_makes_the_cn_the_user_name_for_acls() {
     let out = mosquitto(
         "mosquitto_sub",
         tern.addr,
-        &[
-            "--cafile",
-            &p(&pki.ca),
-            "--cert",
-            &p(&bob.cert),
-            "--key",
-            &p(&bob.key),
-            "-u",
-            "alice",
-        ],
-        &["-t", "secret/#", "-C", "1", "-W", "2"],
+        &cert_flags(&pki.ca, &bob),
+        &["-u", "alice", "-t", "secret/#", "-C", "1", "-W", "2"],
     );
     assert_eq!(text(&out.stdout), "", "bob read alice's message");
 
@@ -831,7 +753,7 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     let second = pki.server("next", "server-two", 61);
     std::fs::rename(&second.cert, &first.cert).unwrap();
     std::fs::rename(&second.key, &first.key).unwrap();
-    sighup(&tern);
+    tern.sighup(1);
     eventually("the new certificate", async || {
         served_cn(tern.addr, &pki.ca).await == "server-two"
     })
@@ -861,12 +783,12 @@ async fn failed_reload_keeps_the_previous_certificate() {
     let other = pki.server("other", "other", 71);
     // A certificate whose key is not the one in keyfile, then garbage.
     std::fs::copy(&other.cert, &server.cert).unwrap();
-    sighup(&tern);
+    tern.sighup(1);
     let message = format!("`{}`: this private key does not belong", p(&server.key));
     eventually("the reload error", async || tern.logs().contains(&message)).await;
     assert_eq!(served_cn(tern.addr, &pki.ca).await, "server-kept");
     std::fs::write(&server.cert, "garbage\n").unwrap();
-    sighup(&tern);
+    tern.sighup(2);
     let message = format!("`{}`: no certificate found", p(&server.cert));
     eventually("the reload error", async || tern.logs().contains(&message)).await;
     assert!(
@@ -898,14 +820,7 @@ async fn crl_refuses_revoked_client_certificates() {
     let out = mosquitto(
         "mosquitto_pub",
         tern.addr,
-        &[
-            "--cafile",
-            &p(&pki.ca),
-            "--cert",
-            &p(&revoked.cert),
-            "--key",
-            &p(&revoked.key),
-        ],
+        &cert_flags(&pki.ca, &revoked),
         &["-t", "x", "-m", "x"],
     );
     assert!(
@@ -934,11 +849,7 @@ async fn expired_client_certificate_is_refused() {
     };
     std::fs::write(&expired.cert, cert.pem()).unwrap();
     std::fs::write(&expired.key, key.serialize_pem()).unwrap();
-    let tls = format!(
-        "{}cafile = \"{}\"\nrequire_certificate = true\n",
-        cert_lines(&server),
-        p(&pki.ca)
-    );
+    let tls = mtls_lines(&server, &pki.ca);
     let tern = tls_broker(&tls, "");
     let refused = mqtt_tls(tern.addr, "old", ca_files(&pki.ca, Some(&expired))).await;
     assert!(refused.is_err(), "an expired certificate was accepted");
@@ -1031,28 +942,13 @@ async fn mosquitto_conf_tls_listener() {
     );
     let tern = start_config_only(&conf, "conf");
     assert_eq!(tern.addr.port(), port);
-    let flags = [
-        "--cafile",
-        &p(&pki.ca),
-        "--cert",
-        &p(&client.cert),
-        "--key",
-        &p(&client.key),
-    ];
-    let out = mosquitto(
-        "mosquitto_pub",
+    let got = pub_then_sub(
         tern.addr,
-        &flags,
-        &["-t", "conf/t", "-m", "from conf", "-r", "-q", "1"],
-    );
-    assert!(out.status.success(), "mosquitto_pub: {}", text(&out.stderr));
-    let out = mosquitto(
-        "mosquitto_sub",
-        tern.addr,
-        &flags,
+        &cert_flags(&pki.ca, &client),
+        ("conf/t", "from conf"),
         &["-t", "conf/t", "-C", "1", "-W", "10"],
     );
-    assert_eq!(text(&out.stdout), "from conf\n", "{}", text(&out.stderr));
+    assert_eq!(got, "from conf\n");
     let logs = tern.logs();
     assert!(logs.contains("client certificate required"), "{logs}");
 }
@@ -1134,8 +1030,7 @@ async fn bad_tls_files_stop_the_start_naming_the_file_and_the_setting() {
         ),
     ];
     for (tls, location, message) in cases {
-        let (status, stderr, file) = serve_refused(&toml(&tls), "toml");
-        assert!(!status.success());
+        let (stderr, file) = serve_refused(&toml(&tls), "toml");
         let expected = format!("{}{location}: ", p(&file.path));
         assert!(
             stderr.contains(&expected),
@@ -1183,8 +1078,7 @@ async fn bad_tls_files_stop_the_start_naming_the_file_and_the_setting() {
         ),
     ];
     for (conf, location, message) in conf_cases {
-        let (status, stderr, file) = serve_refused(&conf, "conf");
-        assert!(!status.success());
+        let (stderr, file) = serve_refused(&conf, "conf");
         let expected = format!("{}{location}: ", p(&file.path));
         assert!(
             stderr.contains(&expected),
@@ -1202,11 +1096,7 @@ async fn tern_pub_and_sub_tls_flags() {
     let pki = Pki::new("ca-tools");
     let server = pki.server("server", "broker", 10);
     let client = pki.client("client", "tool", 95);
-    let tls = format!(
-        "{}cafile = \"{}\"\nrequire_certificate = true\n",
-        cert_lines(&server),
-        p(&pki.ca)
-    );
+    let tls = mtls_lines(&server, &pki.ca);
     let tern = tls_broker(&tls, "");
     let port = tern.addr.port().to_string();
     let tool = |args: &[&str]| {
@@ -1221,8 +1111,7 @@ async fn tern_pub_and_sub_tls_flags() {
         )
     };
     let ca = p(&pki.ca);
-    let (cert, key) = (p(&client.cert), p(&client.key));
-    let mtls = ["--cafile", &ca, "--cert", &cert, "--key", &key];
+    let mtls = cert_flags(&pki.ca, &client);
     let mut publish = vec![
         "pub",
         "-t",
@@ -1233,7 +1122,7 @@ async fn tern_pub_and_sub_tls_flags() {
         "-q",
         "1",
     ];
-    publish.extend(mtls);
+    publish.extend(mtls.iter().map(String::as_str));
     let out = tool(&publish);
     assert!(out.status.success(), "tern pub: {}", text(&out.stderr));
     let mut subscribe = vec![
@@ -1247,7 +1136,7 @@ async fn tern_pub_and_sub_tls_flags() {
         "--tls-version",
         "tlsv1.3",
     ];
-    subscribe.extend(mtls);
+    subscribe.extend(mtls.iter().map(String::as_str));
     let out = tool(&subscribe);
     assert!(out.status.success(), "tern sub: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "via tern pub\n");

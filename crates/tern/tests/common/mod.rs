@@ -203,6 +203,11 @@ impl RawClient {
             .await
             .expect("connect timeout")
             .expect("connect");
+        Self::on(stream, version)
+    }
+
+    /// A client on the connected `stream`; nothing sent yet.
+    fn on(stream: TcpStream, version: ProtocolVersion) -> Self {
         stream.set_nodelay(true).unwrap();
         Self {
             stream,
@@ -331,23 +336,8 @@ impl RawClient {
         options: SubscriptionOptions,
         identifier: Option<u32>,
     ) -> Vec<ReasonCode> {
-        let id = PacketId::new(0x4242).unwrap();
-        self.send(&Packet::Subscribe(Subscribe {
-            packet_id: id,
-            properties: SubscribeProperties {
-                subscription_identifier: identifier,
-                ..Default::default()
-            },
-            filters: vec![(ByteString::from(filter), options)],
-        }))
-        .await;
-        match self.recv().await {
-            Packet::SubAck(a) => {
-                assert_eq!(a.packet_id, id);
-                a.reasons
-            }
-            other => panic!("expected SUBACK, got {other:?}"),
-        }
+        self.subscribe_filters(vec![(ByteString::from(filter), options)], identifier)
+            .await
     }
 
     pub async fn unsubscribe(&mut self, filter: &str) -> Vec<ReasonCode> {
@@ -740,43 +730,7 @@ impl Tern {
 /// exit without listening (within 20 s); returns its exit status and everything it wrote to
 /// stderr.
 pub fn serve_expect_exit(data_dir: &std::path::Path) -> (std::process::ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .env("TERN_DATA_DIR", data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tern");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        text
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "tern kept running on {}: {}",
-                data_dir.display(),
-                reader.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = reader.join().unwrap_or_default();
-    assert!(
-        !text.contains("listening on"),
-        "tern listened before exiting: {text}"
-    );
-    (status, text)
+    tern_expect_exit(&["serve", "--listen", "127.0.0.1:0"], data_dir)
 }
 
 // ---- Several listeners, other source addresses (quotas.rs) ----
@@ -795,14 +749,7 @@ impl RawClient {
             .await
             .expect("connect timeout")
             .expect("connect");
-        stream.set_nodelay(true).unwrap();
-        Self {
-            stream,
-            buf: BytesMut::new(),
-            decoder: Decoder::with_version(version, u32::MAX),
-            stashed: std::collections::VecDeque::new(),
-            version,
-        }
+        Self::on(stream, version)
     }
 }
 
@@ -829,4 +776,295 @@ impl Tern {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+// ---- Commands with a deadline, refused starts, reloads (security tests) ----
+
+/// Runs `command` to its end with `input` on its standard input (closed when `None`), standard
+/// output and error captured; fails if it runs longer than `limit`.
+pub fn run_bounded(
+    command: &mut Command,
+    input: Option<&[u8]>,
+    limit: Duration,
+) -> std::process::Output {
+    let mut child = command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    if let Some(input) = input {
+        let mut pipe = child.stdin.take().expect("stdin");
+        std::io::Write::write_all(&mut pipe, input).expect("write stdin");
+    }
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr.join().unwrap_or_default();
+            panic!(
+                "{command:?} still running after {limit:?}: {}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// Runs `tern ARGS...` with `TERN_DATA_DIR=data_dir` and expects it to exit without listening
+/// (within 20 s); returns its exit status and everything it wrote to stderr.
+pub fn tern_expect_exit(
+    args: &[&str],
+    data_dir: &std::path::Path,
+) -> (std::process::ExitStatus, String) {
+    let out = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("TERN_DATA_DIR", data_dir),
+        None,
+        Duration::from_secs(20),
+    );
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !text.contains("listening on"),
+        "tern listened before exiting: {text}"
+    );
+    (out.status, text)
+}
+
+/// `tern serve --config FILE ARGS...` with `contents` in a file whose name ends in `extension`,
+/// on a fresh data directory, must refuse to start: it exits with failure (within 20 s) without
+/// listening. Returns what it wrote to stderr, and the file (still there, for its path).
+pub fn serve_config_fails(contents: &str, extension: &str, args: &[&str]) -> (String, TempFile) {
+    let file = TempFile::new(extension, contents);
+    let data = TempDir::new();
+    let mut full = vec![
+        "serve",
+        "--config",
+        file.path.to_str().expect("UTF-8 temp path"),
+    ];
+    full.extend_from_slice(args);
+    let (status, stderr) = tern_expect_exit(&full, &data.path);
+    assert!(
+        !status.success(),
+        "tern exited with success with {contents}: {stderr}"
+    );
+    (stderr, file)
+}
+
+impl Tern {
+    /// Sends SIGHUP and waits (at most [`TIMEOUT`]) until the broker has logged the outcome of
+    /// security reload number `n`, counted from its start: `reload: ACL ... in force` or
+    /// `reload failed, keeping the previous ACL and passwords`. (The certificates of TLS
+    /// listeners are reloaded right after, and logged on their own.)
+    pub fn sighup(&self, n: usize) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success(), "kill -HUP {}", self.pid());
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let logs = self.logs();
+            let done = logs.matches("reload: ACL").count()
+                + logs
+                    .matches("reload failed, keeping the previous ACL")
+                    .count();
+            if done >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reload {n} not logged: {logs}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+// ---- Password files made by Debian's `mosquitto_passwd` ----
+
+/// Runs `mosquitto_passwd ARGS` (at most 30 s) and asserts that it succeeds.
+pub fn mosquitto_passwd(args: &[&str]) {
+    let out = run_bounded(
+        Command::new("mosquitto_passwd").args(args),
+        None,
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "mosquitto_passwd {args:?} (scripts/install-test-deps installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Writes the password file `path` with `mosquitto_passwd -b`, one call per `(user, password)`
+/// (the first with `-c`, which creates the file), each with `flags` (such as `-H sha512`) first.
+pub fn mosquitto_password_file(path: &std::path::Path, users: &[(&str, &str)], flags: &[&str]) {
+    let path = path.to_str().expect("UTF-8 temp path");
+    for (i, (user, password)) in users.iter().enumerate() {
+        let mut args = flags.to_vec();
+        if i == 0 {
+            args.push("-c");
+        }
+        args.extend(["-b", path, user, password]);
+        mosquitto_passwd(&args);
+    }
+}
+
+// ---- Logins ----
+
+/// A CONNECT (clean start) with an optional user name and password.
+pub fn login(
+    version: ProtocolVersion,
+    client_id: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> Connect {
+    let mut c = connect_packet(version, client_id, true);
+    c.username = user.map(ByteString::from);
+    c.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
+    c
+}
+
+/// Connects with `connect` and returns the CONNACK's reason code; when it is a refusal, also
+/// asserts that the server then closes the connection.
+pub async fn connack(tern: &Tern, connect: Connect) -> ReasonCode {
+    let (mut c, ack) = RawClient::connect_with(tern.addr, connect).await;
+    if ack.reason != ReasonCode::SUCCESS {
+        c.expect_closed().await;
+    }
+    ack.reason
+}
+
+/// Connects with `connect` and asserts a successful CONNACK.
+pub async fn connected(tern: &Tern, connect: Connect) -> RawClient {
+    let id = connect.client_id.to_string();
+    let (c, ack) = RawClient::connect_with(tern.addr, connect).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS, "CONNACK for {id}");
+    c
+}
+
+/// Sends `connect` (MQTT 3.x) on a new connection and returns the CONNACK exactly as the server
+/// wrote it; asserts that the server then closes the connection (a refusal).
+pub async fn refused_raw_connack(tern: &Tern, connect: Connect) -> Vec<u8> {
+    let mut c = RawClient::open(tern.addr, connect.protocol).await;
+    c.send(&Packet::Connect(Box::new(connect))).await;
+    let raw = recv_raw_frame(&mut c).await.expect("CONNACK");
+    c.expect_closed().await;
+    raw
+}
+
+impl RawClient {
+    /// One SUBSCRIBE with every filter of `filters` at `qos`; returns the SUBACK codes.
+    pub async fn subscribe_many(&mut self, filters: &[&str], qos: QoS) -> Vec<ReasonCode> {
+        let filters = filters
+            .iter()
+            .map(|f| (ByteString::from(*f), SubscriptionOptions::with_qos(qos)))
+            .collect();
+        self.subscribe_filters(filters, None).await
+    }
+
+    /// One SUBSCRIBE with `filters` and the Subscription Identifier `identifier`; returns the
+    /// SUBACK codes (after checking its packet identifier).
+    pub async fn subscribe_filters(
+        &mut self,
+        filters: Vec<(ByteString, SubscriptionOptions)>,
+        identifier: Option<u32>,
+    ) -> Vec<ReasonCode> {
+        let id = PacketId::new(0x4242).unwrap();
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id: id,
+            properties: SubscribeProperties {
+                subscription_identifier: identifier,
+                ..Default::default()
+            },
+            filters,
+        }))
+        .await;
+        match self.recv().await {
+            Packet::SubAck(a) => {
+                assert_eq!(a.packet_id, id);
+                a.reasons
+            }
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Sends a normal DISCONNECT and waits (at most [`TIMEOUT`]) until the server has closed the
+    /// connection, so that the session is detached when this returns; packets still in flight
+    /// are discarded.
+    pub async fn close(mut self) {
+        self.send(&Packet::Disconnect(Disconnect::default())).await;
+        loop {
+            match self.next(TIMEOUT).await {
+                Ok(None) => return,
+                Ok(Some(_)) => {}
+                Err(_) => panic!("server did not close after DISCONNECT"),
+            }
+        }
+    }
+
+    /// Sends `packets` in one write, so that they reach the server together.
+    pub async fn send_all(&mut self, packets: impl IntoIterator<Item = Packet>) {
+        let mut out = BytesMut::new();
+        for packet in packets {
+            packet.encode(self.version, &mut out).expect("encode");
+        }
+        self.send_bytes(&out).await;
+    }
+}
+
+/// Receives PUBLISHes (acknowledging each) up to and including the first one with `payload`;
+/// returns their (topic, payload) in order. `what` names the wait in failure messages.
+pub async fn until_payload(c: &mut RawClient, payload: &str, what: &str) -> Vec<(String, String)> {
+    let mut got = Vec::new();
+    loop {
+        let p = match c.next(TIMEOUT).await {
+            Ok(Some(Packet::Publish(p))) => p,
+            Ok(Some(other)) => panic!("{what}: expected PUBLISH, got {other:?}"),
+            Ok(None) => {
+                panic!("{what}: connection closed while waiting for {payload:?}; got {got:?}")
+            }
+            Err(_) => panic!("{what}: {payload:?} not received; got {got:?}"),
+        };
+        c.ack(&p).await;
+        let item = (
+            p.topic.to_string(),
+            String::from_utf8_lossy(&p.payload).into_owned(),
+        );
+        let done = item.1 == payload;
+        got.push(item);
+        if done {
+            return got;
+        }
+    }
+}
+
+/// A (topic, payload) pair, as [`until_payload`] returns them.
+pub fn pair(topic: &str, payload: &str) -> (String, String) {
+    (topic.to_owned(), payload.to_owned())
 }
