@@ -12,11 +12,14 @@ Outputs (under --out, default bench/results):
   latest.json                           the medians, machine-readable
   latest.png                            broker CPU time per delivery, per scenario and broker
   raw/<stamp>/                          one JSON per run (bench output, RSS, load), broker logs
-Only a run of every scenario writes latest.* and compare-<date>.md; a run of some scenarios
-writes <name>-<YYYYMMDD-HHMM>.md, .json and .png instead (--name, default "subset").
+Only a run of every scenario of the default run writes latest.* and compare-<date>.md; a run of
+some other selection writes <name>-<YYYYMMDD-HHMM>.md, .json and .png instead (--name, default
+"subset").
 
 Scenarios may run the brokers with other settings than their templates (Scenario.settings, a
-key of SETTINGS): the durability scenarios run Tern with persistence on, the others in memory.
+key of SETTINGS): the durability scenarios run Tern with persistence on, the others in memory;
+the security scenarios (not part of the default run: `--scenarios security`) run TLS listeners,
+a password file and an ACL file, made for the run in a temporary directory (make_security_files).
 """
 
 from __future__ import annotations
@@ -61,6 +64,18 @@ class Scenario:
     settings: str = "default"
     # The figures of the summary table, when they differ from HEADLINE[kind].
     headline: list[str] | None = None
+    # Broker kinds that run this scenario (None: all) and why the others do not.
+    brokers: tuple[str, ...] | None = None
+    skipped_because: str | None = None
+    # Part of the default run (every scenario but the security ones, which would take the full
+    # run past 20 minutes; `--scenarios security` or `--scenarios all` runs them).
+    in_default_run: bool = True
+    # The scenario without the feature this one adds (the same flags otherwise): when both ran,
+    # the results give this one's figures over the plain one's, per broker.
+    plain: str | None = None
+
+    def runs_on(self, kind: str) -> bool:
+        return self.brokers is None or kind in self.brokers
 
 
 @dataclass
@@ -80,6 +95,8 @@ class Settings:
     overrides: dict[str, dict[tuple[str | None, str], str]]
     # Broker kinds that keep what they acknowledge on disk in this variant.
     durable: tuple[str, ...] = ()
+    # Whether disk writes and fsyncs are measured (the durability variants).
+    disk: bool = False
 
 
 SETTINGS = {
@@ -92,7 +109,7 @@ SETTINGS = {
         {"tern": {("persistence", "enabled"): "true",
                   ("persistence", "durability"): '"fsync"',
                   ("persistence", "data_dir"): "@DATA_DIR@"}},
-        durable=("tern",),
+        durable=("tern",), disk=True,
     ),
     "tern-flush": Settings(
         "tern-flush",
@@ -103,9 +120,56 @@ SETTINGS = {
         {"tern": {("persistence", "enabled"): "true",
                   ("persistence", "durability"): '"flush"',
                   ("persistence", "data_dir"): "@DATA_DIR@"}},
-        durable=("tern",),
+        durable=("tern",), disk=True,
+    ),
+    # The security variants. @CERTFILE@, @KEYFILE@, @PASSWORD_FILE@ and @ACL_FILE@ become the
+    # files of make_security_files (a TOML string for Tern and rumqttd, a bare path for
+    # Mosquitto); both brokers get the same files.
+    "tls": Settings(
+        "tls",
+        "a TLS listener in place of the plain one: the same server certificate and key (ECDSA "
+        "P-256 by default, issued by a CA made for the run), TLS 1.3 only",
+        {"tern": {("listeners", "tls"): "{ certfile = @CERTFILE@, keyfile = @KEYFILE@, "
+                                         "tls_version = \"tlsv1.3\" }"},
+         "mosquitto": {(None, "certfile"): "@CERTFILE@", (None, "keyfile"): "@KEYFILE@",
+                       (None, "tls_version"): "tlsv1.3"},
+         "rumqttd": {("v4.1.tls", "certpath"): "@CERTFILE@",
+                     ("v4.1.tls", "keypath"): "@KEYFILE@"}},
+    ),
+    "auth": Settings(
+        "auth",
+        "a password file made by `mosquitto_passwd` (PBKDF2-SHA512, `$7$`, 101 iterations) "
+        "with 10 users, and no anonymous access",
+        {"tern": {(None, "allow_anonymous"): "false", (None, "password_file"): "@PASSWORD_FILE@"},
+         "mosquitto": {(None, "allow_anonymous"): "false",
+                       (None, "password_file"): "@PASSWORD_FILE@"}},
+    ),
+    "auth-acl": Settings(
+        "auth-acl",
+        "the password file of `auth`, no anonymous access, and an ACL file that grants each "
+        "user its own subtree (`pattern readwrite bench/%u/#`, after two rules that do not "
+        "match)",
+        {"tern": {(None, "allow_anonymous"): "false", (None, "password_file"): "@PASSWORD_FILE@",
+                  (None, "acl_file"): "@ACL_FILE@"},
+         "mosquitto": {(None, "allow_anonymous"): "false",
+                       (None, "password_file"): "@PASSWORD_FILE@",
+                       (None, "acl_file"): "@ACL_FILE@"}},
     ),
 }
+
+# Placeholders of the security files (in settings and in bench flags) and what they name.
+SECURITY_FILES = {"@CAFILE@": "ca.crt", "@CERTFILE@": "server.crt", "@KEYFILE@": "server.key",
+                  "@PASSWORD_FILE@": "passwd", "@ACL_FILE@": "acl"}
+# The users of the password file, all with the same password.
+SECURITY_USERS = [f"user{i}" for i in range(10)]
+SECURITY_PASSWORD = "bench-secret-1"
+# The bench flags of the security scenarios.
+TLS_FLAGS = ["--cafile", "@CAFILE@", "--tls-version", "tlsv1.3"]
+AUTH_FLAGS = ["-u", "user%i", "--users", str(len(SECURITY_USERS)), "-P", "@PASSWORD@"]
+NO_RUMQTTD_AUTH = (
+    "rumqttd 0.20 has no password file (only plain-text passwords in its own configuration, "
+    "which would not verify the same PBKDF2 hashes) and no ACLs"
+)
 
 
 SOURCES = "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4"
@@ -193,8 +257,52 @@ SCENARIOS = [
          "--source", SOURCES],
         ["conn", "-c", "300", "--duration", "1500ms", "--source", SOURCES],
     ),
+    # Security: the plain scenario's flags plus TLS, a password or an ACL.
+    Scenario(
+        "p2p-q1-tls", "QoS 1 point-to-point, 10 pairs, 16 in flight, over TLS 1.3", "throughput",
+        ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "-n", "250000", "-d", "10s",
+         "--drain", "20s", *TLS_FLAGS],
+        ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "-n", "300", "-d", "5s",
+         "--drain", "3s", *TLS_FLAGS],
+        settings="tls", in_default_run=False, plain="p2p-q1",
+    ),
+    Scenario(
+        "conn-tls", "10k idle connections over TLS 1.3", "conn",
+        ["conn", "-c", "10000", "--duration", "4s", "--connect-timeout", "30s",
+         "--source", SOURCES, *TLS_FLAGS],
+        ["conn", "-c", "300", "--duration", "1500ms", "--source", SOURCES, *TLS_FLAGS],
+        settings="tls", in_default_run=False, plain="conn-10k",
+        headline=["connects_s", "connect_p99_ms", "cpu_us_conn", "rss_per_conn"],
+    ),
+    Scenario(
+        "conn-auth", "10k idle connections with a user name and password (PBKDF2)", "conn",
+        ["conn", "-c", "10000", "--duration", "4s", "--connect-timeout", "30s",
+         "--source", SOURCES, *AUTH_FLAGS],
+        ["conn", "-c", "300", "--duration", "1500ms", "--source", SOURCES, *AUTH_FLAGS],
+        settings="auth", in_default_run=False, plain="conn-10k",
+        headline=["connects_s", "connect_p99_ms", "cpu_us_conn"],
+        brokers=("tern", "mosquitto"), skipped_because=NO_RUMQTTD_AUTH,
+    ),
+    Scenario(
+        "p2p-q1-acl",
+        "QoS 1 point-to-point, 10 pairs, 16 in flight, every publish and delivery checked "
+        "against an ACL", "throughput",
+        ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "-n", "250000", "-d", "10s",
+         "--drain", "20s", "-t", "bench/user%i/data", "-f", "bench/user%i/data", *AUTH_FLAGS],
+        ["p2p", "-q", "1", "-c", "10", "--inflight", "16", "-n", "300", "-d", "5s",
+         "--drain", "3s", "-t", "bench/user%i/data", "-f", "bench/user%i/data", *AUTH_FLAGS],
+        settings="auth-acl", in_default_run=False, plain="p2p-q1",
+        brokers=("tern", "mosquitto"), skipped_because=NO_RUMQTTD_AUTH,
+    ),
 ]
 SCENARIO_KEYS = [s.key for s in SCENARIOS]
+DEFAULT_KEYS = [s.key for s in SCENARIOS if s.in_default_run]
+# Names that --scenarios accepts for several scenarios at once.
+SCENARIO_GROUPS = {
+    "default": DEFAULT_KEYS,
+    "security": [s.key for s in SCENARIOS if s.settings in ("tls", "auth", "auth-acl")],
+    "all": SCENARIO_KEYS,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,7 +396,8 @@ def override_conf(text: str, overrides: dict[tuple[str | None, str], str], why: 
 
 
 def write_config(spec: BrokerSpec, port: int, inflight: int, protocol: str, workdir: Path,
-                 settings: Settings, data_dir: Path | None) -> Path:
+                 settings: Settings, data_dir: Path | None,
+                 security: dict[str, Path] | None = None) -> Path:
     name = CONFIG_NAMES[spec.kind]
     text = spec.template if spec.template is not None else (BENCH_DIR / name).read_text()
     overrides = settings.overrides.get(spec.kind)
@@ -297,12 +406,14 @@ def write_config(spec: BrokerSpec, port: int, inflight: int, protocol: str, work
         text = (override_conf if spec.kind == "mosquitto" else override_toml)(text, overrides, why)
     if data_dir is not None:
         text = text.replace("@DATA_DIR@", json.dumps(str(data_dir)))
+    for placeholder, path in (security or {}).items():
+        text = text.replace(placeholder,
+                            str(path) if spec.kind == "mosquitto" else json.dumps(str(path)))
     text = text.replace("@PORT@", str(port)).replace("@INFLIGHT@", str(inflight))
     if spec.kind == "rumqttd" and protocol == "5":
-        # rumqttd serves MQTT 5 on a separate "v5" listener.
-        text = text.replace("[v4.1.connections]", "[v5.1.connections]").replace(
-            "[v4.1]", "[v5.1]"
-        ).replace('name = "v4-1"', 'name = "v5-1"')
+        # rumqttd serves MQTT 5 on a separate "v5" listener (its tables: [v4.1],
+        # [v4.1.connections] and, over TLS, [v4.1.tls]).
+        text = text.replace("[v4.1", "[v5.1").replace('name = "v4-1"', 'name = "v5-1"')
     path = workdir / f"{spec.label}-{port}-{name}"
     path.write_text(text)
     return path
@@ -314,6 +425,50 @@ def broker_command(spec: BrokerSpec, config: Path) -> list[str]:
     if spec.kind == "mosquitto":
         return [spec.binary, "-c", str(config)]
     return [spec.binary, "-q", "-c", str(config)]
+
+
+def make_security_files(key_type: str) -> Path:
+    """The files of the security scenarios, in a new directory: a CA (`ca.crt`), a server
+    certificate it issued for 127.0.0.1 and localhost (`server.crt`, `server.key`; ECDSA P-256
+    or RSA 2048 after `key_type`) made with `openssl`; a password file (`passwd`) made with
+    `mosquitto_passwd` (its default hash, `$7$`: PBKDF2-SHA512) for SECURITY_USERS; an ACL file
+    (`acl`). Mosquitto, started as root, drops to its own user before it reads the password and
+    ACL files, so the directory and files are readable by everyone (nothing in them is secret:
+    they exist for one comparison)."""
+    d = Path(tempfile.mkdtemp(prefix="tern-compare-security-"))
+
+    def run(*cmd: str) -> None:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=d)
+        if p.returncode != 0:
+            raise RuntimeError(f"{shlex.join(cmd)} failed ({p.returncode}): {p.stderr.strip()}")
+
+    key = (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"] if key_type == "ec"
+           else ["-newkey", "rsa:2048"])
+    run("openssl", "req", "-x509", *key, "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "7", "-subj", "/CN=tern-bench-ca",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("openssl", "req", *key, "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=localhost")
+    (d / "server.ext").write_text(
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature" + (",keyEncipherment" if key_type == "rsa" else "")
+        + "\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "7", "-out", "server.crt", "-extfile", "server.ext")
+    for i, user in enumerate(SECURITY_USERS):
+        run("mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", "passwd", user,
+            SECURITY_PASSWORD)
+    (d / "acl").write_text(
+        "# compare.py: every user reads and writes its own subtree, nothing else. The first two\n"
+        "# rules match no bench topic: each check walks past them to the last one.\n"
+        "pattern write clients/%c/status\n"
+        "topic read broadcast/#\n"
+        "pattern readwrite bench/%u/#\n")
+    d.chmod(0o755)
+    for f in d.iterdir():
+        f.chmod(0o644)
+    return d
 
 
 def pin(core: int | None, cmd: list[str]) -> list[str]:
@@ -339,7 +494,7 @@ def start_broker(spec: BrokerSpec, opts, workdir: Path, logdir: Path, tag: str,
     if data_dir is not None:
         shutil.rmtree(data_dir, ignore_errors=True)
     config = write_config(spec, port, opts.inflight_window, opts.protocol, workdir, settings,
-                          data_dir)
+                          data_dir, opts.security)
     log = logdir / f"{tag}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -508,11 +663,20 @@ def cpu_busy_s() -> dict[str, float]:
 
 def bench_command(opts, scenario: Scenario, port: int, pid: int) -> list[str]:
     args = scenario.quick if opts.quick else scenario.args
+    args = [fill_security(a, opts.security) for a in args]
     cmd = [opts.bench, "bench", *args, "-p", str(port), "-V", opts.protocol, "--quiet",
            "--json", "--broker-pid", str(pid)]
     if opts.loadgen_core is not None:
         cmd += ["--threads", "1"]
     return pin(opts.loadgen_core, cmd)
+
+
+def fill_security(arg: str, files: dict[str, Path] | None) -> str:
+    """A bench flag with the security placeholders (files, the password) filled in."""
+    arg = arg.replace("@PASSWORD@", SECURITY_PASSWORD)
+    for placeholder, path in (files or {}).items():
+        arg = arg.replace(placeholder, str(path))
+    return arg
 
 
 def bench_timeout(cmd: list[str]) -> float:
@@ -553,10 +717,10 @@ def run_one(opts, scenario: Scenario, spec: BrokerSpec, rnd: int, workdir: Path,
             record["data_dir"] = str(b.data_dir)
         rss_before = rss_kib(pid)
         fds_before = fd_count(pid)
-        # Disk writes and fsync calls, where the settings differ from the default ones (the
-        # durability scenarios): for every broker, so that the in-memory ones show 0.
-        io_before = io_write_bytes(pid) if settings.key != "default" else None
-        if settings.key != "default" and opts.count_fsyncs:
+        # Disk writes and fsync calls in the durability scenarios: for every broker, so that
+        # the in-memory ones show 0.
+        io_before = io_write_bytes(pid) if settings.disk else None
+        if settings.disk and opts.count_fsyncs:
             fsyncs = start_fsync_counter(pid, rawdir / f"{tag}.fsyncs.csv")
             time.sleep(0.2)  # perf attaches to the broker's threads
         busy_before = cpu_busy_s()
@@ -674,7 +838,7 @@ class Figure:
     lower_is_better: bool
     kinds: tuple[str, ...]
     digits: int = 2
-    # Only in scenarios whose settings differ from the default ones (the durability figures).
+    # Only in scenarios whose settings measure the disk (the durability figures).
     settings_only: bool = False
 
 
@@ -769,6 +933,10 @@ def summarise(records: list[dict], labels: list[str]) -> dict:
                 for k, v in figures_of(r).items():
                     values.setdefault(k, []).append(v)
             other = [max(r.get("other_load_pct", {}).values(), default=0.0) for r in good]
+            if not runs and not s.runs_on(kind_of(label)):
+                per[label] = {"runs": 0, "ok": 0, "skipped": s.skipped_because or "not run",
+                              "figures": {}}
+                continue
             per[label] = {
                 "runs": len(runs),
                 "ok": len(good),
@@ -788,6 +956,11 @@ def summarise(records: list[dict], labels: list[str]) -> dict:
         if any(per[l]["runs"] for l in labels):
             summary[s.key] = per
     return summary
+
+
+def kind_of(label: str) -> str:
+    """The broker kind of a label (`tern-b`, the A/A twin, is a tern)."""
+    return label[:-2] if label.endswith("-b") else label
 
 
 def merged_errors(runs: list[dict]) -> dict[str, int]:
@@ -861,7 +1034,8 @@ def headline_table(summary: dict, labels: list[str], pairs: list[tuple[str, str]
             name = f"{f.label} ({f.unit}, {'lower' if f.lower_is_better else 'higher'} is better)" \
                 if f.unit else f.label
             row = [s.title if first else "", name]
-            row += [fmt(vals[l], f.digits) for l in labels]
+            row += ["not run" if summary[s.key][l].get("skipped") else fmt(vals[l], f.digits)
+                    for l in labels]
             row += [ratio(vals[a], vals[b]) for a, b in pairs]
             lines.append("| " + " | ".join(row) + " |")
             first = False
@@ -874,7 +1048,7 @@ def detail_tables(summary: dict, labels: list[str], baseline: str | None) -> lis
         if s.key not in summary:
             continue
         figs = [f for f in FIGURES
-                if s.kind in f.kinds and (not f.settings_only or s.settings != "default")]
+                if s.kind in f.kinds and (not f.settings_only or SETTINGS[s.settings].disk)]
         head = ["broker", "runs"]
         for f in figs:
             head.append(f"{f.label} ({f.unit})" if f.unit else f.label)
@@ -888,6 +1062,8 @@ def detail_tables(summary: dict, labels: list[str], baseline: str | None) -> lis
         out.append("|" + "---|" * len(head))
         for l in labels:
             p = summary[s.key][l]
+            if p.get("skipped"):
+                continue
             row = [f"{l} (durable)" if p.get("durable") else l, f"{p['ok']}/{p['runs']}"]
             for f in figs:
                 st = p["figures"].get(f.key)
@@ -909,6 +1085,9 @@ def detail_tables(summary: dict, labels: list[str], baseline: str | None) -> lis
         notes = []
         for l in labels:
             p = summary[s.key][l]
+            if p.get("skipped"):
+                notes.append(f"{l}: not run: {p['skipped']}.")
+                continue
             if p["crashes"]:
                 notes.append(f"**{l} exited during {p['crashes']} run(s).**")
             for e in dict.fromkeys(p["failures"]):
@@ -1036,8 +1215,10 @@ def chart(summary: dict, labels: list[str], path: Path, title: str) -> str | Non
                 ys.append(v)
                 lost.append((median_of(summary, s.key, label, "lost_pct") or 0) > 0)
             else:
-                # No figure: nothing was delivered (or the run failed).
-                ax.annotate("none\ndelivered", (j + (i - (len(labels) - 1) / 2) * width, 0),
+                # No figure: nothing was delivered (or the run failed), or the broker did not
+                # run this scenario.
+                text = "not\nrun" if summary[s.key][label].get("skipped") else "none\ndelivered"
+                ax.annotate(text, (j + (i - (len(labels) - 1) / 2) * width, 0),
                             xycoords=("data", "axes fraction"), xytext=(0, 4),
                             textcoords="offset points", ha="center", va="bottom", fontsize=6,
                             color=colours[i])
@@ -1078,8 +1259,11 @@ def parse_args(argv: list[str]):
     p.add_argument("--aa", metavar="BROKER",
                    help="A/A check: add a second instance of BROKER, labelled BROKER-b, that "
                         "runs the same binary and settings; the two differ only by noise")
-    p.add_argument("--scenarios", default=",".join(SCENARIO_KEYS),
-                   help="comma-separated subset of: " + ", ".join(SCENARIO_KEYS))
+    p.add_argument("--scenarios", default="default",
+                   help="comma-separated scenarios or groups. Scenarios: "
+                        + ", ".join(SCENARIO_KEYS) + ". Groups: default (every scenario but "
+                        "the security ones; the default), security ("
+                        + ", ".join(SCENARIO_GROUPS["security"]) + "), all")
     p.add_argument("--rounds", type=int, default=3, help="rounds (default 3; --quick: 1)")
     p.add_argument("--quick", action="store_true",
                    help="smoke mode: 1 round, tiny counts (checks that everything works)")
@@ -1103,6 +1287,9 @@ def parse_args(argv: list[str]):
                    help="results file name of a run that leaves out scenarios: "
                         "<out>/<NAME>-<date>-<time>.md, .json and .png (default: subset). Only a "
                         "run of every scenario replaces latest.md, latest.json and latest.png")
+    p.add_argument("--tls-key", choices=["ec", "rsa"], default="ec",
+                   help="key of the server certificate in the TLS scenarios: ECDSA P-256 "
+                        "(default) or RSA 2048")
     p.add_argument("--no-fsync-count", dest="count_fsyncs", action="store_false",
                    help="do not count the brokers' fsync calls (with perf) in the durability "
                         "scenarios")
@@ -1160,14 +1347,17 @@ def main(argv: list[str]) -> int:
         if not os.access(s.binary, os.X_OK):
             print(f"compare: {s.label}: {s.binary} is not an executable", file=sys.stderr)
             return 2
-    wanted = [k.strip() for k in opts.scenarios.split(",") if k.strip()]
+    wanted = []
+    for k in (k.strip() for k in opts.scenarios.split(",")):
+        wanted += SCENARIO_GROUPS.get(k, [k] if k else [])
     unknown = [k for k in wanted if k not in SCENARIO_KEYS]
     if unknown:
-        print(f"compare: unknown scenario(s) {unknown}; known: {SCENARIO_KEYS}", file=sys.stderr)
+        print(f"compare: unknown scenario(s) {unknown}; known: {SCENARIO_KEYS}; groups: "
+              f"{list(SCENARIO_GROUPS)}", file=sys.stderr)
         return 2
     scenarios = [s for s in SCENARIOS if s.key in wanted]
     opts.fsync_counter_problem = None
-    if any(s.settings != "default" for s in scenarios):
+    if any(SETTINGS[s.settings].disk for s in scenarios):
         opts.fsync_counter_problem = (fsync_counter_problem() if opts.count_fsyncs
                                       else "turned off (--no-fsync-count)")
         if opts.fsync_counter_problem:
@@ -1198,7 +1388,15 @@ def main(argv: list[str]) -> int:
                 )
                 print(f"compare: {s.label}: this build refuses the optional settings "
                       f"{dropped}; running without them", file=sys.stderr)
+    opts.security = None
     try:
+        if any(s.key in SCENARIO_GROUPS["security"] for s in scenarios):
+            try:
+                sec = make_security_files(opts.tls_key)
+            except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
+                print(f"compare: cannot make the security files: {e}", file=sys.stderr)
+                return 1
+            opts.security = {p: sec / name for p, name in SECURITY_FILES.items()}
         return compare(opts, specs, scenarios, argv)
     except (Interrupted, KeyboardInterrupt) as e:
         print(f"compare: interrupted ({e or 'SIGINT'}); brokers stopped, nothing written",
@@ -1206,6 +1404,8 @@ def main(argv: list[str]) -> int:
         return 130
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
+        if opts.security:
+            shutil.rmtree(opts.security["@CAFILE@"].parent, ignore_errors=True)
 
 
 def compare(opts, specs: list[BrokerSpec], scenarios: list[Scenario], argv: list[str]) -> int:
@@ -1223,7 +1423,7 @@ def compare(opts, specs: list[BrokerSpec], scenarios: list[Scenario], argv: list
         "labels": labels,
         "aa": opts.aa,
         "scenarios": [s.key for s in scenarios],
-        "full": len(scenarios) == len(SCENARIOS),
+        "full": all(s.key in [x.key for x in scenarios] for s in SCENARIOS if s.in_default_run),
         "name": opts.name,
         "scenario_args": {s.key: s.quick if opts.quick else s.args for s in scenarios},
         "scenario_settings": {s.key: s.settings for s in scenarios},
@@ -1237,6 +1437,12 @@ def compare(opts, specs: list[BrokerSpec], scenarios: list[Scenario], argv: list
         "notes": opts.note,
         "raw": str(rawdir),
     }
+    if opts.security:
+        meta["security"] = {
+            "key_type": opts.tls_key,
+            "openssl": first_line(["openssl", "version"]).split(" (")[0],
+            "acl": opts.security["@ACL_FILE@"].read_text(),
+        }
 
     print(f"compare: {len(scenarios)} scenarios × {len(specs)} brokers × {opts.rounds} rounds; "
           f"raw results in {rawdir}", flush=True)
@@ -1247,6 +1453,8 @@ def compare(opts, specs: list[BrokerSpec], scenarios: list[Scenario], argv: list
             order = specs[rnd % len(specs):] + specs[: rnd % len(specs)]
             for sc in scenarios:
                 for spec in order:
+                    if not sc.runs_on(spec.kind):
+                        continue
                     t = time.monotonic()
                     rec = run_one(opts, sc, spec, rnd + 1, workdir, rawdir)
                     records.append(rec)
@@ -1277,6 +1485,79 @@ def one_line(rec: dict) -> str:
     return f"{brief}  {status}"
 
 
+# The figures of "What the feature costs", per scenario kind.
+COST_FIGURES = {
+    "throughput": ["cpu_us", "deliveries_s", "p99_us"],
+    "latency": ["cpu_us", "p50_us", "p99_us"],
+    "conn": ["cpu_us_conn", "connects_s", "connect_p99_ms", "rss_per_conn"],
+}
+
+
+def cost_table(summary: dict, labels: list[str]) -> list[str]:
+    """Each scenario with a `plain` counterpart in the same run: its medians over the plain
+    scenario's, per broker."""
+    rows = []
+    for s in SCENARIOS:
+        if s.plain is None or s.key not in summary or s.plain not in summary:
+            continue
+        first = True
+        for key in COST_FIGURES[s.kind]:
+            f = FIG[key]
+            row = [f"`{s.key}` ÷ `{s.plain}`" if first else "", f.label]
+            for l in labels:
+                if summary[s.key][l].get("skipped"):
+                    row.append("not run")
+                else:
+                    row.append(ratio(median_of(summary, s.key, l, key),
+                                     median_of(summary, s.plain, l, key)))
+            rows.append("| " + " | ".join(row) + " |")
+            first = False
+    if not rows:
+        return []
+    head = ["scenario ÷ plain", "figure", *labels]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *rows]
+
+
+def security_notes(security: dict, keys: list[str], labels: list[str]) -> list[str]:
+    """The Markdown lines that say how the security scenarios `keys` were set up."""
+    key = "ECDSA P-256" if security.get("key_type") == "ec" else "RSA 2048"
+    acl = "; ".join(l for l in security.get("acl", "").splitlines() if not l.startswith("#"))
+    settings = {s.settings for s in SCENARIOS if s.key in keys}
+    notes = []
+    if "tls" in settings:
+        notes += [
+            f"TLS: a CA and a server certificate it issued for `127.0.0.1` and `localhost`, "
+            f"{key} keys, made for the run with `openssl` ({security.get('openssl', '?')}); "
+            f"the same files for every broker. The brokers accept TLS 1.3 only (Tern "
+            f"`tls_version = \"tlsv1.3\"`, Mosquitto `tls_version tlsv1.3`"
+            + ("; rumqttd cannot be restricted, but the clients offer TLS 1.3 only" if
+               "rumqttd" in labels else "")
+            + "), and `tern bench --tls-version tlsv1.3` offers only TLS 1.3. Cipher suites and "
+            "key exchange are each side's defaults: the client (rustls) prefers "
+            "TLS_AES_256_GCM_SHA384 and X25519. `tern bench` verifies the server's chain and "
+            "name, and makes a full handshake on every connection (no session resumption), so "
+            "connects/s over TLS is the rate of full handshakes.",
+        ]
+        if "rumqttd" in labels:
+            notes.append("rumqttd: its own TLS settings, `[v4.1.tls] certpath` and `keypath` "
+                         "(no client certificates).")
+    if settings & {"auth", "auth-acl"}:
+        notes.append(
+            f"Passwords: one file made by Mosquitto's `mosquitto_passwd -b` (its default hash, "
+            f"`$7$`: PBKDF2-SHA512, 101 iterations) with {len(SECURITY_USERS)} users "
+            f"`user0`…`user{len(SECURITY_USERS) - 1}` and the same password; "
+            f"`allow_anonymous false`. Client i logs in as `user<i mod {len(SECURITY_USERS)}>` "
+            f"(`tern bench -u 'user%i' --users {len(SECURITY_USERS)} -P ...`).")
+    if "auth-acl" in settings:
+        notes.append(
+            f"ACL (`p2p-q1-acl`): `{acl}`. Pair i publishes and subscribes on "
+            f"`bench/user<i>/data` as `user<i>`, so every PUBLISH is checked for write and every "
+            f"delivery for read, past two rules that do not match to the one that does.")
+    if settings & {"auth", "auth-acl"} and "rumqttd" in labels:
+        notes.append(f"rumqttd does not run `conn-auth` and `p2p-q1-acl`: {NO_RUMQTTD_AUTH}.")
+    return notes
+
+
 def report(meta: dict, records: list[dict], out: Path) -> int:
     """Tables, Markdown, JSON and chart from the runs' records (also used by --rereport)."""
     labels = meta["labels"]
@@ -1292,13 +1573,21 @@ def report(meta: dict, records: list[dict], out: Path) -> int:
                    for s in scenarios}
     variants = {k: [s.key for s in scenarios if settings_of[s.key] == k]
                 for k in dict.fromkeys(settings_of.values()) if k != "default"}
+    # The durability variants (those that measure the disk; unknown keys: older runs, which
+    # had only those).
+    disk_variants = {k: keys for k, keys in variants.items()
+                     if k not in SETTINGS or SETTINGS[k].disk}
 
     summary = summarise(records, labels)
     headline = headline_table(summary, labels, ratio_pairs(labels, meta["aa"]))
     details = detail_tables(summary, labels, baseline)
+    costs = cost_table(summary, labels)
     durable_note = []
     for key, keys in variants.items():
         v = SETTINGS.get(key)
+        if key not in disk_variants:
+            durable_note.append(f"- {', '.join(f'`{k}`' for k in keys)}: {v.summary}.")
+            continue
         kinds = ", ".join(v.durable) if v and v.durable else "none"
         durable_note.append(
             f"- {', '.join(f'`{k}`' for k in keys)}: {v.summary if v else key}. Durable: "
@@ -1336,7 +1625,7 @@ def report(meta: dict, records: list[dict], out: Path) -> int:
           f"(compilers) may run on the same cores; the \"other load\" column gives, per run, the "
           f"busiest core's CPU use by anything but the broker and the load generator.",
           ]
-    if variants and host.get("tmp_fs"):
+    if disk_variants and host.get("tmp_fs"):
         md.append(f"- Data directories of the durable runs (inside the run's temporary "
                   f"directory): {host['tmp_fs']}")
     for label, v in vers.items():
@@ -1352,13 +1641,24 @@ def report(meta: dict, records: list[dict], out: Path) -> int:
     if durable_note:
         md += ["", "Scenarios with other settings than the rest (see Settings below):", ""]
         md += durable_note
+    if costs:
+        md += ["", "## What the feature costs", "",
+               "Each scenario over the same scenario without the feature (`plain`), from this "
+               "run, per broker: the ratio of the medians (for CPU and latency, above 1× is the "
+               "cost; for rates, below 1×).", ""]
+        md += costs
+    security = meta.get("security")
+    if security:
+        md += ["", "## Security scenarios", ""]
+        md += [f"- {line}" for line in
+               security_notes(security, [s.key for s in scenarios], labels)]
     md += ["", "## Details", ""]
     md += details
     w = meta["inflight_window"]
     md += ["## Settings", "",
            f"- Tern: `bench/tern.toml` (in memory only: `[persistence] enabled = false` where "
            f"the build has persistence"
-           + (", except in the scenarios named below" if variants else "")
+           + (", except in the scenarios named below" if disk_variants else "")
            + f"; max_inflight_messages {w}; max_queued_messages, "
            f"max_queued_bytes and max_total_queued_bytes 0 = unlimited; warn-level logging).",
            f"- Mosquitto: `bench/mosquitto.conf` (persistence false, max_inflight_messages {w}, "
@@ -1372,6 +1672,9 @@ def report(meta: dict, records: list[dict], out: Path) -> int:
     ran = meta.get("scenario_args", {})
     for s in scenarios:
         md.append(f"  - `{s.key}`: `{shlex.join(ran.get(s.key) or (s.quick if quick else s.args))}`")
+    if meta.get("security"):
+        md += ["", "  `@CAFILE@` is the CA certificate of the run's security files and "
+                   "`@PASSWORD@` the users' password (see Security scenarios above)."]
     for key, keys in variants.items():
         v = SETTINGS.get(key)
         if v is None:
@@ -1381,9 +1684,15 @@ def report(meta: dict, records: list[dict], out: Path) -> int:
         for kind, overrides in v.overrides.items():
             for (table, k), value in overrides.items():
                 shown = value.replace("@DATA_DIR@", '"<run dir>/<run>.data"')
-                md.append(f"  - {kind}: " + (f"`[{table}] {k} = {shown}`" if table is not None
-                                             else f"`{k} {shown}`"))
-    if variants:
+                for placeholder, name in SECURITY_FILES.items():
+                    shown = shown.replace(placeholder, f"<security dir>/{name}")
+                if table is not None:
+                    md.append(f"  - {kind}: `[{table}] {k} = {shown}`")
+                elif kind == "mosquitto":
+                    md.append(f"  - {kind}: `{k} {shown}`")
+                else:
+                    md.append(f"  - {kind}: `{k} = {shown}`")
+    if disk_variants:
         problem = meta.get("fsync_counter_problem")
         md += ["", "- Disk writes per delivery: `write_bytes` of `/proc/PID/io` over the bench "
                    "run (connections included) ÷ deliveries. "
@@ -1438,7 +1747,8 @@ def is_full(meta: dict) -> bool:
     scenario."""
     if "full" in meta:
         return meta["full"]
-    return all(s.key in meta["scenarios"] for s in SCENARIOS if s.settings == "default")
+    return all(s.key in meta["scenarios"] for s in SCENARIOS
+               if s.settings == "default" and s.in_default_run)
 
 
 if __name__ == "__main__":

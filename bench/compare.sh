@@ -6,9 +6,12 @@
 #                                    # some scenarios: writes bench/results/durable-<date>-<time>.md
 #   bench/compare.sh --quick         # smoke run: 1 round, tiny counts (under a minute)
 #   bench/compare.sh --aa tern       # adds a second Tern ("tern-b") to show the noise
+#   bench/compare.sh --scenarios security --name security
+#                                    # TLS, passwords and ACLs (not in the default run)
 #   bench/compare.sh --help          # every option of compare.py
 #
-# Installs, each only when missing: Debian's `mosquitto` (apt-get, with sudo when not root),
+# Installs, each only when missing: Debian's `mosquitto` (apt-get, with sudo when not root;
+# it brings mosquitto_passwd) and `openssl`,
 # rumqttd into bench/.tools/rumqttd (cargo install), matplotlib into bench/.tools/venv (pip),
 # and target/release/tern (cargo build --release -p tern; `--build` forces a rebuild).
 # bench/README.md explains the scenarios, the columns and the caveats.
@@ -42,6 +45,14 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
 fi
 mosquitto_bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+
+# openssl makes the certificates of the TLS scenarios (mosquitto_passwd, which makes their
+# password file, comes with the mosquitto package).
+if ! command -v openssl >/dev/null 2>&1; then
+    say "installing openssl (apt-get)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
 
 # taskset (util-linux) pins the broker and the load generator.
 if ! command -v taskset >/dev/null 2>&1; then

@@ -15,9 +15,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tern_codec::{ByteString, PublishProperties, QoS, RetainHandling, SubscriptionOptions};
 
-use arc_swap::ArcSwapOption;
-
-use crate::BrokerConfig;
 use crate::acl::{Access, Acl, Identity};
 use crate::message::Message;
 use crate::metrics::{DropReason, Metrics, inc};
@@ -30,6 +27,7 @@ use crate::session::{
 use crate::store::{DeliveryState, Lsn, Snapshot, Store, StoreOp, WillRecord};
 use crate::subscriptions::{Match, Subscriber, SubscriptionTree};
 use crate::timers::Timers;
+use crate::{AclSlot, BrokerConfig};
 
 /// Wakes the task that drives a connection (or the broker's timers) when there is new work:
 /// deliveries queued for its session, a takeover, or an earlier deadline.
@@ -49,8 +47,12 @@ pub struct Broker {
 
 struct Inner {
     config: BrokerConfig,
-    /// The access rules in force: `config.acl` at start, replaced on reload.
-    acl: ArcSwapOption<Acl>,
+    /// The access rules in force: `config.acl` at start, replaced on reload. Listeners
+    /// without rules of their own use these.
+    acl: Arc<AclSlot>,
+    /// The listeners' own rules (see [`Broker::listener_acl`]), which a session recovered
+    /// from the store must satisfy too, as long as its listener is not known.
+    listener_acls: RwLock<Vec<Arc<AclSlot>>>,
     sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
     subscriptions: RwLock<SubscriptionTree>,
     retained: RwLock<RetainedStore>,
@@ -66,10 +68,12 @@ struct Inner {
 /// A will to publish, with the client it is published for.
 struct DueWill {
     publisher: ByteString,
-    /// The user name and the client's own rules at the time: the will needs write access to
-    /// its topic when it goes out, under the rules then in force (a reload may have revoked it).
+    /// The user name, the client's own rules and its listener's at the time: the will needs
+    /// write access to its topic when it goes out, under the rules then in force (a reload
+    /// may have revoked it).
     username: Option<ByteString>,
     client_acl: Option<Arc<Acl>>,
+    acl: Option<Arc<AclSlot>>,
     will: Box<WillRecord>,
 }
 
@@ -124,6 +128,7 @@ impl Aftermath {
                 publisher: session.client_id.clone(),
                 username: st.username.clone(),
                 client_acl: st.client_acl.clone(),
+                acl: st.acl.clone(),
                 will,
             });
         }
@@ -136,19 +141,27 @@ struct EndedSession {
     redeliveries: Vec<Delivery>,
 }
 
-/// The outcome of attaching a connection to a session.
 /// Who attaches to a session.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Owner {
     /// The user name access checks use.
     pub(crate) username: Option<ByteString>,
-    /// The client's own access rules, in addition to the broker's.
+    /// The client's own access rules, in addition to its listener's.
     pub(crate) acl: Option<Arc<Acl>>,
-    /// Whether the user name was authenticated, so that the session may be taken over only by
-    /// the same user.
+    /// Whether the connection may take over only a session of the same user name: its user
+    /// name was authenticated, or its listener checks credentials (an anonymous client there
+    /// is "no user name", an identity too).
     pub(crate) exclusive: bool,
+    /// Whether the user name was authenticated: the session may then be taken over only by
+    /// the same user, authenticated, whatever listener the other client comes through.
+    pub(crate) authenticated: bool,
+    /// The access rules of the connection's listener (`None`: the broker's).
+    pub(crate) listener_acl: Option<Arc<AclSlot>>,
+    /// The mount point of the connection's listener.
+    pub(crate) mount_point: Option<ByteString>,
 }
 
+/// The outcome of attaching a connection to a session.
 pub(crate) struct Attached {
     pub(crate) session: Arc<Session>,
     pub(crate) session_present: bool,
@@ -183,7 +196,8 @@ impl Broker {
                 id_hasher: RandomState::new(),
                 persistence: Persistence::new(store),
                 queue_budget: Arc::new(QueueBudget::new(config.max_total_queued_bytes)),
-                acl: ArcSwapOption::new(config.acl.clone()),
+                acl: Arc::new(AclSlot::new(config.acl.clone())),
+                listener_acls: RwLock::default(),
                 config,
             }),
         }
@@ -198,19 +212,60 @@ impl Broker {
     /// The access rules in force (`None`: everything is allowed).
     #[must_use]
     pub fn acl(&self) -> Option<Arc<Acl>> {
-        self.inner.acl.load_full()
+        self.inner.acl.get()
     }
 
-    /// Runs `f` with the access rules in force, without touching their reference count (it
-    /// runs on every publish and subscribe).
-    pub(crate) fn with_acl<R>(&self, f: impl FnOnce(Option<&Acl>) -> R) -> R {
-        f(self.inner.acl.load().as_deref())
+    /// The broker's own access rules, used by listeners without rules of their own.
+    pub(crate) fn acl_slot(&self) -> &Arc<AclSlot> {
+        &self.inner.acl
     }
 
     /// Replaces the access rules (on reload). Every later check uses them, including the
     /// check on delivery to sessions that subscribed under the old rules.
     pub fn set_acl(&self, acl: Option<Arc<Acl>>) {
-        self.inner.acl.store(acl);
+        self.inner.acl.set(acl);
+    }
+
+    /// A slot for the access rules of one listener (Mosquitto's `per_listener_settings`),
+    /// holding `acl` for now, for [`ListenerPolicy::acl`](crate::ListenerPolicy::acl). The
+    /// broker keeps track of it: a session recovered from the store, whose listener is not
+    /// known until its owner reconnects, gets a delivery or publishes its will only if the
+    /// broker's rules and every listener's allow it. Create the slots before the listeners
+    /// accept connections.
+    pub fn listener_acl(&self, acl: Option<Arc<Acl>>) -> Arc<AclSlot> {
+        let slot = Arc::new(AclSlot::new(acl));
+        self.inner
+            .listener_acls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(slot.clone());
+        slot
+    }
+
+    /// Whether the listener rules `scope` (a session's; `None` when not known) give `who`
+    /// `access` to `topic`.
+    fn scope_allows(
+        &self,
+        scope: Option<&AclSlot>,
+        access: Access,
+        who: Identity<'_>,
+        topic: &str,
+    ) -> bool {
+        let allows =
+            |slot: &AclSlot| slot.with(|acl| acl.is_none_or(|a| a.allows(access, who, topic)));
+        match scope {
+            Some(slot) => allows(slot),
+            None => {
+                allows(&self.inner.acl)
+                    && self
+                        .inner
+                        .listener_acls
+                        .read()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .iter()
+                        .all(|slot| allows(slot))
+            }
+        }
     }
 
     /// The broker's counters.
@@ -312,6 +367,10 @@ impl Broker {
     /// A session whose subscriptions overlap gets one copy, at the highest QoS among them and
     /// with all their subscription identifiers (MQTT-3.3.4-2, MQTT-3.3.4-4). Each shared
     /// subscription sends its own copy to one of its members.
+    ///
+    /// With a store, may wait until other threads' publishes have submitted their store
+    /// operations (see [`Store::begin_atomic`]): call it holding no lock that another publish
+    /// may need, such as one a [`Wake`] implementation takes.
     pub fn publish(&self, message: Arc<Message>, now: Instant) -> Routed {
         // Everything one message changes is committed together: a crash never keeps some of
         // its copies and not others.
@@ -427,9 +486,19 @@ impl Broker {
             username: st.username.as_deref(),
         };
         let topic = &delivery.message.topic;
-        let denied = |acl: &Acl| !acl.allows(Access::Read, who, topic);
-        if self.inner.acl.load().as_deref().is_some_and(denied)
-            || st.client_acl.as_deref().is_some_and(denied)
+        if let Some(mount_point) = &st.mount_point
+            && !topic.starts_with(&**mount_point)
+        {
+            // Outside the listener's mount point: invisible to its clients (a subscription
+            // made through another listener, or `prefix/#` matching `prefix` itself).
+            self.inner.metrics.record_drop(DropReason::NotAuthorized);
+            return;
+        }
+        if !self.scope_allows(st.acl.as_deref(), Access::Read, who, topic)
+            || st
+                .client_acl
+                .as_deref()
+                .is_some_and(|acl| !acl.allows(Access::Read, who, topic))
         {
             self.inner.metrics.record_drop(DropReason::NotAuthorized);
             return;
@@ -465,6 +534,20 @@ impl Broker {
             && let Some(link) = &st.link
         {
             link.waker.wake();
+        }
+    }
+
+    /// Drops the deliveries of a session (locked) that its new mount point hides: it was
+    /// resumed through a listener with another mount point than the one they were queued for.
+    fn drop_outside(&self, session: &Session, st: &mut SessionState, mount_point: &str) {
+        for d in st.take_outside(mount_point) {
+            self.inner.metrics.record_drop(DropReason::NotAuthorized);
+            if st.durable && d.seq != 0 {
+                self.persist(StoreOp::DeleteDelivery {
+                    client_id: session.client_id.clone(),
+                    seq: d.seq,
+                });
+            }
         }
     }
 
@@ -565,6 +648,8 @@ impl Broker {
             {
                 let mut st = session.lock();
                 st.durable = true;
+                st.owner_authenticated =
+                    self.inner.config.recovered_owners_authenticated && record.username.is_some();
                 st.username = record.username;
                 st.will = record.will.map(Box::new);
                 st.disconnected_at = Some(since);
@@ -650,20 +735,13 @@ impl Broker {
     /// A client id for a client that sent none, unused at the time of the call. Assigned before
     /// [`Broker::attach`] so that checks that depend on the id (ACL patterns with `%c`) can be
     /// made before the session is touched; the id is unguessable, so no other client can take
-    /// it in between.
-    pub(crate) fn fresh_client_id(&self) -> ByteString {
+    /// it in between. `prefix` replaces the configured `auto_id_prefix` (a listener's own).
+    pub(crate) fn fresh_client_id(&self, prefix: Option<&str>) -> ByteString {
         let sessions = lock(&self.inner.sessions);
-        self.assign_client_id(&sessions)
-    }
-
-    fn assign_client_id(&self, sessions: &HashMap<ByteString, Arc<Session>>) -> ByteString {
+        let prefix = prefix.unwrap_or(&self.inner.config.auto_id_prefix);
         loop {
             let n = self.inner.generation.fetch_add(1, Ordering::Relaxed);
-            let id = format!(
-                "{}{:016x}",
-                self.inner.config.auto_id_prefix,
-                self.inner.id_hasher.hash_one(n)
-            );
+            let id = format!("{prefix}{:016x}", self.inner.id_hasher.hash_one(n));
             if !sessions.contains_key(id.as_str()) {
                 return ByteString::from(id);
             }
@@ -691,11 +769,16 @@ impl Broker {
         let attached = {
             let mut sessions = lock(&self.inner.sessions);
             let existing = sessions.get(&client_id).cloned();
-            if owner.exclusive
-                && let Some(session) = &existing
-                && session.lock().username != owner.username
-            {
-                return None;
+            if let Some(session) = &existing {
+                let st = session.lock();
+                let same_user = st.username == owner.username;
+                // An authenticated owner's session goes only to the same user, proved again:
+                // not to a client of a listener that checks nothing, whatever it claims.
+                if (owner.exclusive && !same_user)
+                    || (st.owner_authenticated && !(owner.authenticated && same_user))
+                {
+                    return None;
+                }
             }
             let resumed = existing.and_then(|session| {
                 let mut st = session.lock();
@@ -764,6 +847,14 @@ impl Broker {
                 st.will = will;
                 st.username = owner.username;
                 st.client_acl = owner.acl;
+                st.owner_authenticated = owner.authenticated;
+                st.acl = Some(owner.listener_acl.unwrap_or_else(|| self.inner.acl.clone()));
+                if owner.mount_point != st.mount_point {
+                    if let Some(mount_point) = &owner.mount_point {
+                        self.drop_outside(&session, &mut st, mount_point);
+                    }
+                    st.mount_point = owner.mount_point;
+                }
                 session.set_online(true);
                 self.persist_session(&session, &mut st);
             }
@@ -977,9 +1068,12 @@ impl Broker {
                 client_id: &will.publisher,
                 username: will.username.as_deref(),
             };
-            let denied = |acl: &Acl| !acl.allows(Access::Write, who, &will.will.topic);
-            if self.inner.acl.load().as_deref().is_some_and(denied)
-                || will.client_acl.as_deref().is_some_and(denied)
+            let topic = &will.will.topic;
+            if !self.scope_allows(will.acl.as_deref(), Access::Write, who, topic)
+                || will
+                    .client_acl
+                    .as_deref()
+                    .is_some_and(|acl| !acl.allows(Access::Write, who, topic))
             {
                 self.inner.metrics.record_drop(DropReason::NotAuthorized);
                 continue;

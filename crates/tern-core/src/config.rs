@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tern_codec::QoS;
+use arc_swap::ArcSwapOption;
+use tern_codec::{ByteString, ProtocolVersion, QoS};
 
 use crate::Acl;
 
@@ -75,6 +76,11 @@ pub struct BrokerConfig {
     /// Access rules (`acl_file`). `None` allows everything; with rules, a client may do only
     /// what they grant.
     pub acl: Option<Arc<Acl>>,
+    /// Whether a session recovered from the store with a user name counts as owned by that
+    /// user, authenticated (the store does not keep whether its owner was authenticated). Set
+    /// it when some listener checks credentials: after a restart, such a session can then be
+    /// taken over only by the same user, authenticated, as before the restart.
+    pub recovered_owners_authenticated: bool,
 }
 
 /// Per-listener settings the protocol logic needs.
@@ -87,6 +93,25 @@ pub struct ListenerPolicy {
     /// [`AuthRequest`](crate::AuthRequest)s for the runtime. A client id then belongs to the
     /// user who holds its session: another user cannot take it over.
     pub authenticate: bool,
+    /// The protocol versions accepted on this listener; a CONNECT with another one gets
+    /// CONNACK 0x84 (5.0) / 1 (3.x) and the connection is closed.
+    pub protocol_versions: ProtocolVersions,
+    /// Mosquitto's `mount_point`: a prefix put in front of every topic name and filter a client
+    /// of this listener sends (PUBLISH, Will, SUBSCRIBE, UNSUBSCRIBE; inside `$share/group/`
+    /// for shared subscriptions) and removed from every topic sent to it. Messages whose topic
+    /// does not start with it never reach this listener's clients. A valid topic name without
+    /// wildcards that does not start with `$`; `None` (the default) costs nothing.
+    pub mount_point: Option<ByteString>,
+    /// This listener's own access rules (Mosquitto's `per_listener_settings`), replaced on
+    /// reload through the slot. `None` uses the broker's ([`Broker::set_acl`]). A session
+    /// keeps the rules of the listener it last connected through, also while disconnected.
+    ///
+    /// [`Broker::set_acl`]: crate::Broker::set_acl
+    pub acl: Option<Arc<AclSlot>>,
+    /// Overrides [`BrokerConfig::allow_zero_length_clientid`] on this listener.
+    pub allow_zero_length_clientid: Option<bool>,
+    /// Overrides [`BrokerConfig::auto_id_prefix`] on this listener.
+    pub auto_id_prefix: Option<String>,
 }
 
 impl Default for ListenerPolicy {
@@ -94,7 +119,132 @@ impl Default for ListenerPolicy {
         Self {
             allow_anonymous: true,
             authenticate: false,
+            protocol_versions: ProtocolVersions::ALL,
+            mount_point: None,
+            acl: None,
+            allow_zero_length_clientid: None,
+            auto_id_prefix: None,
         }
+    }
+}
+
+/// A set of MQTT protocol versions.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProtocolVersions(u8);
+
+impl ProtocolVersions {
+    /// MQTT 3.1, 3.1.1 and 5.0.
+    pub const ALL: Self = Self(0b111);
+    /// No version at all.
+    pub const NONE: Self = Self(0);
+
+    fn bit(version: ProtocolVersion) -> u8 {
+        match version {
+            ProtocolVersion::V31 => 1,
+            ProtocolVersion::V311 => 2,
+            ProtocolVersion::V5 => 4,
+        }
+    }
+
+    /// This set with `version` added.
+    #[must_use]
+    pub const fn with(self, version: ProtocolVersion) -> Self {
+        let bit = match version {
+            ProtocolVersion::V31 => 1,
+            ProtocolVersion::V311 => 2,
+            ProtocolVersion::V5 => 4,
+        };
+        Self(self.0 | bit)
+    }
+
+    /// Whether `version` is in the set.
+    #[must_use]
+    pub fn contains(self, version: ProtocolVersion) -> bool {
+        self.0 & Self::bit(version) != 0
+    }
+
+    /// Whether the set is empty.
+    #[must_use]
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The versions in the set, oldest first.
+    pub fn iter(self) -> impl Iterator<Item = ProtocolVersion> {
+        [
+            ProtocolVersion::V31,
+            ProtocolVersion::V311,
+            ProtocolVersion::V5,
+        ]
+        .into_iter()
+        .filter(move |v| self.contains(*v))
+    }
+}
+
+impl Default for ProtocolVersions {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl FromIterator<ProtocolVersion> for ProtocolVersions {
+    fn from_iter<I: IntoIterator<Item = ProtocolVersion>>(iter: I) -> Self {
+        iter.into_iter().fold(Self::NONE, Self::with)
+    }
+}
+
+impl std::fmt::Debug for ProtocolVersions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// Access rules that can be replaced while connections use them (on reload): the broker's
+/// own, or one listener's. Two slots are equal only if they are the same slot.
+#[derive(Default)]
+pub struct AclSlot(ArcSwapOption<Acl>);
+
+impl AclSlot {
+    /// A slot holding `acl` (`None`: everything is allowed).
+    #[must_use]
+    pub fn new(acl: Option<Arc<Acl>>) -> Self {
+        Self(ArcSwapOption::new(acl))
+    }
+
+    /// The rules in force.
+    #[must_use]
+    pub fn get(&self) -> Option<Arc<Acl>> {
+        self.0.load_full()
+    }
+
+    /// Replaces the rules; every later check uses the new ones.
+    pub fn set(&self, acl: Option<Arc<Acl>>) {
+        self.0.store(acl);
+    }
+
+    /// Runs `f` with the rules in force, without touching their reference count (it runs on
+    /// every publish, subscribe and delivery).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(Option<&Acl>) -> R) -> R {
+        f(self.0.load().as_deref())
+    }
+}
+
+impl PartialEq for AclSlot {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for AclSlot {}
+
+impl std::fmt::Debug for AclSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rules = if self.0.load().is_some() {
+            "rules"
+        } else {
+            "none"
+        };
+        f.debug_tuple("AclSlot").field(&rules).finish()
     }
 }
 
@@ -125,6 +275,7 @@ impl Default for BrokerConfig {
             auto_id_prefix: "auto-".to_owned(),
             connect_timeout: Duration::from_secs(10),
             acl: None,
+            recovered_owners_authenticated: false,
         }
     }
 }

@@ -379,8 +379,12 @@ impl Connection {
         self.phase = Phase::Closing;
     }
 
-    fn handle_connect(&mut self, c: Connect, now: Instant) {
+    fn handle_connect(&mut self, mut c: Connect, now: Instant) {
         self.version = c.protocol;
+        if !self.info.policy.protocol_versions.contains(c.protocol) {
+            // CONNACK 0x84, return code 1 for 3.x: what a broker without that version says.
+            return self.refuse(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
+        }
         let v5 = c.protocol.is_v5();
         let cfg = self.broker.config().clone();
         if c.client_id.len() > cfg.max_client_id_length {
@@ -388,18 +392,24 @@ impl Connection {
         }
         let assigned = c.client_id.is_empty();
         let client_id = if assigned {
+            let zero_length_allowed = self
+                .info
+                .policy
+                .allow_zero_length_clientid
+                .unwrap_or(cfg.allow_zero_length_clientid);
             let allowed = match c.protocol {
                 // 3.1 has no assigned client ids (§3.1-clientid).
                 ProtocolVersion::V31 => false,
                 // MQTT-3.1.3-8: an empty id needs CleanSession = 1.
-                ProtocolVersion::V311 => c.clean_start && cfg.allow_zero_length_clientid,
-                ProtocolVersion::V5 => cfg.allow_zero_length_clientid,
+                ProtocolVersion::V311 => c.clean_start && zero_length_allowed,
+                ProtocolVersion::V5 => zero_length_allowed,
             };
             if !allowed {
                 return self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
             }
             // Assigned now: the Will's access check may depend on it (`%c`).
-            self.broker.fresh_client_id()
+            self.broker
+                .fresh_client_id(self.info.policy.auto_id_prefix.as_deref())
         } else {
             c.client_id.clone()
         };
@@ -411,6 +421,9 @@ impl Connection {
                 .any(|p| client_id.starts_with(p.as_str()))
         {
             return self.refuse(ReasonCode::NOT_AUTHORIZED);
+        }
+        if let (Some(mount_point), Some(w)) = (&self.info.policy.mount_point, &mut c.will) {
+            w.topic = mounted(mount_point, &w.topic);
         }
         if let Some(w) = &c.will {
             if w.qos > cfg.max_qos {
@@ -454,10 +467,8 @@ impl Connection {
                         ReasonCode::NOT_AUTHORIZED
                     });
                 }
-                // Where credentials are checked, "no user name" is an identity too: an
-                // anonymous client cannot take over (or resume) a user's client id.
-                let exclusive = policy.authenticate;
-                return self.accept_connect(c, client_id, Grant::default(), exclusive, now);
+                // Not authenticated, whatever user name the client gave.
+                return self.accept_connect(c, client_id, Grant::default(), false, now);
             }
         } else if !policy.authenticate {
             // MQTT-4.12.0-1: no enhanced authentication method on this listener.
@@ -632,14 +643,16 @@ impl Connection {
     }
 
     /// Lets an authenticated (or anonymous) CONNECT in: checks what depends on who the client
-    /// is, attaches the session and answers with CONNACK. `exclusive` means the user name was
-    /// proved, so that the client id cannot be taken over by another user.
+    /// is, attaches the session and answers with CONNACK. `authenticated` means the user name
+    /// was proved, so that the client id cannot be taken over by another user; where the
+    /// listener checks credentials, "no user name" is an identity too: an anonymous client
+    /// there cannot take over (or resume) a user's client id either.
     fn accept_connect(
         &mut self,
         c: Connect,
         client_id: ByteString,
         grant: Grant,
-        exclusive: bool,
+        authenticated: bool,
         now: Instant,
     ) {
         let v5 = c.protocol.is_v5();
@@ -699,7 +712,10 @@ impl Connection {
         let owner = Owner {
             username: self.username.clone(),
             acl: self.client_acl.clone(),
-            exclusive,
+            exclusive: authenticated || self.info.policy.authenticate,
+            authenticated,
+            listener_acl: self.info.policy.acl.clone(),
+            mount_point: self.info.policy.mount_point.clone(),
         };
         let Some(attached) =
             self.broker
@@ -797,9 +813,11 @@ impl Connection {
             client_id,
             username: self.username.as_deref(),
         };
-        let allowed = self
-            .broker
-            .with_acl(|acl| acl.is_none_or(|acl| check(acl, who)))
+        let rules = match &self.info.policy.acl {
+            Some(own) => own,
+            None => self.broker.acl_slot(),
+        };
+        let allowed = rules.with(|acl| acl.is_none_or(|acl| check(acl, who)))
             && self.client_acl.as_deref().is_none_or(|acl| check(acl, who));
         if !allowed {
             inc(&self.broker.metrics().acl_denials, 1);
@@ -853,6 +871,11 @@ impl Connection {
                     now,
                 );
             }
+        }
+        // Aliases stand for the topic as the client writes it; the mount point goes in front
+        // of it here, and every check below sees the topic as other clients will.
+        if let Some(mount_point) = &self.info.policy.mount_point {
+            p.topic = mounted(mount_point, &p.topic);
         }
         if topic_levels(&p.topic) > cfg.max_topic_levels {
             return self.fail(
@@ -1082,6 +1105,12 @@ impl Connection {
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
         for (filter, mut options) in s.filters {
+            let filter = match &self.info.policy.mount_point {
+                Some(mount_point) if is_valid_topic_filter(&filter) => {
+                    mounted_filter(mount_point, &filter)
+                }
+                _ => filter,
+            };
             if !is_valid_topic_filter(&filter)
                 || topic_levels(&filter) > cfg.max_topic_levels
                 || filter.len() > cfg.max_topic_length
@@ -1153,10 +1182,19 @@ impl Connection {
         let Some(session) = self.session.clone() else {
             return;
         };
+        let mount_point = self.info.policy.mount_point.as_ref();
         let reasons = u
             .filters
             .iter()
             .map(|filter| {
+                let mounted;
+                let filter = match mount_point {
+                    Some(mount_point) => {
+                        mounted = mounted_filter(mount_point, filter);
+                        &mounted
+                    }
+                    None => filter,
+                };
                 if self.broker.unsubscribe(&session, filter, now) {
                     ReasonCode::SUCCESS
                 } else {
@@ -1386,9 +1424,9 @@ impl Connection {
             };
             let encoded = match encoded {
                 Ok(encoded) => encoded,
-                Err(_) => {
+                Err(reason) => {
                     // MQTT-3.1.2-25: too large for this client; dropped as if delivered.
-                    metrics.record_drop(DropReason::TooLarge);
+                    metrics.record_drop(reason);
                     self.forget_delivery(&session, &delivery);
                     continue;
                 }
@@ -1423,6 +1461,8 @@ impl Connection {
         }
     }
 
+    /// Encodes a delivery, or says why it cannot go to this client: too large for it, or
+    /// (never, as the broker keeps sessions from holding any) outside its mount point.
     fn encode_delivery(
         &mut self,
         d: &Delivery,
@@ -1430,15 +1470,23 @@ impl Connection {
         dup: bool,
         now: Instant,
         out: &mut BytesMut,
-    ) -> Result<usize, tern_codec::EncodeError> {
+    ) -> Result<usize, DropReason> {
         let message = &d.message;
         let v5 = self.version.is_v5();
+        // The client sees topics without its listener's mount point.
+        let visible: &str = match &self.info.policy.mount_point {
+            None => &message.topic,
+            Some(mount_point) => match message.topic.strip_prefix(&**mount_point) {
+                Some(rest) if !rest.is_empty() => rest,
+                _ => return Err(DropReason::NotAuthorized),
+            },
+        };
         let (send_topic, topic_alias, new_alias) = if v5 {
             self.outbound_alias(&message.topic)
         } else {
             (true, None, false)
         };
-        let topic: &str = if send_topic { &message.topic } else { "" };
+        let topic: &str = if send_topic { visible } else { "" };
         let view = PublishView {
             dup,
             qos: d.qos,
@@ -1451,7 +1499,9 @@ impl Connection {
             properties: &message.properties,
             payload: &message.payload,
         };
-        let written = view.encode(self.version, self.client_max_packet_size, out)?;
+        let written = view
+            .encode(self.version, self.client_max_packet_size, out)
+            .map_err(|_| DropReason::TooLarge)?;
         if let (true, Some(alias)) = (new_alias, topic_alias) {
             self.outbound_aliases.insert(message.topic.clone(), alias);
         }
@@ -1500,6 +1550,27 @@ fn strip_diagnostics(packet: &mut Packet) {
 /// Number of levels of a topic name or filter (`a/b` has 2, `/` has 2).
 fn topic_levels(topic: &str) -> usize {
     topic.bytes().filter(|b| *b == b'/').count() + 1
+}
+
+/// `topic` (a topic name or a plain filter) under `mount_point`.
+fn mounted(mount_point: &str, topic: &str) -> ByteString {
+    let mut full = String::with_capacity(mount_point.len() + topic.len());
+    full.push_str(mount_point);
+    full.push_str(topic);
+    ByteString::from(full)
+}
+
+/// A valid subscription filter under `mount_point`: the mount point goes in front of the
+/// filter proper of a shared subscription (`$share/g/f` → `$share/g/<mount point>f`). The
+/// result may be invalid (a mount point without a trailing `/` followed by `#` or `+`): the
+/// caller checks it as it checks any filter.
+fn mounted_filter(mount_point: &str, filter: &str) -> ByteString {
+    match split_shared(filter) {
+        Some(Ok((share, inner))) => {
+            ByteString::from(format!("$share/{share}/{mount_point}{inner}"))
+        }
+        _ => mounted(mount_point, filter),
+    }
 }
 
 /// Whether `topic` is in the broker's own `$SYS` tree.

@@ -28,7 +28,7 @@ mod topic;
 pub use acl::{Access, Acl, AclDiagnostic, Identity};
 pub use auth::{AuthDecision, AuthRequest, AuthStage, Grant};
 pub use broker::{Broker, Routed, Wake};
-pub use config::{BrokerConfig, ListenerPolicy};
+pub use config::{AclSlot, BrokerConfig, ListenerPolicy, ProtocolVersions};
 pub use connection::{Connection, ConnectionInfo};
 pub use memory_store::MemoryStore;
 pub use message::Message;

@@ -179,6 +179,17 @@ pub(crate) struct SessionState {
     /// broker's. Not persisted: after a restart only the broker's rules apply until the owner
     /// reconnects.
     pub(crate) client_acl: Option<Arc<crate::Acl>>,
+    /// The access rules of the listener the attached (or last) connection came through: the
+    /// broker's, or the listener's own. `None` for a session recovered from the store, whose
+    /// listener is not known: every listener's rules must then allow its deliveries.
+    pub(crate) acl: Option<Arc<crate::AclSlot>>,
+    /// The mount point of the listener the attached (or last) connection came through. Every
+    /// queued or in-flight delivery has a topic that starts with it.
+    pub(crate) mount_point: Option<ByteString>,
+    /// Whether the owner proved its user name: the session can then be taken over only by the
+    /// same user, authenticated. For a session recovered from the store, whose owner's proof
+    /// is not kept, see `BrokerConfig::recovered_owners_authenticated`.
+    pub(crate) owner_authenticated: bool,
     /// Whether the store holds this session (it has a non-zero expiry and the broker has a
     /// store); its changes are then written through.
     pub(crate) durable: bool,
@@ -205,6 +216,9 @@ impl SessionState {
             next_seq: 1,
             username: None,
             client_acl: None,
+            acl: None,
+            mount_point: None,
+            owner_authenticated: false,
         }
     }
 
@@ -316,6 +330,33 @@ impl SessionState {
         self.inflight
             .iter()
             .position(|i| i.packet_id == packet_id && i.awaiting == awaiting)
+    }
+
+    /// Removes and returns the deliveries whose topic does not start with `prefix` (a mount
+    /// point): queued ones, and unacknowledged ones whose PUBLISH would be sent again. Those
+    /// awaiting PUBCOMP stay: only their PUBREL, which names no topic, is sent again.
+    pub(crate) fn take_outside(&mut self, prefix: &str) -> Vec<Delivery> {
+        let outside = |d: &Delivery| !d.message.topic.starts_with(prefix);
+        let mut taken = Vec::new();
+        if self.queue.iter().any(outside) {
+            let (out, kept): (Vec<_>, Vec<_>) = self.queue.drain(..).partition(outside);
+            self.queue = kept.into();
+            self.release(out.iter().map(|d| d.message.size()).sum());
+            taken = out;
+        }
+        if self
+            .inflight
+            .iter()
+            .any(|i| i.awaiting != Awaiting::PubComp && outside(&i.delivery))
+        {
+            let (out, kept): (Vec<_>, Vec<_>) = self
+                .inflight
+                .drain(..)
+                .partition(|i| i.awaiting != Awaiting::PubComp && outside(&i.delivery));
+            self.inflight = kept.into();
+            taken.extend(out.into_iter().map(|i| i.delivery));
+        }
+        taken
     }
 
     /// Removes and returns the queued (not yet sent) QoS 1/2 deliveries that came through the

@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use common::{Counter, Sim, connect5, publish, secs, watcher};
+use common::{Sim, connect5, publish, secs, watcher};
 use tern_codec::{Auth, ByteString, Packet, QoS, ReasonCode};
 use tern_core::{
-    Acl, AuthDecision, AuthStage, Broker, BrokerConfig, Connection, ConnectionInfo, Grant,
-    ListenerPolicy,
+    Acl, AuthDecision, AuthStage, Broker, BrokerConfig, ConnectionInfo, Grant, ListenerPolicy,
 };
 
 fn authenticating_broker() -> (Broker, ConnectionInfo) {
@@ -22,19 +21,11 @@ fn authenticating_broker() -> (Broker, ConnectionInfo) {
         policy: ListenerPolicy {
             allow_anonymous: false,
             authenticate: true,
+            ..ListenerPolicy::default()
         },
         ..ConnectionInfo::default()
     };
     (Broker::new(BrokerConfig::default()), info)
-}
-
-fn open(broker: &Broker, info: &ConnectionInfo, now: Instant) -> Sim {
-    let waker = Arc::new(Counter::default());
-    let conn = Connection::new(broker.clone(), info.clone(), waker.clone(), now);
-    let mut sim = Sim::open(broker, now);
-    sim.conn = conn;
-    sim.waker = waker;
-    sim
 }
 
 fn scram_connect(id: &str) -> tern_codec::Connect {
@@ -42,6 +33,28 @@ fn scram_connect(id: &str) -> tern_codec::Connect {
     c.properties.authentication_method = Some(ByteString::from("SCRAM-SHA-256"));
     c.properties.authentication_data = Some(Bytes::from_static(b"client-first"));
     c
+}
+
+/// A connection that sent a SCRAM-SHA-256 CONNECT at `now`; its request not yet taken.
+fn scram_started(broker: &Broker, info: &ConnectionInfo, now: Instant) -> Sim {
+    let mut sim = Sim::open_with(broker, info, now);
+    sim.send(Packet::Connect(Box::new(scram_connect("c"))), now);
+    sim
+}
+
+/// A connection that sent a SCRAM-SHA-256 CONNECT at `now` and got `decision` for it; what
+/// that made it send (AUTH or CONNACK) is drained.
+fn first_decision(
+    broker: &Broker,
+    info: &ConnectionInfo,
+    decision: AuthDecision,
+    now: Instant,
+) -> Sim {
+    let mut sim = scram_started(broker, info, now);
+    sim.conn.poll_auth_request().expect("a request");
+    sim.conn.handle_auth_decision(decision, now);
+    sim.drain(now);
+    sim
 }
 
 fn auth(reason: ReasonCode, method: &str, data: &'static [u8]) -> Packet {
@@ -54,12 +67,27 @@ fn auth(reason: ReasonCode, method: &str, data: &'static [u8]) -> Packet {
     Packet::Auth(a)
 }
 
+/// The reason code of the CONNACK that is all the connection sends at `now`.
+fn sole_connack(sim: &mut Sim, now: Instant) -> ReasonCode {
+    match sim.drain(now).as_slice() {
+        [Packet::ConnAck(ack)] => ack.reason,
+        other => panic!("expected a CONNACK alone, got {other:?}"),
+    }
+}
+
+/// The reason code of the DISCONNECT that is all the connection sends at `now`.
+fn sole_disconnect(sim: &mut Sim, now: Instant) -> ReasonCode {
+    match sim.drain(now).as_slice() {
+        [Packet::Disconnect(d)] => d.reason,
+        other => panic!("expected a DISCONNECT alone, got {other:?}"),
+    }
+}
+
 #[test]
 fn mqtt5_4_12_0_2_continue_sends_auth_0x18_and_the_next_auth_becomes_a_request() {
     let (broker, info) = authenticating_broker();
     let now = Instant::now();
-    let mut sim = open(&broker, &info, now);
-    sim.send(Packet::Connect(Box::new(scram_connect("c"))), now);
+    let mut sim = scram_started(&broker, &info, now);
     assert!(sim.conn.awaits_auth_decision());
     let first = sim.conn.poll_auth_request().expect("a request");
     assert_eq!(first.stage, AuthStage::Connect);
@@ -128,15 +156,11 @@ fn mqtt5_4_12_0_2_continue_sends_auth_0x18_and_the_next_auth_becomes_a_request()
 fn mqtt5_4_12_0_4_a_denied_step_refuses_the_connect_and_closes() {
     let (broker, info) = authenticating_broker();
     let now = Instant::now();
-    let mut sim = open(&broker, &info, now);
-    sim.send(Packet::Connect(Box::new(scram_connect("c"))), now);
+    let mut sim = scram_started(&broker, &info, now);
     sim.conn.poll_auth_request().expect("a request");
     sim.conn
         .handle_auth_decision(AuthDecision::Deny(ReasonCode::NOT_AUTHORIZED), now);
-    match sim.drain(now).as_slice() {
-        [Packet::ConnAck(ack)] => assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED),
-        other => panic!("expected CONNACK 0x87, got {other:?}"),
-    }
+    assert_eq!(sole_connack(&mut sim, now), ReasonCode::NOT_AUTHORIZED);
     assert!(sim.conn.is_closing());
     assert_eq!(broker.session_count(), 0);
 }
@@ -145,17 +169,9 @@ fn mqtt5_4_12_0_4_a_denied_step_refuses_the_connect_and_closes() {
 fn mqtt5_3_1_2_30_a_publish_during_enhanced_authentication_is_a_protocol_error() {
     let (broker, info) = authenticating_broker();
     let now = Instant::now();
-    let mut sim = open(&broker, &info, now);
-    sim.send(Packet::Connect(Box::new(scram_connect("c"))), now);
-    sim.conn.poll_auth_request().expect("a request");
-    sim.conn
-        .handle_auth_decision(AuthDecision::Continue(None), now);
-    sim.drain(now);
+    let mut sim = first_decision(&broker, &info, AuthDecision::Continue(None), now);
     sim.send(publish("t", b"too early", QoS::AtMostOnce, 0, None), now);
-    match sim.drain(now).as_slice() {
-        [Packet::ConnAck(ack)] => assert_eq!(ack.reason, ReasonCode::PROTOCOL_ERROR),
-        other => panic!("expected CONNACK 0x82, got {other:?}"),
-    }
+    assert_eq!(sole_connack(&mut sim, now), ReasonCode::PROTOCOL_ERROR);
     assert!(sim.conn.is_closing());
 }
 
@@ -163,21 +179,13 @@ fn mqtt5_3_1_2_30_a_publish_during_enhanced_authentication_is_a_protocol_error()
 fn mqtt5_4_12_0_5_auth_with_another_method_during_connect_is_a_protocol_error() {
     let (broker, info) = authenticating_broker();
     let now = Instant::now();
-    let mut sim = open(&broker, &info, now);
-    sim.send(Packet::Connect(Box::new(scram_connect("c"))), now);
-    sim.conn.poll_auth_request().expect("a request");
-    sim.conn
-        .handle_auth_decision(AuthDecision::Continue(None), now);
-    sim.drain(now);
+    let mut sim = first_decision(&broker, &info, AuthDecision::Continue(None), now);
     sim.send(
         auth(ReasonCode::CONTINUE_AUTHENTICATION, "SCRAM-SHA-512", b"x"),
         now,
     );
     assert!(sim.conn.poll_auth_request().is_none());
-    match sim.drain(now).as_slice() {
-        [Packet::ConnAck(ack)] => assert_eq!(ack.reason, ReasonCode::PROTOCOL_ERROR),
-        other => panic!("expected CONNACK 0x82, got {other:?}"),
-    }
+    assert_eq!(sole_connack(&mut sim, now), ReasonCode::PROTOCOL_ERROR);
 }
 
 #[test]
@@ -185,12 +193,7 @@ fn mqtt5_s4_12_1_reauthentication_succeeds_with_auth_0x00_while_traffic_goes_on(
     let (broker, info) = authenticating_broker();
     let now = Instant::now();
     let mut w = watcher(&broker, "t", now);
-    let mut sim = open(&broker, &info, now);
-    sim.send(Packet::Connect(Box::new(scram_connect("c"))), now);
-    sim.conn.poll_auth_request().expect("a request");
-    sim.conn
-        .handle_auth_decision(AuthDecision::Allow(Grant::default()), now);
-    sim.drain(now);
+    let mut sim = first_decision(&broker, &info, AuthDecision::Allow(Grant::default()), now);
 
     sim.send(
         auth(ReasonCode::REAUTHENTICATE, "SCRAM-SHA-256", b"again"),
@@ -237,12 +240,7 @@ fn mqtt5_s4_12_1_reauthentication_succeeds_with_auth_0x00_while_traffic_goes_on(
 fn mqtt5_4_12_1_2_failed_reauthentication_disconnects() {
     let (broker, info) = authenticating_broker();
     let now = Instant::now();
-    let mut sim = open(&broker, &info, now);
-    sim.send(Packet::Connect(Box::new(scram_connect("c"))), now);
-    sim.conn.poll_auth_request().expect("a request");
-    sim.conn
-        .handle_auth_decision(AuthDecision::Allow(Grant::default()), now);
-    sim.drain(now);
+    let mut sim = first_decision(&broker, &info, AuthDecision::Allow(Grant::default()), now);
     sim.send(
         auth(ReasonCode::REAUTHENTICATE, "SCRAM-SHA-256", b"again"),
         now,
@@ -250,10 +248,7 @@ fn mqtt5_4_12_1_2_failed_reauthentication_disconnects() {
     sim.conn.poll_auth_request().expect("a request");
     sim.conn
         .handle_auth_decision(AuthDecision::Deny(ReasonCode::NOT_AUTHORIZED), now);
-    match sim.drain(now).as_slice() {
-        [Packet::Disconnect(d)] => assert_eq!(d.reason, ReasonCode::NOT_AUTHORIZED),
-        other => panic!("expected DISCONNECT 0x87, got {other:?}"),
-    }
+    assert_eq!(sole_disconnect(&mut sim, now), ReasonCode::NOT_AUTHORIZED);
     assert!(sim.conn.is_closing());
 }
 
@@ -261,28 +256,20 @@ fn mqtt5_4_12_1_2_failed_reauthentication_disconnects() {
 fn mqtt5_4_12_1_1_reauthentication_with_another_method_is_a_protocol_error() {
     let (broker, info) = authenticating_broker();
     let now = Instant::now();
-    let mut sim = open(&broker, &info, now);
-    sim.send(Packet::Connect(Box::new(scram_connect("c"))), now);
-    sim.conn.poll_auth_request().expect("a request");
-    sim.conn
-        .handle_auth_decision(AuthDecision::Allow(Grant::default()), now);
-    sim.drain(now);
+    let mut sim = first_decision(&broker, &info, AuthDecision::Allow(Grant::default()), now);
     sim.send(
         auth(ReasonCode::REAUTHENTICATE, "SCRAM-SHA-512", b"again"),
         now,
     );
     assert!(sim.conn.poll_auth_request().is_none());
-    match sim.drain(now).as_slice() {
-        [Packet::Disconnect(d)] => assert_eq!(d.reason, ReasonCode::PROTOCOL_ERROR),
-        other => panic!("expected DISCONNECT 0x82, got {other:?}"),
-    }
+    assert_eq!(sole_disconnect(&mut sim, now), ReasonCode::PROTOCOL_ERROR);
 }
 
 #[test]
 fn a_grant_that_expires_closes_the_connection_with_maximum_connect_time() {
     let (broker, info) = authenticating_broker();
     let now = Instant::now();
-    let mut sim = open(&broker, &info, now);
+    let mut sim = Sim::open_with(&broker, &info, now);
     let mut c = connect5("c", true, None);
     c.username = Some(ByteString::from("device"));
     c.password = Some(Bytes::from_static(b"token"));
@@ -302,10 +289,10 @@ fn a_grant_that_expires_closes_the_connection_with_maximum_connect_time() {
     sim.conn.handle_timeout(now + secs(29));
     assert!(sim.conn.is_connected());
     sim.conn.handle_timeout(now + secs(30));
-    match sim.drain(now + secs(30)).as_slice() {
-        [Packet::Disconnect(d)] => assert_eq!(d.reason, ReasonCode::MAXIMUM_CONNECT_TIME),
-        other => panic!("expected DISCONNECT 0xA0, got {other:?}"),
-    }
+    assert_eq!(
+        sole_disconnect(&mut sim, now + secs(30)),
+        ReasonCode::MAXIMUM_CONNECT_TIME
+    );
 }
 
 #[test]
@@ -313,7 +300,7 @@ fn a_grants_own_rules_restrict_what_the_client_may_publish() {
     let (broker, info) = authenticating_broker();
     let now = Instant::now();
     let mut w = watcher(&broker, "#", now);
-    let mut sim = open(&broker, &info, now);
+    let mut sim = Sim::open_with(&broker, &info, now);
     let mut c = connect5("c", true, None);
     c.username = Some(ByteString::from("device"));
     sim.send(Packet::Connect(Box::new(c)), now);

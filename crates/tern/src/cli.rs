@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use tern_codec::ByteString;
 use tern_core::ListenerPolicy;
 
 use crate::auth::{Authenticator, SharedAuthenticator};
 use crate::config::{self, Config};
-use crate::reload::SecurityReload;
+use crate::reload::{ListenerSecurity, SecurityReload};
 use crate::server::{ListenerSpec, Server};
 use crate::tls::TlsAcceptor;
 use arc_swap::ArcSwap;
@@ -152,8 +153,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let authenticator = Authenticator::from_config(&config);
     let mut listeners = listener_specs(&args, &config)?;
-    for l in &mut listeners {
-        l.policy.authenticate = authenticator.is_configured();
+    for (i, l) in listeners.iter_mut().enumerate() {
+        l.policy.authenticate = match declared_listeners(&args, &config).get(i) {
+            Some(own) => {
+                apply_listener_settings(l, own, &config, args.allow_anonymous);
+                Authenticator::for_listener(&config, own).is_configured()
+            }
+            None => authenticator.is_configured(),
+        };
         if !l.policy.allow_anonymous && !l.policy.authenticate {
             tracing::warn!(
                 "listener {} refuses every client: anonymous access is off and no password file \
@@ -168,8 +175,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .thread_name("tern-worker")
         .build()
         .context("cannot start the async runtime")?;
+    // After a restart, a session whose owner had a user name stays that user's, if some
+    // listener checks credentials (see `BrokerConfig::recovered_owners_authenticated`).
+    config.broker.recovered_owners_authenticated = listeners.iter().any(|l| l.policy.authenticate);
     let opened = crate::persistence::open(&config.persistence, config.broker.clone())?;
     let store = opened.store.clone();
+    // Each listener of the file has its own authentication sources and ACL slot, so that a
+    // reload can give it its own files (`per_listener_settings`).
+    let listener_security: Vec<ListenerSecurity> = declared_listeners(&args, &config)
+        .iter()
+        .map(|l| ListenerSecurity::new(&config, l, &opened.broker))
+        .collect();
+    for (spec, security) in listeners.iter_mut().zip(&listener_security) {
+        spec.policy.acl = Some(security.acl.clone());
+        spec.authenticator = Some(security.authenticator.clone());
+    }
     runtime.block_on(async {
         let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
         if let Some(store) = &store {
@@ -180,6 +200,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             config_file: args.config.clone(),
             broker: opened.broker.clone(),
             authenticator: authenticator.clone(),
+            listeners: listener_security,
         };
         reload_on_sighup(security, tls_acceptors(&listeners))
             .context("cannot install the SIGHUP handler")?;
@@ -202,23 +223,25 @@ fn listener_specs(args: &ServeArgs, config: &Config) -> anyhow::Result<Vec<Liste
     let configured_in_file = args.listen.is_empty() && !config.listeners.is_empty();
     if !args.listen.is_empty() {
         for text in &args.listen {
-            specs.push((parse_listen(text)?, None, None));
+            specs.push((parse_listen(text)?, None, None, None));
         }
     } else if configured_in_file {
-        specs.extend(
-            config
-                .listeners
-                .iter()
-                .map(|l| (l.bind, l.max_connections, l.tls.as_ref())),
-        );
+        specs.extend(config.listeners.iter().map(|l| {
+            (
+                l.bind,
+                l.max_connections,
+                l.tls.as_ref(),
+                l.websocket.as_ref(),
+            )
+        }));
     } else {
-        specs.push((parse_listen(DEFAULT_LISTEN)?, None, None));
+        specs.push((parse_listen(DEFAULT_LISTEN)?, None, None, None));
     }
     // Like Mosquitto 2: anonymous clients are let in by default only on loopback listeners that
     // the configuration file did not declare (the built-in default, or `--listen` on loopback).
     specs
         .into_iter()
-        .map(|(bind, max_connections, tls)| {
+        .map(|(bind, max_connections, tls, websocket)| {
             let allow_anonymous = args.allow_anonymous
                 || config
                     .allow_anonymous
@@ -240,9 +263,47 @@ fn listener_specs(args: &ServeArgs, config: &Config) -> anyhow::Result<Vec<Liste
                     ..ListenerPolicy::default()
                 },
                 tls,
+                websocket: websocket.cloned().map(Arc::new),
+                authenticator: None,
             })
         })
         .collect()
+}
+
+/// The listeners of the file, in the order of the specs [`listener_specs`] makes of them, with
+/// their own settings; none with `--listen`, which replaces them.
+fn declared_listeners<'a>(args: &ServeArgs, config: &'a Config) -> &'a [config::ListenerConfig] {
+    if args.listen.is_empty() {
+        &config.listeners
+    } else {
+        &[]
+    }
+}
+
+/// Applies what a listener of the file sets for itself (protocol versions, mount point,
+/// anonymous access, client ids) to its spec. `allow_anonymous` is the `--allow-anonymous`
+/// flag, which wins.
+fn apply_listener_settings(
+    spec: &mut ListenerSpec,
+    listener: &config::ListenerConfig,
+    config: &Config,
+    allow_anonymous: bool,
+) {
+    let own = &listener.settings;
+    let policy = &mut spec.policy;
+    if let Some(versions) = own.protocol_versions {
+        policy.protocol_versions = versions;
+    }
+    policy.mount_point = own.mount_point.as_deref().map(ByteString::from);
+    // Like Mosquitto 2, a listener declared in the file refuses anonymous clients unless told
+    // otherwise, by its own setting or the broker-wide one.
+    policy.allow_anonymous = allow_anonymous
+        || own
+            .allow_anonymous
+            .or(config.allow_anonymous)
+            .unwrap_or(false);
+    policy.allow_zero_length_clientid = own.allow_zero_length_clientid;
+    policy.auto_id_prefix.clone_from(&own.auto_id_prefix);
 }
 
 /// The TLS acceptors of `listeners`, for the SIGHUP handler.

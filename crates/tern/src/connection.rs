@@ -65,6 +65,10 @@ pub(crate) async fn drive<S>(
     let mut read_chunk = MIN_READ_BUFFER;
     let mut wbuf = BytesMut::new();
     let mut shutting_down = false;
+    // Bytes written since the last flush. A TCP socket needs none, but a TLS or WebSocket
+    // stream may accept a write while keeping part of it buffered when the socket is full:
+    // without a flush that tail would wait for the next write.
+    let mut unflushed = false;
     // One timer, moved only when the deadline comes earlier; a later deadline just lets it fire
     // early, and the state machine re-arms it.
     let far = || tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
@@ -112,11 +116,16 @@ pub(crate) async fn drive<S>(
                 shutting_down = true;
                 conn.handle_shutdown(Instant::now());
             }
-            result = writer.write_buf(&mut wbuf), if !wbuf.is_empty() => {
-                if result.is_err() || result.is_ok_and(|n| n == 0) {
-                    conn.handle_connection_lost(Instant::now());
-                } else if wbuf.is_empty() && wbuf.capacity() > KEEP_WRITE_BUFFER {
-                    wbuf = BytesMut::new();
+            result = write_or_flush(&mut writer, &mut wbuf), if !wbuf.is_empty() || unflushed => {
+                match result {
+                    Err(_) | Ok(Some(0)) => conn.handle_connection_lost(Instant::now()),
+                    Ok(Some(_)) => {
+                        unflushed = true;
+                        if wbuf.is_empty() && wbuf.capacity() > KEEP_WRITE_BUFFER {
+                            wbuf = BytesMut::new();
+                        }
+                    }
+                    Ok(None) => unflushed = false,
                 }
             }
             (decision, kept) = async { deciding.as_mut().expect("guarded").await },
@@ -191,6 +200,19 @@ pub(crate) async fn drive<S>(
     conn.handle_connection_lost(Instant::now());
     if announced {
         tracing::info!("client {} disconnected", conn.client_id());
+    }
+}
+
+/// Writes what `wbuf` holds (`Some(bytes written)`), or, once it is empty, flushes the stream
+/// (`None`).
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    wbuf: &mut BytesMut,
+) -> std::io::Result<Option<usize>> {
+    if wbuf.is_empty() {
+        writer.flush().await.map(|()| None)
+    } else {
+        writer.write_buf(wbuf).await.map(Some)
     }
 }
 

@@ -16,3 +16,4 @@ mod reload;
 pub mod server;
 pub mod tls;
 pub mod tools;
+pub mod websocket;

@@ -32,6 +32,11 @@ pub struct ListenerSpec {
     /// For a TLS listener, its acceptor (shared with the SIGHUP handler, which reloads its
     /// certificates); `None` for plain TCP.
     pub tls: Option<Arc<TlsAcceptor>>,
+    /// For a WebSocket listener (WSS with `tls`), its settings; `None` for MQTT over TCP.
+    pub websocket: Option<Arc<crate::websocket::WebSocketSettings>>,
+    /// This listener's own authentication sources (Mosquitto's `per_listener_settings`);
+    /// `None` uses the server's ([`Server::with_authenticator`]).
+    pub authenticator: Option<SharedAuthenticator>,
 }
 
 /// A bound, not yet running server.
@@ -118,8 +123,14 @@ impl Server {
                 if let Some(tls) = &spec.tls {
                     crate::tls::log_listener(addr, tls);
                 }
-                // Tests and scripts read the address from this exact line.
-                tracing::info!("listening on {addr}");
+                // Tests and scripts read the address from these exact lines.
+                match &spec.websocket {
+                    None => tracing::info!("listening on {addr}"),
+                    Some(ws) => {
+                        crate::websocket::log_listener(addr, ws);
+                        tracing::info!("listening on {addr} (websockets)");
+                    }
+                }
             }
             tracker.spawn(accept_loop(listener, spec, ctx.clone()));
         }
@@ -180,7 +191,9 @@ async fn accept_loop(listener: TcpListener, spec: ListenerSpec, ctx: AcceptConte
             Err(reason) => {
                 let refusal = Refusal {
                     reason,
-                    tls: spec.tls.is_some(),
+                    // Only MQTT over plain TCP gets a CONNACK; TLS and WebSocket clients are
+                    // closed at once.
+                    tls: spec.tls.is_some() || spec.websocket.is_some(),
                     listener: spec.bind,
                     connect_timeout: ctx.broker.config().connect_timeout,
                     cancel: &ctx.cancel,
@@ -217,25 +230,84 @@ impl AcceptContext {
         )
         .await;
     }
+
+    /// Runs the MQTT connection over `stream`, or over the WebSocket it is upgraded to on a
+    /// WebSocket listener.
+    async fn drive_listener<S>(self, stream: S, info: ConnectionInfo, spec: &ListenerSpec)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        match &spec.websocket {
+            None => self.drive(stream, info).await,
+            // Boxed, as TLS: the WebSocket's state would make every plain connection's task
+            // larger too.
+            Some(settings) => Box::pin(self.drive_websocket(stream, info, spec, settings)).await,
+        }
+    }
+
+    /// The WebSocket upgrade (under its deadline), then the MQTT connection over it.
+    async fn drive_websocket<S>(
+        self,
+        stream: S,
+        info: ConnectionInfo,
+        spec: &ListenerSpec,
+        settings: &crate::websocket::WebSocketSettings,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let config = self.broker.config();
+        let log = self
+            .log_connections
+            .then(|| info.remote_addr.map(|peer| (peer, spec.bind)))
+            .flatten();
+        let upgraded = crate::websocket::upgrade_within(
+            stream,
+            settings,
+            config.max_packet_size,
+            config.connect_timeout,
+            &self.cancel,
+            log,
+        )
+        .await;
+        if let Some(ws) = upgraded {
+            self.drive(ws, info).await;
+        }
+    }
 }
 
-/// Serves one accepted connection to its end: the TLS handshake first on a TLS listener, then
-/// the MQTT connection.
+/// Serves one accepted connection to its end: the TLS handshake first on a TLS listener, the
+/// WebSocket upgrade on a WebSocket listener, then the MQTT connection.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     spec: &ListenerSpec,
-    ctx: AcceptContext,
+    mut ctx: AcceptContext,
 ) {
-    let mut info = ConnectionInfo {
+    if let Some(own) = &spec.authenticator {
+        ctx.authenticator = own.clone();
+    }
+    let info = ConnectionInfo {
         remote_addr: Some(peer),
         policy: spec.policy.clone(),
         certificate_username: None,
     };
-    let Some(tls) = &spec.tls else {
-        ctx.drive(stream, info).await;
-        return;
-    };
+    match &spec.tls {
+        None => ctx.drive_listener(stream, info, spec).await,
+        // Boxed: a TLS session's state is kilobytes, and an unboxed branch would make every
+        // plain connection's task that large too.
+        Some(tls) => Box::pin(serve_tls(stream, peer, spec, ctx, info, tls)).await,
+    }
+}
+
+/// The TLS handshake, then the MQTT connection over it.
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    spec: &ListenerSpec,
+    ctx: AcceptContext,
+    mut info: ConnectionInfo,
+    tls: &TlsAcceptor,
+) {
     // The handshake has its own deadline, so that a client that sends nothing, or stalls
     // half-way, holds its socket and connection slot no longer than that.
     let deadline = tls
@@ -248,7 +320,7 @@ async fn serve_connection(
     match handshake {
         Ok(Ok(accepted)) => {
             info.certificate_username = accepted.certificate_username;
-            ctx.drive(accepted.stream, info).await;
+            ctx.drive_listener(accepted.stream, info, spec).await;
         }
         Ok(Err(e)) => {
             if ctx.log_connections {

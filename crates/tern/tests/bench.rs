@@ -1,7 +1,9 @@
 //! `tern bench` against the real broker, in a short smoke mode: few clients, a few hundred
 //! messages, each run bounded to a few seconds. Checks that the counting is exact (received =
 //! expected, no loss and no duplicates on an unloaded broker), that `--json` has the documented
-//! fields, that a dropped connection shows up as loss, and the exit statuses.
+//! fields, that a dropped connection shows up as loss, and the exit statuses. The security flags:
+//! `--cafile` against a TLS listener (certificates made with rcgen), `-u`/`-P` (with `%i` and
+//! `--users`) against a password file made by the real `mosquitto_passwd`.
 
 mod common;
 
@@ -575,4 +577,249 @@ async fn broker_cpu_is_sampled_over_the_measured_phase() {
     let cpu = v["broker_cpu_s"].as_f64().expect("broker_cpu_s");
     assert!((0.0..60.0).contains(&cpu), "{v}");
     assert!(v["broker_cpu_us_per_delivery"].is_f64(), "{v}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS and authentication (`--cafile`, `-u`, `-P`, `--users`).
+
+/// A CA, a server certificate it issued for 127.0.0.1, and a password file made by
+/// `mosquitto_passwd` with `user0` and `user1` (password `pw-0`), in one temporary directory.
+struct Security {
+    dir: common::TempDir,
+}
+
+impl Security {
+    fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let dir = common::TempDir::new();
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().expect("server key");
+        let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("server params")
+            .signed_by(&key, &issuer)
+            .expect("server certificate");
+        std::fs::write(dir.path.join("ca.crt"), ca_cert.pem()).expect("write");
+        std::fs::write(dir.path.join("server.crt"), server.pem()).expect("write");
+        std::fs::write(dir.path.join("server.key"), key.serialize_pem()).expect("write");
+        let passwd = dir.path.join("passwd");
+        for (i, user) in ["user0", "user1"].iter().enumerate() {
+            let mut cmd = Command::new("mosquitto_passwd");
+            if i == 0 {
+                cmd.arg("-c");
+            }
+            let status = cmd
+                .arg("-b")
+                .arg(&passwd)
+                .arg(user)
+                .arg("pw-0")
+                .status()
+                .expect("run mosquitto_passwd (scripts/install-test-deps installs it)");
+            assert!(status.success(), "mosquitto_passwd {user}");
+        }
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path.join(name).to_string_lossy().into_owned()
+    }
+
+    /// A broker with only a TLS listener on 127.0.0.1 and this password file; no anonymous
+    /// access.
+    fn tls_broker(&self) -> Tern {
+        common::start_config_only(
+            &format!(
+                "allow_anonymous = false\npassword_file = \"{}\"\n\
+                 [[listeners]]\naddress = \"127.0.0.1:0\"\n\
+                 [listeners.tls]\ncertfile = \"{}\"\nkeyfile = \"{}\"\n",
+                self.path("passwd"),
+                self.path("server.crt"),
+                self.path("server.key")
+            ),
+            "toml",
+        )
+    }
+
+    /// A plain TCP broker with this password file; no anonymous access.
+    fn plain_broker(&self) -> Tern {
+        Tern::start_config(
+            &format!(
+                "allow_anonymous = false\npassword_file = \"{}\"\n",
+                self.path("passwd")
+            ),
+            "toml",
+        )
+    }
+}
+
+#[tokio::test]
+async fn cafile_and_password_over_a_tls_listener() {
+    let security = Security::new();
+    let tern = security.tls_broker();
+    let ca = security.path("ca.crt");
+    // Pair i logs in as user<i> (two pairs: user0 and user1), over TLS 1.3, at QoS 1.
+    let v = bench(
+        tern.addr,
+        &[
+            "p2p",
+            "-c",
+            "2",
+            "-n",
+            "150",
+            "-q",
+            "1",
+            "--cafile",
+            &ca,
+            "--tls-version",
+            "tlsv1.3",
+            "-u",
+            "user%i",
+            "-P",
+            "pw-0",
+            "-V",
+            "3.1.1",
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_exact(&v, 300, 300);
+    assert_eq!(v["tls"], true, "{v}");
+    assert_eq!(v["username"], "user%i", "{v}");
+    assert_eq!(
+        (u(&v["connect"], "connected"), u(&v, "errors")),
+        (4, 0),
+        "{v}"
+    );
+
+    // The same flags in plain MQTT against the TLS port: no connection gets a CONNACK.
+    let run = bench(
+        tern.addr,
+        &[
+            "conn",
+            "-c",
+            "2",
+            "-u",
+            "user%i",
+            "-P",
+            "pw-0",
+            "--connect-timeout",
+            "2s",
+            "--duration",
+            "100ms",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+
+    // A CA that did not issue the server's certificate: every handshake fails.
+    let other = Security::new();
+    let run = bench(
+        tern.addr,
+        &[
+            "conn",
+            "-c",
+            "2",
+            "--cafile",
+            &other.path("ca.crt"),
+            "-u",
+            "user%i",
+            "-P",
+            "pw-0",
+            "--connect-timeout",
+            "2s",
+            "--duration",
+            "100ms",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("connect_io: 2"), "{}", run.stderr);
+}
+
+/// `conn -c 3` as `user%i` with `extra` flags: (connected, failed, connack_refused).
+async fn conn_as_users(tern: &Tern, password: &str, extra: &[&str]) -> (u64, u64, u64) {
+    let mut args = vec![
+        "conn",
+        "-c",
+        "3",
+        "-u",
+        "user%i",
+        "-P",
+        password,
+        "--duration",
+        "100ms",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let v = bench(tern.addr, &args).await.json();
+    let c = &v["connect"];
+    let refused = v["errors_by_kind"]["connack_refused"].as_u64().unwrap_or(0);
+    (u(c, "connected"), u(c, "failed"), refused)
+}
+
+#[tokio::test]
+async fn user_names_expand_the_client_index_against_a_password_file() {
+    let security = Security::new();
+    let tern = security.plain_broker();
+    // Clients 0, 1, 2 are user0, user1, user2: the file has no user2.
+    assert_eq!(conn_as_users(&tern, "pw-0", &[]).await, (2, 1, 1));
+    // --users 2: user0, user1, user0.
+    assert_eq!(
+        conn_as_users(&tern, "pw-0", &["--users", "2"]).await,
+        (3, 0, 0)
+    );
+    // A wrong password: every CONNECT refused.
+    let run = bench(
+        tern.addr,
+        &[
+            "conn",
+            "-c",
+            "3",
+            "-u",
+            "user%i",
+            "--users",
+            "2",
+            "-P",
+            "nope",
+            "--duration",
+            "100ms",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("connack_refused: 3"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn security_flags_that_cannot_work_exit_2() {
+    for (args, message) in [
+        (&["conn", "--insecure"][..], "--insecure needs TLS"),
+        (
+            &["conn", "--tls-version", "tlsv1.3"],
+            "--tls-version needs TLS",
+        ),
+        (
+            &["conn", "--cafile", "/nonexistent/ca.crt"],
+            "/nonexistent/ca.crt",
+        ),
+        (
+            &["conn", "-u", "bench", "--users", "2"],
+            "--users needs `%i`",
+        ),
+        (
+            &["conn", "-V", "3.1.1", "-P", "secret"],
+            "needs a user name",
+        ),
+    ] {
+        let mut full = vec!["bench".to_owned()];
+        full.extend(args.iter().map(|a| (*a).to_owned()));
+        full.extend(["--port".into(), "1".into()]);
+        let run = run_tern(full).await;
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+    }
 }

@@ -101,6 +101,8 @@ fn listener(bind: &str, max_connections: Option<usize>) -> ListenerConfig {
         bind: addr(bind),
         max_connections,
         tls: None,
+        websocket: None,
+        settings: Default::default(),
     }
 }
 
@@ -394,7 +396,9 @@ fn toml_unknown_keys_in_every_section() {
              ssl = true\n"
         ),
         "tern.toml:6: `listeners[1].ssl`: unknown key, expected one of `address`, \
-         `max_connections`, `tls`"
+         `max_connections`, `tls`, `protocol`, `path`, `upgrade_timeout`, `protocol_versions`, \
+         `mount_point`, `allow_anonymous`, `password_file`, `acl_file`, \
+         `allow_zero_length_clientid`, `auto_id_prefix`"
     );
     assert_eq!(
         toml_err("[mqtt]\nmax_qos = 1\nmax_inflight = 20\n"),
@@ -1292,10 +1296,10 @@ fn mosquitto_protocol() {
         mosq("listener 1883\nprotocol mqtt\n").listeners,
         vec![listener("0.0.0.0:1883", None)]
     );
-    assert_eq!(
-        mosq_err("listener 1883\nlistener 9001\nprotocol websockets\n"),
-        "mosquitto.conf:3: `protocol`: WebSocket listeners are not supported yet"
-    );
+    // WebSocket listeners: tests/websocket.rs.
+    let listeners = mosq("listener 1883\nlistener 9001\nprotocol websockets\n").listeners;
+    assert_eq!(listeners[0].websocket, None);
+    assert!(listeners[1].websocket.is_some());
     assert_eq!(
         mosq_err("listener 1883\nprotocol mqttsn\n"),
         "mosquitto.conf:2: `protocol`: expected mqtt or websockets, got `mqttsn`"
@@ -1885,15 +1889,6 @@ fn mosquitto_security_directives_are_errors() {
             "not supported yet; write the interface's address in `listener PORT ADDRESS` \
              instead, or Tern would listen on every interface",
         ),
-        (
-            "mount_point tenant1/",
-            "mount points are not supported yet; without one, this listener's clients would \
-             share every topic with the other listeners' clients",
-        ),
-        (
-            "per_listener_settings true",
-            "per-listener security settings are not supported yet",
-        ),
     ];
     for (line, message) in cases {
         let name = line.split(' ').next().unwrap_or_default();
@@ -1948,11 +1943,11 @@ fn mosquitto_harmless_unsupported_directives_are_warnings() {
         ),
         (
             "websockets_log_level 0",
-            "ignored: WebSocket listeners are not supported yet",
+            "ignored: Tern logs WebSocket upgrades with its other connection messages",
         ),
         (
             "websockets_headers_size 4096",
-            "ignored: WebSocket listeners are not supported yet",
+            "ignored: Tern accepts WebSocket upgrade requests of up to 8 KiB",
         ),
         (
             "dhparamfile /dh.pem",
@@ -2122,14 +2117,14 @@ fn include_dir_errors() {
 
     dir.write(
         "bad.d/x.conf",
-        "listener 1883\n\nwebsockets_log_level 0\nmount_point a/\n",
+        "listener 1883\n\nwebsockets_log_level 0\nmount_point a/+\n",
     );
     let main = dir.write("bad.conf", "include_dir bad.d\n");
     assert_eq!(
         dir.relative(&load(&main).expect_err("mount_point").to_string()),
         format!(
-            "bad.d{}x.conf:4: `mount_point`: mount points are not supported yet; without one, \
-             this listener's clients would share every topic with the other listeners' clients",
+            "bad.d{}x.conf:4: `mount_point`: `a/+` is not a valid topic prefix: it must not \
+             contain `+`, `#` or NUL",
             std::path::MAIN_SEPARATOR
         )
     );

@@ -51,13 +51,13 @@ pub struct Sim {
 impl Sim {
     /// A connection accepted at `now`; nothing sent yet.
     pub fn open(broker: &Broker, now: Instant) -> Self {
+        Self::open_with(broker, &ConnectionInfo::default(), now)
+    }
+
+    /// A connection accepted at `now` on a listener described by `info`; nothing sent yet.
+    pub fn open_with(broker: &Broker, info: &ConnectionInfo, now: Instant) -> Self {
         let waker = Arc::new(Counter::default());
-        let conn = Connection::new(
-            broker.clone(),
-            ConnectionInfo::default(),
-            waker.clone(),
-            now,
-        );
+        let conn = Connection::new(broker.clone(), info.clone(), waker.clone(), now);
         Self {
             conn,
             decoder: Decoder::with_version(ProtocolVersion::V5, u32::MAX),

@@ -75,6 +75,23 @@ impl Authenticator {
         }
     }
 
+    /// The sources of one listener declared in `config`: its own password file if it has one
+    /// (Mosquitto's `per_listener_settings`), else the broker-wide one, and the broker-wide
+    /// JWT and HTTP hook. Used at start and on reload, as [`Authenticator::from_config`].
+    #[must_use]
+    pub fn for_listener(
+        config: &crate::config::Config,
+        listener: &crate::config::ListenerConfig,
+    ) -> Self {
+        match &listener.settings.password_file {
+            Some(own) => Self {
+                passwords: Some(own.contents.clone()),
+                ..Self::from_config(config)
+            },
+            None => Self::from_config(config),
+        }
+    }
+
     /// Whether any source is configured; without one, only anonymous access is decided (by
     /// the listener's `allow_anonymous`).
     #[must_use]

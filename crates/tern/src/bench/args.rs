@@ -3,10 +3,14 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::{Args, ValueEnum};
+use tern_client::TlsOptions;
+use tern_client::rustls::client::Resumption;
 use tern_client::tern_codec::{ProtocolVersion, QoS};
 
 use super::payload::HEADER_LEN;
+use crate::tools::{TlsArgs, TlsFlagError};
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,9 +64,27 @@ pub struct BenchArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
 
-    /// Broker port.
-    #[arg(short, long, default_value_t = 1883)]
-    pub port: u16,
+    /// Broker port (default: 1883, or 8883 with TLS).
+    #[arg(short, long)]
+    pub port: Option<u16>,
+
+    /// `--cafile`, `--capath`, `--cert`, `--key`, `--insecure` and `--tls-version`, with the
+    /// meanings they have in `tern pub`: `--cafile` or `--capath` turns TLS on for every client.
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+
+    /// User name sent by every client; `%i` is the client's index in its role, as in --topic
+    /// and --filter (publisher, subscriber or connection index; modulo --users if given).
+    #[arg(short = 'u', long, value_name = "NAME")]
+    pub username: Option<String>,
+
+    /// Password sent by every client (before MQTT 5 only with --username).
+    #[arg(short = 'P', long, value_name = "PASSWORD")]
+    pub password: Option<String>,
+
+    /// With `%i` in --username: use N user names, client i taking index i mod N.
+    #[arg(long, value_name = "N", requires = "username", value_parser = clap::value_parser!(u32).range(1..))]
+    pub users: Option<u32>,
 
     /// Local source addresses to connect from, round robin (e.g. 127.0.0.1,127.0.0.2): each
     /// address has its own ephemeral ports.
@@ -202,6 +224,13 @@ pub(crate) struct Plan {
     pub scenario: Scenario,
     pub host: String,
     pub port: u16,
+    /// TLS for every connection (`--cafile`/`--capath`), session resumption off.
+    pub tls: Option<TlsOptions>,
+    /// The user name pattern (`%i` = the client's index in its role).
+    pub username: Option<String>,
+    pub password: Option<Bytes>,
+    /// Distinct user names: `%i` is the index modulo this.
+    pub users: Option<usize>,
     pub sources: Vec<IpAddr>,
     pub publishers: usize,
     pub subscribers: usize,
@@ -316,10 +345,23 @@ impl Plan {
         {
             return Err("--source mixes IPv4 and IPv6 addresses".into());
         }
+        if a.password.is_some() && a.username.is_none() && !a.version.is_v5() {
+            return Err(
+                "a password (--password) needs a user name (--username) before MQTT 5".into(),
+            );
+        }
+        if a.users.is_some() && !a.username.as_deref().is_some_and(|u| u.contains("%i")) {
+            return Err("--users needs `%i` in --username".into());
+        }
+        let tls = tls_options(&a.tls)?;
         Ok(Self {
             scenario: a.scenario,
             host: a.host,
-            port: a.port,
+            port: a.port.unwrap_or(if tls.is_some() { 8883 } else { 1883 }),
+            tls,
+            username: a.username,
+            password: a.password.map(Bytes::from),
+            users: a.users.map(|n| n as usize),
             sources: a.source,
             publishers,
             subscribers,
@@ -355,6 +397,13 @@ impl Plan {
         })
     }
 
+    /// The user name of the client with index `index` in its role, if any.
+    pub(crate) fn username(&self, index: usize) -> Option<String> {
+        let pattern = self.username.as_deref()?;
+        let index = self.users.map_or(index, |n| index % n);
+        Some(pattern.replace("%i", &index.to_string()))
+    }
+
     /// The protocol version as reports write it.
     pub(crate) fn version_name(&self) -> &'static str {
         match self.version {
@@ -363,6 +412,19 @@ impl Plan {
             ProtocolVersion::V5 => "5",
         }
     }
+}
+
+/// The TLS options of the flags, with session resumption off: every connection of a run makes
+/// a full handshake, so that connection figures do not depend on how many tickets the broker
+/// issued to earlier connections.
+fn tls_options(flags: &TlsArgs) -> Result<Option<TlsOptions>, String> {
+    let tls = flags.options().map_err(|e: TlsFlagError| e.to_string())?;
+    Ok(tls.map(|mut tls| {
+        let mut config = (*tls.config).clone();
+        config.resumption = Resumption::disabled();
+        tls.config = std::sync::Arc::new(config);
+        tls
+    }))
 }
 
 /// Parses `500ms`, `2s`, `1.5s`, `1m`, `1h`, or a bare number of seconds.
@@ -435,6 +497,33 @@ mod tests {
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert!(parse_duration("1x").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    /// The plan of `tern bench ARGS...`.
+    fn plan(args: &[&str]) -> Result<Plan, String> {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let cli = Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Plan::from_args(cli.bench)
+    }
+
+    #[test]
+    fn user_names_expand_the_index() {
+        let p = plan(&["conn", "-u", "user%i", "-P", "pw"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.username(12).as_deref(), Some("user12"));
+        assert_eq!(p.password.as_deref(), Some(&b"pw"[..]));
+        assert_eq!((p.port, p.tls.is_none()), (1883, true));
+        let p = plan(&["conn", "-u", "u%i-%i", "--users", "3"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.username(4).as_deref(), Some("u1-1"));
+        let p = plan(&["conn"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.username(0), None);
+        assert!(plan(&["conn", "-u", "fixed", "--users", "2"]).is_err());
+        assert!(plan(&["conn", "--users", "2"]).is_err());
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //! percentiles (HDR histogram), connection figures and the load generator's own CPU time, as
 //! a table or, with `--json`, as one JSON object whose fields are documented in [`report`].
 //!
+//! Every client can connect over TLS (`--cafile`/`--capath`, `--cert`/`--key`, `--insecure`,
+//! `--tls-version`: the flags of `tern pub`, with session resumption off so that each
+//! connection makes a full handshake) and log in (`-u`, `-P`; `%i` in the user name is the
+//! client's index in its role, modulo `--users`).
+//!
 //! Every run is bounded: a count and a time limit for publishing, a bounded drain, and time
 //! limits on every connection and subscription. Exit status: 0 when the run completed, 1 when
 //! nothing could connect (or subscribe) or when `--fail-on-loss` finds loss, 2 on bad flags.

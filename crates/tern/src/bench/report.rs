@@ -9,6 +9,8 @@
 //! | --- | --- |
 //! | `scenario` | `conn`, `pub`, `sub`, `fanin`, `fanout`, `p2p`, `shared`, `wildcard` |
 //! | `protocol` | `"3.1"`, `"3.1.1"` or `"5"` |
+//! | `tls` | every connection over TLS (`--cafile`/`--capath`) |
+//! | `username` | the `--username` pattern (`%i` = client index), `null` without |
 //! | `qos` | QoS of publications and subscriptions |
 //! | `payload_size` | bytes per payload |
 //! | `publishers`, `subscribers` | clients of each role (shared: the group's consumers) |
@@ -68,6 +70,8 @@ pub(crate) struct ConnectReport {
 pub(crate) struct Report {
     pub scenario: &'static str,
     pub protocol: &'static str,
+    pub tls: bool,
+    pub username: Option<String>,
     pub qos: u8,
     pub payload_size: usize,
     pub publishers: usize,
@@ -226,6 +230,8 @@ impl Report {
         Self {
             scenario: plan.scenario.name(),
             protocol: plan.version_name(),
+            tls: plan.tls.is_some(),
+            username: plan.username.clone(),
             qos,
             payload_size: plan.size,
             publishers: plan.publishers,
@@ -287,10 +293,17 @@ impl Report {
         let mut row = |name: &str, value: String| {
             let _ = writeln!(t, "  {name:<16} {value}");
         };
+        let mut security = String::new();
+        if self.tls {
+            security.push_str(" over TLS");
+        }
+        if let Some(user) = &self.username {
+            let _ = write!(security, " as user {user}");
+        }
         row(
             "scenario",
             format!(
-                "{} (MQTT {}, QoS {}, {} B payload, {} publishers, {} subscribers, {} connections)",
+                "{} (MQTT {}{security}, QoS {}, {} B payload, {} publishers, {} subscribers, {} connections)",
                 self.scenario,
                 self.protocol,
                 self.qos,

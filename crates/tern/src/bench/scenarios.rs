@@ -450,11 +450,21 @@ impl Ctx {
         self.handshakes.acquire().await.ok()
     }
 
-    /// Connects client `id`, the `n`-th connection of the run (for the source address).
-    async fn connect(&self, id: String, n: usize, errors: &mut Errors) -> Option<Client> {
+    /// Connects client `id`, the `n`-th connection of the run (for the source address) and
+    /// number `index` of its role (for the user name).
+    async fn connect(
+        &self,
+        id: String,
+        n: usize,
+        index: usize,
+        errors: &mut Errors,
+    ) -> Option<Client> {
         let plan = &self.plan;
         let _permit = self.admit().await;
         let mut options = ConnectOptions::new(plan.host.clone(), plan.port, id, plan.version);
+        options.tls.clone_from(&plan.tls);
+        options.username = plan.username(index);
+        options.password.clone_from(&plan.password);
         if !plan.sources.is_empty() {
             options.local_addr = Some(plan.sources[n % plan.sources.len()]);
         }
@@ -507,6 +517,7 @@ async fn hold(ctx: Arc<Ctx>, i: usize, ready: Ready) -> SubscriberOutcome {
         .connect(
             format!("{}-c{i}", ctx.plan.client_id_prefix),
             i,
+            i,
             &mut out.errors,
         )
         .await;
@@ -541,6 +552,7 @@ async fn subscriber(ctx: Arc<Ctx>, i: usize, ready: Ready) -> SubscriberOutcome 
     let Some(mut client) = ctx
         .connect(
             format!("{}-s{i}", plan.client_id_prefix),
+            i,
             i,
             &mut out.errors,
         )
@@ -758,6 +770,7 @@ async fn publisher(ctx: Arc<Ctx>, j: usize, topics: Topics, ready: Ready) -> Pub
         .connect(
             format!("{}-p{j}", plan.client_id_prefix),
             plan.subscribers + j,
+            j,
             &mut out.errors,
         )
         .await;

@@ -2,6 +2,7 @@
 //! [`Config`]. Every error names the file, the line and the key.
 
 mod duration;
+mod listener;
 mod mosquitto;
 mod rate;
 mod toml_format;
@@ -17,6 +18,7 @@ use tern_core::{Acl, AclDiagnostic, BrokerConfig};
 use crate::auth::password_file::PasswordFile;
 
 pub use duration::parse_duration;
+pub use listener::ListenerSettings;
 
 /// Smallest `max_packet_size` accepted: an MQTT 5 CONNECT with a one-character client id is
 /// 16 bytes, so anything smaller would refuse nearly every client.
@@ -86,6 +88,11 @@ pub struct ListenerConfig {
     /// TLS settings: `Some` makes this a TLS listener (its files were checked when the
     /// configuration was read).
     pub tls: Option<crate::tls::TlsConfig>,
+    /// WebSocket settings: `Some` makes this a WebSocket listener (`protocol websockets`),
+    /// WSS with `tls`.
+    pub websocket: Option<crate::websocket::WebSocketSettings>,
+    /// Protocol versions, mount point, and this listener's own authentication and ACL.
+    pub settings: ListenerSettings,
 }
 
 /// Where and how the broker keeps its durable state (persistent sessions, their messages,
@@ -220,6 +227,8 @@ impl<T> PartialEq for LoadedFile<T> {
         self.path == other.path
     }
 }
+
+impl<T> Eq for LoadedFile<T> {}
 
 /// Reads and parses a password file (Mosquitto's format). A file that cannot be read is
 /// reported by `unreadable`, located at the setting that names it; errors in its contents name

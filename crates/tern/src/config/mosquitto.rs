@@ -19,11 +19,15 @@ use tern_codec::{MAX_PACKET_SIZE, QoS};
 
 use super::duration::parse_mosquitto_duration;
 use crate::tls::{CertificateIdentity, ParseVersionError, TlsConfig, TlsKey, TlsVersion};
+use crate::websocket::WebSocketSettings;
 
+use super::listener::{check_mount_point, mount_point_warning};
 use super::{
-    Config, ConfigError, Family, ListenerConfig, MIN_PACKET_SIZE, load_acl, relative_to,
-    resolve_host,
+    Config, ConfigError, Family, ListenerConfig, ListenerSettings, LoadedFile, MIN_PACKET_SIZE,
+    load_acl, relative_to, resolve_host,
 };
+use crate::auth::password_file::PasswordFile;
+use tern_core::Acl;
 
 /// Mosquitto's default port, used by the default listener when only `bind_address` is given.
 const DEFAULT_PORT: u16 = 1883;
@@ -173,6 +177,13 @@ struct ListenerOptions {
     family: Option<(Family, Location)>,
     /// TLS directives; never inherited by other listeners.
     tls: TlsDirectives,
+    /// `protocol websockets` (`None` for MQTT over TCP); never inherited: in the general
+    /// section it makes the default listener a WebSocket listener, as in Mosquitto.
+    websockets: Option<Location>,
+    /// `mount_point`; only after a `listener` line, never inherited.
+    mount_point: Option<(String, Location)>,
+    /// Security directives under `per_listener_settings true`; never inherited.
+    security: SecurityDirectives,
 }
 
 impl ListenerOptions {
@@ -185,9 +196,48 @@ impl ListenerOptions {
                 .or_else(|| defaults.max_connections.clone()),
             family: self.family.clone().or_else(|| defaults.family.clone()),
             tls: self.tls.clone(),
+            websockets: self.websockets.clone(),
+            mount_point: self.mount_point.clone(),
+            security: self.security.clone(),
         }
     }
 }
+
+/// A listener's own security directives (`per_listener_settings true`).
+#[derive(Debug, Clone, Default)]
+struct SecurityDirectives {
+    password_file: Option<(LoadedFile<PasswordFile>, Location)>,
+    acl_file: Option<(LoadedFile<Acl>, Location)>,
+    allow_anonymous: Option<bool>,
+    allow_zero_length_clientid: Option<bool>,
+    auto_id_prefix: Option<String>,
+    /// The first of them.
+    first: Option<Location>,
+}
+
+impl SecurityDirectives {
+    /// The listener's settings with these directives and `mount_point`.
+    fn settings(&self, mount_point: Option<&(String, Location)>) -> ListenerSettings {
+        ListenerSettings {
+            protocol_versions: None,
+            mount_point: mount_point.map(|(m, _)| m.clone()),
+            allow_anonymous: self.allow_anonymous,
+            password_file: self.password_file.as_ref().map(|(f, _)| f.clone()),
+            acl_file: self.acl_file.as_ref().map(|(f, _)| f.clone()),
+            allow_zero_length_clientid: self.allow_zero_length_clientid,
+            auto_id_prefix: self.auto_id_prefix.clone(),
+        }
+    }
+}
+
+/// The security directives that `per_listener_settings true` makes per listener.
+const PER_LISTENER_SECURITY: [&str; 5] = [
+    "password_file",
+    "acl_file",
+    "allow_anonymous",
+    "allow_zero_length_clientid",
+    "auto_id_prefix",
+];
 
 /// A `listener` line and its options.
 #[derive(Debug)]
@@ -285,6 +335,11 @@ struct Reader {
     /// `autosave_interval`/`autosave_on_changes` lines, warned about at the end, when it is
     /// known whether persistence is on.
     autosave_at: Vec<Location>,
+    /// The `per_listener_settings true` line, once seen.
+    per_listener: Option<Location>,
+    /// The first security directive (`password_file`, `acl_file`...), once seen:
+    /// `per_listener_settings` must come before it.
+    security_seen: Option<Location>,
 }
 
 impl Reader {
@@ -326,6 +381,7 @@ impl Reader {
         }
         if self.listener_option(d, *section)?
             || self.tls_option(d, *section)?
+            || self.security_option(d, *section)?
             || self.broker_option(d, *section)?
             || self.persistence_option(d)?
             || self.general_option(d)?
@@ -407,11 +463,34 @@ impl Reader {
                 };
                 self.options(section).family = Some((family, d.location()));
             }
-            "protocol" => match d.value()? {
-                "mqtt" => {}
-                "websockets" => return Err(d.error("WebSocket listeners are not supported yet")),
-                other => return Err(d.error(format!("expected mqtt or websockets, got `{other}`"))),
-            },
+            "mount_point" => {
+                // As in Mosquitto: only for a listener declared above.
+                if matches!(section, Section::General) {
+                    return Err(
+                        d.error("must follow the `listener` line of the listener it is meant for")
+                    );
+                }
+                let mount_point = d.text()?;
+                check_mount_point(mount_point).map_err(|m| d.error(m))?;
+                if let Some(message) = mount_point_warning(mount_point) {
+                    self.config.warnings.push(d.warning(message));
+                }
+                self.options(section).mount_point = Some((mount_point.to_owned(), d.location()));
+            }
+            "protocol" => {
+                let websockets = match d.value()? {
+                    "mqtt" => false,
+                    "websockets" => true,
+                    other => {
+                        return Err(d.error(format!("expected mqtt or websockets, got `{other}`")));
+                    }
+                };
+                self.options(section).websockets = websockets.then(|| d.location());
+                if websockets && matches!(section, Section::General) {
+                    // As in Mosquitto, it makes the default listener exist.
+                    self.default.at.get_or_insert_with(|| d.location());
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -422,6 +501,85 @@ impl Reader {
             Section::Listener(i) if i < self.listeners.len() => &mut self.listeners[i].options,
             _ => &mut self.default.options,
         }
+    }
+
+    // --- Per-listener security -----------------------------------------------------------------
+
+    /// `per_listener_settings`, and under `per_listener_settings true` the security directives
+    /// it makes per listener; `false` if `d` is not one of them, or is global.
+    fn security_option(
+        &mut self,
+        d: &Directive<'_>,
+        section: Section,
+    ) -> Result<bool, ConfigError> {
+        if d.name == "per_listener_settings" {
+            let on = d.bool()?;
+            if let Some(first) = &self.per_listener {
+                return Err(d.error(format!(
+                    "already set to true at {}:{}",
+                    first.file.display(),
+                    first.line
+                )));
+            }
+            if on {
+                // Mosquitto's rule: what came before would be global.
+                if let Some(first) = &self.security_seen {
+                    return Err(d.error(format!(
+                        "must come before every other security setting, as in Mosquitto; `{}` \
+                         is set at {}:{}",
+                        first.name,
+                        first.file.display(),
+                        first.line
+                    )));
+                }
+                self.per_listener = Some(d.location());
+            }
+            return Ok(true);
+        }
+        if !PER_LISTENER_SECURITY.contains(&d.name) {
+            return Ok(false);
+        }
+        self.security_seen.get_or_insert_with(|| d.location());
+        if self.per_listener.is_none() {
+            return Ok(false);
+        }
+        let mut warnings = Vec::new();
+        let security = &mut self.options(section).security;
+        let duplicate = |first: &Location| {
+            d.error(format!(
+                "already set for this listener at {}:{}",
+                first.file.display(),
+                first.line
+            ))
+        };
+        match d.name {
+            "password_file" => {
+                if let Some((_, first)) = &security.password_file {
+                    return Err(duplicate(first));
+                }
+                let path = relative_to(d.file, Path::new(d.text()?));
+                let file = super::load_password_file(&path, |m| d.error(m))?;
+                security.password_file = Some((file, d.location()));
+            }
+            "acl_file" => {
+                if let Some((_, first)) = &security.acl_file {
+                    return Err(duplicate(first));
+                }
+                let path = relative_to(d.file, Path::new(d.text()?));
+                let acl = load_acl(&path, &mut warnings, |m| d.error(m))?;
+                let file = LoadedFile {
+                    path,
+                    contents: acl,
+                };
+                security.acl_file = Some((file, d.location()));
+            }
+            "allow_anonymous" => security.allow_anonymous = Some(d.bool()?),
+            "allow_zero_length_clientid" => security.allow_zero_length_clientid = Some(d.bool()?),
+            _ => security.auto_id_prefix = Some(d.text()?.to_owned()),
+        }
+        security.first.get_or_insert_with(|| d.location());
+        self.config.warnings.append(&mut warnings);
+        Ok(true)
     }
 
     // --- Broker limits and options --------------------------------------------------------------
@@ -596,12 +754,6 @@ impl Reader {
                 self.acl_file(d)?;
                 None
             }
-            "per_listener_settings" => {
-                if d.bool()? {
-                    return Err(d.error("per-listener security settings are not supported yet"));
-                }
-                None
-            }
             // Tern always sets TCP_NODELAY.
             "set_tcp_nodelay" => d.bool().map(|_| None)?,
             // The publisher's write access is checked when it publishes; every delivery of a
@@ -724,9 +876,19 @@ impl Reader {
             let port = self.default.port.unwrap_or(DEFAULT_PORT);
             specs.push((port, self.default.host.take(), at, general.clone()));
         }
+        if !has_default && let Some(first) = &general.security.first {
+            // Mosquitto would open a default listener on port 1883 for some of them and
+            // ignore the others; neither is what the author of the file meant.
+            return Err(first.error(
+                "with `per_listener_settings true`, security settings belong to a listener: \
+                 move this line after the `listener` line it is meant for (or define the \
+                 default listener with `port`)",
+            ));
+        }
         for l in self.listeners.drain(..) {
             // Without a default listener, options written before the first `listener` line
-            // would be lost; Tern makes them the defaults of every listener instead.
+            // would be lost; Tern makes them the defaults of every listener instead (except
+            // security settings, refused above, TLS settings and the mount point).
             let options = if has_default {
                 l.options
             } else {
@@ -756,10 +918,18 @@ impl Reader {
             let tls = options.tls.resolve(&at, &mut self.config.warnings)?;
             seen.insert(bind, at);
             let max_connections = options.max_connections.and_then(|(limit, _)| limit);
+            let settings = options.security.settings(options.mount_point.as_ref());
+            // Mosquitto upgrades on every path: so does a listener of a mosquitto.conf.
+            let websocket = options
+                .websockets
+                .as_ref()
+                .map(|_| WebSocketSettings::any_path());
             listeners.push(ListenerConfig {
                 bind,
                 max_connections,
                 tls,
+                websocket,
+                settings,
             });
         }
         Ok(listeners)
@@ -1105,14 +1275,13 @@ fn unsupported(name: &str) -> Option<Unsupported> {
             "not supported yet; write the interface's address in `listener PORT ADDRESS` \
              instead, or Tern would listen on every interface",
         ),
-        "mount_point" => Error(
-            "mount points are not supported yet; without one, this listener's clients would \
-             share every topic with the other listeners' clients",
-        ),
         n if n.starts_with("bridge_") || BRIDGE_DIRECTIVES.contains(&n) => Error(BRIDGES),
         "http_dir" => Warning("ignored: Tern does not serve files over HTTP"),
-        "websockets_log_level" | "websockets_headers_size" => {
-            Warning("ignored: WebSocket listeners are not supported yet")
+        "websockets_log_level" => {
+            Warning("ignored: Tern logs WebSocket upgrades with its other connection messages")
+        }
+        "websockets_headers_size" => {
+            Warning("ignored: Tern accepts WebSocket upgrade requests of up to 8 KiB")
         }
         "dhparamfile" => Warning("ignored: Tern does not use Diffie-Hellman parameter files"),
         "log_timestamp_format" => Warning("ignored: Tern's timestamp format is fixed"),

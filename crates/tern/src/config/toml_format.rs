@@ -15,18 +15,22 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use tern_codec::{MAX_PACKET_SIZE, QoS};
-use tern_core::{BrokerConfig, RateExceeded, RateLimit};
+use tern_core::{BrokerConfig, ProtocolVersions, RateExceeded, RateLimit};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::tls::{CertificateIdentity, TlsConfig, TlsKey, TlsVersion};
+use crate::websocket::{WebSocketSettings, check_path};
 
 use super::rate::{parse_count, parse_rate};
 use crate::limits::ConnectionLimits;
 
+use super::listener::{
+    VersionToken, check_mount_point, mount_point_warning, parse_protocol_version,
+};
 use super::{
-    Config, ConfigError, Durability, ListenerConfig, LogConfig, MIN_PACKET_SIZE, PersistenceConfig,
-    load_acl, parse_duration, relative_to, resolve_host,
+    Config, ConfigError, Durability, ListenerConfig, ListenerSettings, LoadedFile, LogConfig,
+    MIN_PACKET_SIZE, PersistenceConfig, load_acl, parse_duration, relative_to, resolve_host,
 };
 
 /// Parses and validates a TOML configuration.
@@ -71,6 +75,30 @@ struct RawListener {
     address: Spanned<String>,
     max_connections: Option<Spanned<Int>>,
     tls: Option<Spanned<Table<RawTls>>>,
+    protocol: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    upgrade_timeout: Option<Spanned<DurationValue>>,
+    protocol_versions: Option<Spanned<Vec<Spanned<VersionValue>>>>,
+    mount_point: Option<Spanned<String>>,
+    allow_anonymous: Option<bool>,
+    password_file: Option<Spanned<String>>,
+    acl_file: Option<Spanned<String>>,
+    allow_zero_length_clientid: Option<bool>,
+    auto_id_prefix: Option<String>,
+}
+
+/// An entry of `protocol_versions`: a protocol level or a version name.
+struct VersionValue(Scalar);
+
+impl<'de> Deserialize<'de> for VersionValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let expecting = "a protocol level (3, 4, 5) or a version name such as \"3.1.1\"";
+        d.deserialize_any(ScalarVisitor {
+            expecting,
+            strings: true,
+        })
+        .map(Self)
+    }
 }
 
 /// `[listeners.tls]`: the keys are Mosquitto's directive names (`ciphers_tls13` for
@@ -328,7 +356,11 @@ impl RawConfig {
         if let Some(Table(log)) = self.log {
             config.log = log.validate(doc)?;
         }
-        config.listeners = validate_listeners(doc, self.listeners.unwrap_or_default())?;
+        config.listeners = validate_listeners(
+            doc,
+            self.listeners.unwrap_or_default(),
+            &mut config.warnings,
+        )?;
         if let Some(Table(mqtt)) = self.mqtt {
             mqtt.apply_limits(doc, &mut config.broker)?;
             mqtt.apply_options(doc, &mut config.broker)?;
@@ -494,6 +526,7 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
 fn validate_listeners(
     doc: &Doc<'_>,
     raw: Vec<Table<RawListener>>,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<ListenerConfig>, ConfigError> {
     let mut listeners = Vec::with_capacity(raw.len());
     let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
@@ -521,13 +554,115 @@ fn validate_listeners(
             None => None,
             Some(table) => Some(validate_tls(doc, i, table)?),
         };
+        let settings = validate_listener_settings(doc, i, &listener, warnings)?;
+        let websocket = validate_websocket(doc, i, &listener)?;
         listeners.push(ListenerConfig {
             bind,
             max_connections,
             tls,
+            websocket,
+            settings,
         });
     }
     Ok(listeners)
+}
+
+/// A listener's `protocol`, and for a WebSocket listener its `path` and `upgrade_timeout`.
+fn validate_websocket(
+    doc: &Doc<'_>,
+    index: usize,
+    raw: &RawListener,
+) -> Result<Option<WebSocketSettings>, ConfigError> {
+    let key = |name: &str| format!("listeners[{index}].{name}");
+    let websocket = match &raw.protocol {
+        None => false,
+        Some(v) => match v.get_ref().as_str() {
+            "mqtt" => false,
+            "websockets" => true,
+            other => {
+                let message = format!("expected \"mqtt\" or \"websockets\", got \"{other}\"");
+                return Err(doc.error(v, &key("protocol"), message));
+            }
+        },
+    };
+    if !websocket {
+        let only = "only WebSocket listeners take this key (add `protocol = \"websockets\"`)";
+        if let Some(v) = &raw.path {
+            return Err(doc.error(v, &key("path"), only));
+        }
+        if let Some(v) = &raw.upgrade_timeout {
+            return Err(doc.error(v, &key("upgrade_timeout"), only));
+        }
+        return Ok(None);
+    }
+    let mut settings = WebSocketSettings::default();
+    if let Some(v) = &raw.path {
+        check_path(v.get_ref()).map_err(|m| doc.error(v, &key("path"), m))?;
+        settings.path = Some(v.get_ref().clone());
+    }
+    if let Some(v) = &raw.upgrade_timeout {
+        let timeout = doc.duration(v, &key("upgrade_timeout"))?;
+        if timeout.is_zero() {
+            return Err(doc.error(v, &key("upgrade_timeout"), "must be longer than zero"));
+        }
+        settings.upgrade_timeout = Some(timeout);
+    }
+    Ok(Some(settings))
+}
+
+/// A listener's protocol versions, mount point and own security settings, its files read.
+fn validate_listener_settings(
+    doc: &Doc<'_>,
+    index: usize,
+    raw: &RawListener,
+    warnings: &mut Vec<String>,
+) -> Result<ListenerSettings, ConfigError> {
+    let key = |name: &str| format!("listeners[{index}].{name}");
+    let mut settings = ListenerSettings {
+        allow_anonymous: raw.allow_anonymous,
+        allow_zero_length_clientid: raw.allow_zero_length_clientid,
+        auto_id_prefix: raw.auto_id_prefix.clone(),
+        ..ListenerSettings::default()
+    };
+    if let Some(list) = &raw.protocol_versions {
+        let mut versions = ProtocolVersions::NONE;
+        for (j, entry) in list.get_ref().iter().enumerate() {
+            let token = match &entry.get_ref().0 {
+                Scalar::Int(n) => VersionToken::Level(*n),
+                Scalar::Text(name) => VersionToken::Name(name),
+            };
+            let version = parse_protocol_version(token)
+                .map_err(|m| doc.error(entry, &key(&format!("protocol_versions[{j}]")), m))?;
+            versions = versions.with(version);
+        }
+        if versions.is_empty() {
+            let message = "must name at least one version (leave it out to accept every version)";
+            return Err(doc.error(list, &key("protocol_versions"), message));
+        }
+        settings.protocol_versions = Some(versions);
+    }
+    if let Some(v) = &raw.mount_point {
+        let text = v.get_ref();
+        check_mount_point(text).map_err(|m| doc.error(v, &key("mount_point"), m))?;
+        if let Some(message) = mount_point_warning(text) {
+            warnings.push(doc.error(v, &key("mount_point"), message).to_string());
+        }
+        settings.mount_point = Some(text.clone());
+    }
+    if let Some(v) = &raw.password_file {
+        let path = relative_to(doc.path, Path::new(v.get_ref()));
+        let unreadable = |m| doc.error(v, &key("password_file"), m);
+        settings.password_file = Some(super::load_password_file(&path, unreadable)?);
+    }
+    if let Some(v) = &raw.acl_file {
+        let path = relative_to(doc.path, Path::new(v.get_ref()));
+        let acl = load_acl(&path, warnings, |m| doc.error(v, &key("acl_file"), m))?;
+        settings.acl_file = Some(LoadedFile {
+            path,
+            contents: acl,
+        });
+    }
+    Ok(settings)
 }
 
 /// Validates a listener's `tls` table and reads its files (certificates, key, CAs, CRLs), so

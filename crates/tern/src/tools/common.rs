@@ -129,6 +129,27 @@ pub(super) struct ConnArgs {
     )]
     pub properties: Vec<String>,
 
+    /// `--cafile`, `--capath`, `--cert`, `--key`, `--insecure`, `--tls-version`.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// Print a line on stderr for every packet sent and received.
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
+
+    /// Do not print error messages.
+    #[arg(long = "quiet")]
+    pub quiet: bool,
+
+    /// Print help.
+    #[arg(long = "help", action = ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// The TLS flags, with mosquitto_pub's meanings: shared by `tern pub`, `tern sub` and
+/// `tern bench`.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct TlsArgs {
     /// CA certificates (PEM) to verify the broker's certificate with; turns TLS on.
     #[arg(long = "cafile", value_name = "FILE")]
     pub cafile: Option<PathBuf>,
@@ -153,18 +174,64 @@ pub(super) struct ConnArgs {
     /// Lowest TLS version: tlsv1.2 (the default) or tlsv1.3.
     #[arg(long = "tls-version", value_name = "VERSION", value_parser = parse_tls_version)]
     pub tls_version: Option<MinTlsVersion>,
+}
 
-    /// Print a line on stderr for every packet sent and received.
-    #[arg(short = 'd', long = "debug")]
-    pub debug: bool,
+/// Why the TLS flags give no TLS options.
+#[derive(Debug)]
+pub(crate) enum TlsFlagError {
+    /// A flag that only makes sense with TLS, given without `--cafile` or `--capath`: a usage
+    /// error (the flag's name).
+    NeedsTls(&'static str),
+    /// A file could not be read or used (the client library's words, naming the file).
+    Files(String),
+}
 
-    /// Do not print error messages.
-    #[arg(long = "quiet")]
-    pub quiet: bool,
+impl fmt::Display for TlsFlagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NeedsTls(flag) => write!(
+                f,
+                "{flag} needs TLS: give the CA certificates with --cafile or --capath"
+            ),
+            Self::Files(message) => write!(f, "Problem setting TLS options: {message}"),
+        }
+    }
+}
 
-    /// Print help.
-    #[arg(long = "help", action = ArgAction::Help)]
-    pub help: Option<bool>,
+impl TlsArgs {
+    /// Whether TLS is on: a CA file or directory was given, as with mosquitto_pub.
+    pub(crate) fn enabled(&self) -> bool {
+        self.cafile.is_some() || self.capath.is_some()
+    }
+
+    /// The TLS options of the flags, their files read; `None` without TLS.
+    pub(crate) fn options(&self) -> Result<Option<tern_client::TlsOptions>, TlsFlagError> {
+        if !self.enabled() {
+            let flag = [
+                (self.cert.is_some(), "--cert"),
+                (self.insecure, "--insecure"),
+                (self.tls_version.is_some(), "--tls-version"),
+            ]
+            .into_iter()
+            .find_map(|(set, flag)| set.then_some(flag));
+            return match flag {
+                Some(flag) => Err(TlsFlagError::NeedsTls(flag)),
+                None => Ok(None),
+            };
+        }
+        let files = TlsFiles {
+            cafile: self.cafile.clone(),
+            capath: self.capath.clone(),
+            certfile: self.cert.clone(),
+            keyfile: self.key.clone(),
+            insecure: self.insecure,
+            min_version: self.tls_version.unwrap_or_default(),
+        };
+        files
+            .load()
+            .map(Some)
+            .map_err(|e| TlsFlagError::Files(describe(&e)))
+    }
 }
 
 /// `-V`: Mosquitto's spellings and ours.
@@ -292,49 +359,18 @@ pub(super) struct Session {
 }
 
 impl ConnArgs {
-    /// Whether TLS is on: a CA file or directory was given, as with mosquitto_pub.
-    fn uses_tls(&self) -> bool {
-        self.cafile.is_some() || self.capath.is_some()
-    }
-
     /// The port: `-p`, else 8883 with TLS and 1883 without.
     fn port(&self) -> u16 {
         self.port
-            .unwrap_or(if self.uses_tls() { 8883 } else { 1883 })
+            .unwrap_or(if self.tls.enabled() { 8883 } else { 1883 })
     }
 
     /// The TLS options of `--cafile`, `--capath`, `--cert`, `--key`, `--insecure` and
     /// `--tls-version`, their files read; `None` without TLS.
     fn tls(&self, tool: &str) -> Result<Option<tern_client::TlsOptions>, Failure> {
-        if !self.uses_tls() {
-            let flag = [
-                (self.cert.is_some(), "--cert"),
-                (self.insecure, "--insecure"),
-                (self.tls_version.is_some(), "--tls-version"),
-            ]
-            .into_iter()
-            .find_map(|(set, flag)| set.then_some(flag));
-            return match flag {
-                Some(flag) => Err(Failure::usage(
-                    tool,
-                    format!("{flag} needs TLS: give the CA certificates with --cafile or --capath"),
-                )),
-                None => Ok(None),
-            };
-        }
-        let files = TlsFiles {
-            cafile: self.cafile.clone(),
-            capath: self.capath.clone(),
-            certfile: self.cert.clone(),
-            keyfile: self.key.clone(),
-            insecure: self.insecure,
-            min_version: self.tls_version.unwrap_or_default(),
-        };
-        files.load().map(Some).map_err(|e| {
-            Failure::new(
-                EXIT_ERROR,
-                format!("Error: Problem setting TLS options: {}", describe(&e)),
-            )
+        self.tls.options().map_err(|e| match e {
+            TlsFlagError::NeedsTls(_) => Failure::usage(tool, e),
+            TlsFlagError::Files(_) => Failure::new(EXIT_ERROR, format!("Error: {e}")),
         })
     }
 

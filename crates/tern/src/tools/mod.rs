@@ -20,6 +20,9 @@ pub use passwd::{PasswdArgs, run as run_passwd};
 pub use publish::{PubArgs, run as run_pub};
 pub use subscribe::{SubArgs, run as run_sub};
 
+/// The TLS flags, also used by `tern bench`.
+pub(crate) use common::{TlsArgs, TlsFlagError};
+
 #[cfg(test)]
 mod tests {
     use clap::{Args, Command};
