@@ -11,7 +11,7 @@ use tern_codec::ByteString;
 use tern_core::ListenerPolicy;
 
 use crate::auth::{Authenticator, SharedAuthenticator};
-use crate::config::{self, Config};
+use crate::config::{self, Config, ListenAddr};
 use crate::reload::{ListenerSecurity, SecurityReload};
 use crate::server::{ListenerSpec, Server};
 use crate::tls::TlsAcceptor;
@@ -67,7 +67,8 @@ struct ServeArgs {
     config: Option<PathBuf>,
 
     /// Listen on HOST:PORT (repeatable); replaces the listeners of the configuration file.
-    /// A bare PORT listens on 127.0.0.1. Port 0 picks a free port.
+    /// A bare PORT listens on 127.0.0.1. Port 0 picks a free port. `unix:PATH` listens on a
+    /// Unix socket.
     #[arg(short, long = "listen", value_name = "HOST:PORT")]
     listen: Vec<String>,
 
@@ -219,52 +220,48 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Resolves the listeners: `--listen` flags, else the file's, else the loopback default.
 fn listener_specs(args: &ServeArgs, config: &Config) -> anyhow::Result<Vec<ListenerSpec>> {
-    let mut specs = Vec::new();
+    let mut specs: Vec<(ListenAddr, Option<&config::ListenerConfig>)> = Vec::new();
     let configured_in_file = args.listen.is_empty() && !config.listeners.is_empty();
     if !args.listen.is_empty() {
         for text in &args.listen {
-            specs.push((parse_listen(text)?, None, None, None));
+            specs.push((parse_listen(text)?, None));
         }
     } else if configured_in_file {
-        specs.extend(config.listeners.iter().map(|l| {
-            (
-                l.bind,
-                l.max_connections,
-                l.tls.as_ref(),
-                l.websocket.as_ref(),
-            )
-        }));
+        specs.extend(config.listeners.iter().map(|l| (l.bind.clone(), Some(l))));
     } else {
-        specs.push((parse_listen(DEFAULT_LISTEN)?, None, None, None));
+        specs.push((parse_listen(DEFAULT_LISTEN)?, None));
     }
     // Like Mosquitto 2: anonymous clients are let in by default only on loopback listeners that
-    // the configuration file did not declare (the built-in default, or `--listen` on loopback).
+    // the configuration file did not declare (the built-in default, or `--listen` on loopback
+    // or on a Unix socket, which only local processes reach).
     specs
         .into_iter()
-        .map(|(bind, max_connections, tls, websocket)| {
+        .map(|(bind, declared)| {
+            let local = bind.tcp().is_none_or(|addr| addr.ip().is_loopback());
             let allow_anonymous = args.allow_anonymous
                 || config
                     .allow_anonymous
-                    .unwrap_or(!configured_in_file && bind.ip().is_loopback());
+                    .unwrap_or(!configured_in_file && local);
             // The files were checked when the configuration was read; they are read again
             // here, and a file changed in between still stops the start (never a plain-text
             // listener instead).
-            let tls = match tls {
+            let tls = match declared.and_then(|l| l.tls.as_ref()) {
                 None => None,
                 Some(settings) => Some(Arc::new(TlsAcceptor::new(settings.clone()).map_err(
                     |e| anyhow::anyhow!("TLS listener {bind}: `{}`: {e}", e.key.mosquitto_name()),
                 )?)),
             };
             Ok(ListenerSpec {
-                bind,
-                max_connections,
+                max_connections: declared.and_then(|l| l.max_connections),
                 policy: ListenerPolicy {
                     allow_anonymous,
                     ..ListenerPolicy::default()
                 },
                 tls,
-                websocket: websocket.cloned().map(Arc::new),
+                websocket: declared.and_then(|l| l.websocket.clone()).map(Arc::new),
                 authenticator: None,
+                proxy_protocol: declared.and_then(|l| l.settings.proxy_protocol),
+                bind,
             })
         })
         .collect()
@@ -307,10 +304,10 @@ fn apply_listener_settings(
 }
 
 /// The TLS acceptors of `listeners`, for the SIGHUP handler.
-fn tls_acceptors(listeners: &[ListenerSpec]) -> Vec<(SocketAddr, Arc<TlsAcceptor>)> {
+fn tls_acceptors(listeners: &[ListenerSpec]) -> Vec<(ListenAddr, Arc<TlsAcceptor>)> {
     listeners
         .iter()
-        .filter_map(|l| l.tls.as_ref().map(|t| (l.bind, t.clone())))
+        .filter_map(|l| l.tls.as_ref().map(|t| (l.bind.clone(), t.clone())))
         .collect()
 }
 
@@ -322,7 +319,7 @@ fn tls_acceptors(listeners: &[ListenerSpec]) -> Vec<(SocketAddr, Arc<TlsAcceptor
 /// listeners are bound, so that an early SIGHUP never kills the broker.
 fn reload_on_sighup(
     security: SecurityReload,
-    tls: Vec<(SocketAddr, Arc<TlsAcceptor>)>,
+    tls: Vec<(ListenAddr, Arc<TlsAcceptor>)>,
 ) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -356,15 +353,24 @@ fn reload_on_sighup(
     Ok(())
 }
 
-fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
+fn parse_listen(text: &str) -> anyhow::Result<ListenAddr> {
+    if let Some(path) = text.strip_prefix("unix:") {
+        let path = PathBuf::from(path);
+        crate::unix_socket::check_path(&path)
+            .map_err(|e| anyhow::anyhow!("invalid listen address `{text}`: {e}"))?;
+        return Ok(ListenAddr::Unix(crate::unix_socket::UnixSocketConfig {
+            path,
+            mode: None,
+        }));
+    }
     if let Ok(port) = text.parse::<u16>() {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)).into());
     }
     let mut addrs = text
         .to_socket_addrs()
         .with_context(|| format!("invalid listen address `{text}` (expected HOST:PORT)"))?;
     match addrs.next() {
-        Some(addr) => Ok(addr),
+        Some(addr) => Ok(addr.into()),
         None => bail!("listen address `{text}` resolves to nothing"),
     }
 }

@@ -39,7 +39,8 @@ impl Wake for TaskWaker {
     }
 }
 
-/// Runs one connection to its end.
+/// Runs one connection to its end. `unaddressed` names the client in logs when `info` has no
+/// address (a Unix socket's client: the listener, `unix:PATH`).
 pub(crate) async fn drive<S>(
     stream: S,
     broker: Broker,
@@ -47,6 +48,7 @@ pub(crate) async fn drive<S>(
     shutdown: CancellationToken,
     log_connections: bool,
     authenticator: SharedAuthenticator,
+    unaddressed: &(dyn std::fmt::Display + Sync),
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -89,7 +91,7 @@ pub(crate) async fn drive<S>(
             tracing::info!(
                 "client {} connected from {} (MQTT {})",
                 conn.client_id(),
-                peer.map_or_else(|| "?".to_owned(), |p| p.to_string()),
+                peer.map_or_else(|| unaddressed.to_string(), |p| p.to_string()),
                 conn.version()
             );
         }

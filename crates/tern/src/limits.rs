@@ -5,7 +5,7 @@
 //! # Refusing a connection
 //!
 //! A connection over a connection limit or the connect rate is refused, with a CONNACK where
-//! that is cheap: on a plain TCP listener the refusal waits (at most [`REFUSAL_DEADLINE`]) for
+//! that is cheap: on a plain MQTT listener (TCP or Unix socket) the refusal waits (at most [`REFUSAL_DEADLINE`]) for
 //! the client's CONNECT and answers it with CONNACK 0x97 (Quota exceeded) or 0x9F (Connection
 //! rate exceeded) for MQTT 5, return code 3 (Server unavailable) for MQTT 3.x, then closes. A
 //! client then knows why, instead of seeing its connection reset. Refusals run in at most
@@ -13,6 +13,9 @@
 //! first cost a TLS handshake, the most expensive step), the connection is closed at accept
 //! without a word. A flood therefore costs the broker no more than a bounded number of short
 //! refusals on top of closing sockets.
+//!
+//! Clients of a Unix socket have no address: only the limit on all connections applies to
+//! them. Behind the PROXY protocol, the address that counts is the one its header carries.
 //!
 //! # Memory
 //!
@@ -22,15 +25,15 @@
 //! within their refill time, a new address is refused as over the rate (fail closed).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tern_codec::{ConnAck, Decoder, Packet, ReasonCode};
 use tern_core::{BrokerConfig, RateExceeded, RateLimit, TokenBucket};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -155,7 +158,10 @@ impl Gate {
     /// dropped.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, ReasonCode> {
         if self.limits.is_unlimited() {
-            return Ok(Admitted { gate: None, ip });
+            return Ok(Admitted {
+                gate: None,
+                ip: Some(ip),
+            });
         }
         let ip = source(ip);
         let mut st = self.lock();
@@ -183,14 +189,39 @@ impl Gate {
         st.total += 1;
         Ok(Admitted {
             gate: Some(self.clone()),
-            ip,
+            ip: Some(ip),
         })
     }
 
-    fn release(&self, ip: IpAddr) {
+    /// Counts a new connection without an address (a Unix socket client): only the limit on
+    /// all connections applies to it.
+    pub(crate) fn admit_unaddressed(self: &Arc<Self>) -> Result<Admitted, ReasonCode> {
+        if self.limits.max_connections.is_none() {
+            return Ok(Admitted {
+                gate: None,
+                ip: None,
+            });
+        }
+        let mut st = self.lock();
+        if self
+            .limits
+            .max_connections
+            .is_some_and(|max| st.total >= max)
+        {
+            return Err(ReasonCode::QUOTA_EXCEEDED);
+        }
+        st.total += 1;
+        Ok(Admitted {
+            gate: Some(self.clone()),
+            ip: None,
+        })
+    }
+
+    fn release(&self, ip: Option<IpAddr>) {
         let mut st = self.lock();
         st.total = st.total.saturating_sub(1);
         if self.limits.max_connections_per_ip.is_some()
+            && let Some(ip) = ip
             && let Some(open) = st.per_ip.get_mut(&ip)
         {
             *open = open.saturating_sub(1);
@@ -201,8 +232,11 @@ impl Gate {
     }
 
     /// Refuses an accepted connection with `reason`: answers its CONNECT with a CONNACK when a
-    /// refusal slot is free and the listener is plain TCP, else closes it at once.
-    pub(crate) fn refuse(&self, stream: TcpStream, peer: SocketAddr, refusal: Refusal<'_>) {
+    /// refusal slot is free and the listener is plain MQTT, else closes it at once.
+    pub(crate) fn refuse<S>(&self, stream: S, peer: impl fmt::Display, refusal: Refusal<'_>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         tracing::debug!(
             %peer,
             listener = %refusal.listener,
@@ -232,10 +266,11 @@ impl Gate {
 pub(crate) struct Refusal<'a> {
     /// The reason code of the CONNACK (MQTT 5; 3.x gets return code 3).
     pub(crate) reason: ReasonCode,
-    /// Whether the listener is a TLS listener (closed without an answer).
+    /// Whether to close without an answer: TLS and WebSocket listeners, and PROXY protocol
+    /// listeners before the header.
     pub(crate) tls: bool,
     /// The listener's address, for the log.
-    pub(crate) listener: SocketAddr,
+    pub(crate) listener: &'a dyn fmt::Display,
     /// The broker's `connect_timeout`, which bounds the wait for CONNECT too.
     pub(crate) connect_timeout: Duration,
     /// Server shutdown.
@@ -247,7 +282,7 @@ pub(crate) struct Refusal<'a> {
 /// A counted connection; dropping it frees its place.
 pub(crate) struct Admitted {
     gate: Option<Arc<Gate>>,
-    ip: IpAddr,
+    ip: Option<IpAddr>,
 }
 
 impl Drop for Admitted {
@@ -260,9 +295,11 @@ impl Drop for Admitted {
 
 /// Reads the client's CONNECT (within `deadline`) and answers it with a CONNACK carrying
 /// `reason`, then closes. Anything other than a CONNECT is closed without an answer.
-async fn answer_refused(stream: TcpStream, reason: ReasonCode, deadline: Duration) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+async fn answer_refused<S>(stream: S, reason: ReasonCode, deadline: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(256);
     let mut decoder = Decoder::new(REFUSAL_MAX_PACKET);
     let version = tokio::time::timeout(deadline, async {
@@ -418,6 +455,37 @@ mod tests {
             gate.admit(ip(1)).err(),
             Some(ReasonCode::CONNECTION_RATE_EXCEEDED)
         );
+    }
+
+    #[test]
+    fn connections_without_address_count_only_in_the_total() {
+        let gate = Gate::new(ConnectionLimits {
+            max_connections: Some(2),
+            max_connections_per_ip: Some(1),
+            connect_rate: Some(RateLimit {
+                amount: 1,
+                per: Duration::from_secs(3600),
+                burst: 1,
+            }),
+        });
+        let local = gate.admit_unaddressed().expect("first");
+        let remote = gate.admit(ip(1)).expect("an address counts apart");
+        assert_eq!(
+            gate.admit_unaddressed().err(),
+            Some(ReasonCode::QUOTA_EXCEEDED)
+        );
+        drop(local);
+        // No per-address count or connect rate applies to them.
+        let again = gate.admit_unaddressed().expect("freed");
+        drop((again, remote));
+        let st = gate.lock();
+        assert_eq!(st.total, 0);
+        assert!(st.per_ip.is_empty());
+        drop(st);
+        let unlimited = Gate::new(ConnectionLimits::default());
+        let _many: Vec<_> = (0..3)
+            .map(|_| unlimited.admit_unaddressed().expect("no limit"))
+            .collect();
     }
 
     #[test]

@@ -5,14 +5,13 @@
 //! file) is logged with its file and line and changes nothing: the broker keeps the rules it
 //! had, it never falls back to "allow all".
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tern_core::{AclSlot, Broker};
 
 use crate::auth::{Authenticator, SharedAuthenticator};
-use crate::config::{self, Config, ConfigError, ListenerConfig};
+use crate::config::{self, Config, ConfigError, ListenAddr, ListenerConfig};
 
 /// What a reload replaces, and where the configuration comes from.
 #[derive(Clone)]
@@ -32,7 +31,7 @@ pub(crate) struct SecurityReload {
 #[derive(Clone)]
 pub(crate) struct ListenerSecurity {
     /// The listener's address, for messages.
-    pub(crate) bind: SocketAddr,
+    pub(crate) bind: ListenAddr,
     pub(crate) authenticator: SharedAuthenticator,
     pub(crate) acl: Arc<AclSlot>,
 }
@@ -43,7 +42,7 @@ impl ListenerSecurity {
     pub(crate) fn new(config: &Config, listener: &ListenerConfig, broker: &Broker) -> Self {
         let authenticator = Authenticator::for_listener(config, listener);
         Self {
-            bind: listener.bind,
+            bind: listener.bind.clone(),
             authenticator: Arc::new(arc_swap::ArcSwap::from_pointee(authenticator)),
             acl: broker.listener_acl(listener_acl(config, listener)),
         }
@@ -86,7 +85,7 @@ impl SecurityReload {
         } else {
             for (security, listener) in self.listeners.iter().zip(&config.listeners) {
                 let authenticator = Authenticator::for_listener(&config, listener);
-                swap_authenticator(&security.authenticator, authenticator, Some(security.bind));
+                swap_authenticator(&security.authenticator, authenticator, Some(&security.bind));
                 security.acl.set(listener_acl(&config, listener));
                 if listener.settings.has_own_files() {
                     tracing::info!(
@@ -126,7 +125,7 @@ impl SecurityReload {
 fn swap_authenticator(
     slot: &SharedAuthenticator,
     new: Authenticator,
-    listener: Option<SocketAddr>,
+    listener: Option<&ListenAddr>,
 ) {
     if new.is_configured() == slot.load().is_configured() {
         slot.store(Arc::new(new));

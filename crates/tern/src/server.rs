@@ -1,30 +1,39 @@
-//! The server: binds the listeners, accepts connections, runs the broker's timers, and shuts
-//! down gracefully.
+//! The server: binds the listeners (TCP addresses and Unix sockets), accepts connections,
+//! reads the PROXY protocol header where a listener expects one, runs the broker's timers, and
+//! shuts down gracefully.
 
+use std::fmt;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tern_codec::ReasonCode;
 use tern_core::{Broker, ConnectionInfo, ListenerPolicy, Wake};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::SharedAuthenticator;
+use crate::config::ListenAddr;
 use crate::connection;
-use crate::limits::{ConnectionLimits, Gate, Refusal};
+use crate::limits::{Admitted, ConnectionLimits, Gate, Refusal};
+use crate::proxy_protocol::{self, ProxyProtocol};
 use crate::tls::TlsAcceptor;
 
 /// How long connections get to say goodbye at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Connections waiting to be accepted on a TCP listener, as tokio's own listeners.
+const BACKLOG: i32 = 1024;
 
 /// A listener to bind.
 #[derive(Debug, Clone)]
 pub struct ListenerSpec {
-    /// Address to bind; port 0 picks a free port.
-    pub bind: SocketAddr,
+    /// Where to listen: an address (port 0 picks a free port) or a Unix socket.
+    pub bind: ListenAddr,
     /// Maximum simultaneous connections; `None` = unlimited.
     pub max_connections: Option<usize>,
     /// Settings applied to its connections.
@@ -37,26 +46,29 @@ pub struct ListenerSpec {
     /// This listener's own authentication sources (Mosquitto's `per_listener_settings`);
     /// `None` uses the server's ([`Server::with_authenticator`]).
     pub authenticator: Option<SharedAuthenticator>,
+    /// The PROXY protocol header every connection must start with; `None`: no header.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     broker: Broker,
-    listeners: Vec<(TcpListener, ListenerSpec)>,
+    listeners: Vec<(Bound, ListenerSpec)>,
     log_connections: bool,
     authenticator: SharedAuthenticator,
     limits: ConnectionLimits,
 }
 
 impl Server {
-    /// Binds every listener for `broker`. Fails if any address cannot be bound.
-    pub async fn bind(broker: Broker, specs: Vec<ListenerSpec>) -> std::io::Result<Self> {
+    /// Binds every listener for `broker`. Fails if any address cannot be bound (Unix socket
+    /// files already created are removed again).
+    pub async fn bind(broker: Broker, specs: Vec<ListenerSpec>) -> io::Result<Self> {
         let mut listeners = Vec::with_capacity(specs.len());
         for spec in specs {
-            let listener = TcpListener::bind(spec.bind).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", spec.bind))
+            let bound = Bound::bind(&spec.bind).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {}: {e}", spec.bind))
             })?;
-            listeners.push((listener, spec));
+            listeners.push((bound, spec));
         }
         Ok(Self {
             broker,
@@ -89,12 +101,16 @@ impl Server {
         self
     }
 
-    /// The addresses actually bound (ports resolved).
+    /// The TCP addresses actually bound (ports resolved); Unix sockets are not listed.
     #[must_use]
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|(l, _)| l.local_addr().ok())
+            .filter_map(|(bound, _)| match bound {
+                Bound::Tcp(l) => l.local_addr().ok(),
+                #[cfg(unix)]
+                Bound::Unix(_) => None,
+            })
             .collect()
     }
 
@@ -104,9 +120,9 @@ impl Server {
         &self.broker
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, tells MQTT 5 clients the server
-    /// is shutting down (DISCONNECT 0x8B), and waits up to a grace period for connections to
-    /// close.
+    /// Serves until `shutdown` completes, then stops accepting (Unix socket files are
+    /// removed), tells MQTT 5 clients the server is shutting down (DISCONNECT 0x8B), and waits
+    /// up to a grace period for connections to close.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -118,21 +134,21 @@ impl Server {
             authenticator: self.authenticator.clone(),
             gate: Gate::new(self.limits.clone()),
         };
-        for (listener, spec) in self.listeners {
-            if let Ok(addr) = listener.local_addr() {
-                if let Some(tls) = &spec.tls {
-                    crate::tls::log_listener(addr, tls);
-                }
-                // Tests and scripts read the address from these exact lines.
-                match &spec.websocket {
-                    None => tracing::info!("listening on {addr}"),
-                    Some(ws) => {
-                        crate::websocket::log_listener(addr, ws);
-                        tracing::info!("listening on {addr} (websockets)");
-                    }
-                }
+        // Tests and scripts read the address from the `listening on` lines, often the first
+        // one: TCP listeners are announced first, so that the first line is an address and
+        // port whenever there is one.
+        let (tcp, unix): (Vec<_>, Vec<_>) = self
+            .listeners
+            .into_iter()
+            .partition(|(bound, _)| matches!(bound, Bound::Tcp(_)));
+        for (bound, mut spec) in tcp.into_iter().chain(unix) {
+            if let Bound::Tcp(l) = &bound
+                && let Ok(addr) = l.local_addr()
+            {
+                spec.bind = ListenAddr::Tcp(addr);
             }
-            tracker.spawn(accept_loop(listener, spec, ctx.clone()));
+            announce(&spec);
+            tracker.spawn(accept_loop(bound, spec, ctx.clone()));
         }
         tracker.spawn(broker_timers(self.broker.clone(), cancel.clone()));
         shutdown.await;
@@ -144,6 +160,103 @@ impl Server {
             .is_err()
         {
             tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+        }
+    }
+}
+
+/// Logs what a listener serves, ending with its `listening on` line.
+fn announce(spec: &ListenerSpec) {
+    let name = &spec.bind;
+    if let Some(tls) = &spec.tls {
+        crate::tls::log_listener(name, tls);
+    }
+    if let Some(proxy) = &spec.proxy_protocol {
+        tracing::info!(
+            "PROXY protocol on {name}: every connection starts with a {} header{}",
+            proxy.versions,
+            if proxy.require_tls {
+                " saying the client used TLS"
+            } else {
+                ""
+            }
+        );
+    }
+    match &spec.websocket {
+        None => tracing::info!("listening on {name}"),
+        Some(ws) => {
+            crate::websocket::log_listener(name, ws);
+            tracing::info!("listening on {name} (websockets)");
+        }
+    }
+}
+
+/// A bound listening socket.
+enum Bound {
+    Tcp(TcpListener),
+    /// Dropping it (when its accept loop ends) removes the socket file.
+    #[cfg(unix)]
+    Unix(crate::unix_socket::UnixSocketListener),
+}
+
+/// A connection just accepted.
+enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+impl Bound {
+    async fn bind(addr: &ListenAddr) -> io::Result<Self> {
+        match addr {
+            ListenAddr::Tcp(addr) => bind_tcp(*addr).map(Self::Tcp),
+            #[cfg(unix)]
+            ListenAddr::Unix(unix) => crate::unix_socket::bind(unix).await.map(Self::Unix),
+            #[cfg(not(unix))]
+            ListenAddr::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "Unix sockets are not available on this system",
+            )),
+        }
+    }
+
+    async fn accept(&self) -> io::Result<Accepted> {
+        match self {
+            Self::Tcp(l) => l.accept().await.map(|(s, peer)| Accepted::Tcp(s, peer)),
+            #[cfg(unix)]
+            Self::Unix(l) => l.accept().await.map(Accepted::Unix),
+        }
+    }
+}
+
+/// Binds a TCP listener. An IPv6 address listens for IPv6 only (`IPV6_V6ONLY`), as in
+/// Mosquitto and whatever the system's default: `[::]` and `0.0.0.0` can then share a port,
+/// and `socket_domain ipv6` means IPv6.
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // As std and tokio do: a restarted broker can listen again while connections of the
+    // previous one are in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// How a connection's client is named in logs: its address, else (a Unix socket's client) the
+/// listener it came through, `unix:PATH`.
+#[derive(Clone, Copy)]
+struct PeerName<'a>(Option<SocketAddr>, &'a ListenAddr);
+
+impl fmt::Display for PeerName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => write!(f, "{}", self.1),
         }
     }
 }
@@ -160,65 +273,239 @@ struct AcceptContext {
     gate: Arc<Gate>,
 }
 
-async fn accept_loop(listener: TcpListener, spec: ListenerSpec, ctx: AcceptContext) {
+async fn accept_loop(bound: Bound, spec: ListenerSpec, ctx: AcceptContext) {
+    let spec = Arc::new(spec);
     let limit = spec.max_connections.map(|n| Arc::new(Semaphore::new(n)));
     loop {
         let accepted = tokio::select! {
             () = ctx.cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            accepted = bound.accept() => accepted,
         };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
+        match accepted {
+            Ok(Accepted::Tcp(stream, peer)) => {
+                // Writes are batched by the connection task; Nagle would only add latency.
+                let _ = stream.set_nodelay(true);
+                ctx.start(stream, Some(peer), limit.as_ref(), &spec);
+            }
+            #[cfg(unix)]
+            Ok(Accepted::Unix(stream)) => ctx.start(stream, None, limit.as_ref(), &spec),
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(listener = %spec.bind, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
             }
-        };
-        // Over a limit, the connection is refused (see `limits` for how and why).
-        let admitted = match &limit {
-            Some(sem) => sem
-                .clone()
-                .try_acquire_owned()
-                .map(Some)
-                .map_err(|_| tern_codec::ReasonCode::QUOTA_EXCEEDED),
-            None => Ok(None),
         }
-        .and_then(|permit| ctx.gate.admit(peer.ip()).map(|counted| (permit, counted)));
-        let (permit, counted) = match admitted {
-            Ok(admitted) => admitted,
-            Err(reason) => {
-                let refusal = Refusal {
-                    reason,
-                    // Only MQTT over plain TCP gets a CONNACK; TLS and WebSocket clients are
-                    // closed at once.
-                    tls: spec.tls.is_some() || spec.websocket.is_some(),
-                    listener: spec.bind,
-                    connect_timeout: ctx.broker.config().connect_timeout,
-                    cancel: &ctx.cancel,
-                    tracker: &ctx.tracker,
-                };
-                ctx.gate.refuse(stream, peer, refusal);
-                continue;
-            }
-        };
-        let ctx = ctx.clone();
-        let spec = spec.clone();
-        ctx.tracker.clone().spawn(async move {
-            // Writes are batched by the connection task; Nagle would only add latency.
-            let _ = stream.set_nodelay(true);
-            serve_connection(stream, peer, &spec, ctx).await;
-            drop((permit, counted));
-        });
     }
 }
 
 impl AcceptContext {
-    /// Runs the MQTT connection over `stream` to its end.
-    async fn drive<S>(self, stream: S, info: ConnectionInfo)
+    /// Admits a connection just accepted from `peer` (`None`: a Unix socket's client) and
+    /// serves it in a task of its own, or refuses it (see `limits` for how and why). On a
+    /// PROXY protocol listener, the limits on addresses wait for the address of the header.
+    fn start<S>(
+        &self,
+        stream: S,
+        peer: Option<SocketAddr>,
+        limit: Option<&Arc<Semaphore>>,
+        spec: &Arc<ListenerSpec>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let permit = match limit.map(|sem| sem.clone().try_acquire_owned()) {
+            None => None,
+            Some(Ok(permit)) => Some(permit),
+            Some(Err(_)) => {
+                // Before a PROXY header, the next bytes are not a CONNECT to answer.
+                let answer = spec.proxy_protocol.is_none();
+                self.refuse(stream, peer, ReasonCode::QUOTA_EXCEEDED, spec, answer);
+                return;
+            }
+        };
+        let ctx = self.clone();
+        let spec = spec.clone();
+        if let Some(proxy) = spec.proxy_protocol {
+            self.tracker.spawn(async move {
+                ctx.serve_proxied(stream, peer, &spec, proxy).await;
+                drop(permit);
+            });
+            return;
+        }
+        match self.admit(peer) {
+            Ok(counted) => {
+                self.tracker.spawn(async move {
+                    ctx.serve(stream, peer, &spec).await;
+                    drop((permit, counted));
+                });
+            }
+            Err(reason) => self.refuse(stream, peer, reason, &spec, true),
+        }
+    }
+
+    /// Counts a connection from `remote` against the limits of all listeners.
+    fn admit(&self, remote: Option<SocketAddr>) -> Result<Admitted, ReasonCode> {
+        match remote {
+            Some(addr) => self.gate.admit(addr.ip()),
+            None => self.gate.admit_unaddressed(),
+        }
+    }
+
+    /// Refuses a connection with `reason`: with a CONNACK if `answer` and the listener is plain
+    /// MQTT, else by closing it.
+    fn refuse<S>(
+        &self,
+        stream: S,
+        remote: Option<SocketAddr>,
+        reason: ReasonCode,
+        spec: &ListenerSpec,
+        answer: bool,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let refusal = Refusal {
+            reason,
+            // Only plain MQTT gets a CONNACK; TLS and WebSocket clients are closed at once.
+            tls: !answer || spec.tls.is_some() || spec.websocket.is_some(),
+            listener: &spec.bind,
+            connect_timeout: self.broker.config().connect_timeout,
+            cancel: &self.cancel,
+            tracker: &self.tracker,
+        };
+        self.gate
+            .refuse(stream, PeerName(remote, &spec.bind), refusal);
+    }
+
+    /// Reads the PROXY protocol header (under the listener's first deadline), then admits and
+    /// serves the connection as coming from the address it carries. A connection without a
+    /// valid header is closed without a word.
+    async fn serve_proxied<S>(
+        self,
+        mut stream: S,
+        peer: Option<SocketAddr>,
+        spec: &ListenerSpec,
+        proxy: ProxyProtocol,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let deadline = spec
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.handshake_timeout())
+            .or(spec.websocket.as_ref().and_then(|ws| ws.upgrade_timeout))
+            .unwrap_or(self.broker.config().connect_timeout);
+        let read = tokio::select! {
+            () = self.cancel.cancelled() => return,
+            read = tokio::time::timeout(deadline, proxy_protocol::read_header(&mut stream, proxy)) => read,
+        };
+        let from = PeerName(peer, &spec.bind);
+        let header = match read {
+            Ok(Ok(header)) => header,
+            // A connection closed before its header says nothing worth an info line: load
+            // balancers' TCP health checks connect and close at once.
+            Ok(Err(e @ proxy_protocol::HeaderError::Closed)) => {
+                tracing::debug!("connection from {from} on {}: {e}", spec.bind);
+                return;
+            }
+            Ok(Err(e)) => {
+                if self.log_connections {
+                    tracing::info!("connection from {from} on {}: {e}; closed", spec.bind);
+                }
+                return;
+            }
+            Err(_) => {
+                if self.log_connections {
+                    tracing::info!(
+                        "connection from {from} on {}: no PROXY header within {deadline:?}; \
+                         closed",
+                        spec.bind
+                    );
+                }
+                return;
+            }
+        };
+        let remote = header.source.or(peer);
+        tracing::debug!(
+            proxy = %from,
+            client = %PeerName(remote, &spec.bind),
+            version = header.version,
+            "PROXY header"
+        );
+        match self.admit(remote) {
+            Ok(counted) => {
+                self.serve(stream, remote, spec).await;
+                drop(counted);
+            }
+            // The header is read: a plain MQTT client's CONNECT comes next, and is answered.
+            Err(reason) => self.refuse(stream, remote, reason, spec, true),
+        }
+    }
+
+    /// Serves one admitted connection from `remote` to its end: the TLS handshake first on a
+    /// TLS listener, the WebSocket upgrade on a WebSocket listener, then the MQTT connection.
+    async fn serve<S>(mut self, stream: S, remote: Option<SocketAddr>, spec: &ListenerSpec)
     where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if let Some(own) = &spec.authenticator {
+            self.authenticator = own.clone();
+        }
+        let info = ConnectionInfo {
+            remote_addr: remote,
+            policy: spec.policy.clone(),
+            certificate_username: None,
+        };
+        match &spec.tls {
+            None => self.drive_listener(stream, info, spec).await,
+            // Boxed: a TLS session's state is kilobytes, and an unboxed branch would make every
+            // plain connection's task that large too.
+            Some(tls) => Box::pin(self.serve_tls(stream, info, spec, tls)).await,
+        }
+    }
+
+    /// The TLS handshake, then the MQTT connection over it.
+    async fn serve_tls<S>(
+        self,
+        stream: S,
+        mut info: ConnectionInfo,
+        spec: &ListenerSpec,
+        tls: &TlsAcceptor,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // The handshake has its own deadline, so that a client that sends nothing, or stalls
+        // half-way, holds its socket and connection slot no longer than that.
+        let deadline = tls
+            .handshake_timeout()
+            .unwrap_or(self.broker.config().connect_timeout);
+        let handshake = tokio::select! {
+            () = self.cancel.cancelled() => return,
+            result = tokio::time::timeout(deadline, tls.accept(stream)) => result,
+        };
+        let peer = PeerName(info.remote_addr, &spec.bind);
+        match handshake {
+            Ok(Ok(accepted)) => {
+                info.certificate_username = accepted.certificate_username;
+                self.drive_listener(accepted.stream, info, spec).await;
+            }
+            Ok(Err(e)) => {
+                if self.log_connections {
+                    tracing::info!("TLS handshake with {peer} on {} failed: {e}", spec.bind);
+                }
+            }
+            Err(_) => {
+                if self.log_connections {
+                    tracing::info!(
+                        "TLS handshake with {peer} on {} not done within {deadline:?}; closed",
+                        spec.bind
+                    );
+                }
+            }
+        }
+    }
+
+    /// Runs the MQTT connection over `stream` to its end.
+    async fn drive<S>(self, stream: S, info: ConnectionInfo, spec: &ListenerSpec)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
     {
         connection::drive(
             stream,
@@ -227,6 +514,7 @@ impl AcceptContext {
             self.cancel,
             self.log_connections,
             self.authenticator,
+            &spec.bind,
         )
         .await;
     }
@@ -235,10 +523,10 @@ impl AcceptContext {
     /// WebSocket listener.
     async fn drive_listener<S>(self, stream: S, info: ConnectionInfo, spec: &ListenerSpec)
     where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
         match &spec.websocket {
-            None => self.drive(stream, info).await,
+            None => self.drive(stream, info, spec).await,
             // Boxed, as TLS: the WebSocket's state would make every plain connection's task
             // larger too.
             Some(settings) => Box::pin(self.drive_websocket(stream, info, spec, settings)).await,
@@ -253,13 +541,12 @@ impl AcceptContext {
         spec: &ListenerSpec,
         settings: &crate::websocket::WebSocketSettings,
     ) where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
         let config = self.broker.config();
         let log = self
             .log_connections
-            .then(|| info.remote_addr.map(|peer| (peer, spec.bind)))
-            .flatten();
+            .then_some((PeerName(info.remote_addr, &spec.bind), &spec.bind));
         let upgraded = crate::websocket::upgrade_within(
             stream,
             settings,
@@ -270,70 +557,7 @@ impl AcceptContext {
         )
         .await;
         if let Some(ws) = upgraded {
-            self.drive(ws, info).await;
-        }
-    }
-}
-
-/// Serves one accepted connection to its end: the TLS handshake first on a TLS listener, the
-/// WebSocket upgrade on a WebSocket listener, then the MQTT connection.
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    spec: &ListenerSpec,
-    mut ctx: AcceptContext,
-) {
-    if let Some(own) = &spec.authenticator {
-        ctx.authenticator = own.clone();
-    }
-    let info = ConnectionInfo {
-        remote_addr: Some(peer),
-        policy: spec.policy.clone(),
-        certificate_username: None,
-    };
-    match &spec.tls {
-        None => ctx.drive_listener(stream, info, spec).await,
-        // Boxed: a TLS session's state is kilobytes, and an unboxed branch would make every
-        // plain connection's task that large too.
-        Some(tls) => Box::pin(serve_tls(stream, peer, spec, ctx, info, tls)).await,
-    }
-}
-
-/// The TLS handshake, then the MQTT connection over it.
-async fn serve_tls(
-    stream: TcpStream,
-    peer: SocketAddr,
-    spec: &ListenerSpec,
-    ctx: AcceptContext,
-    mut info: ConnectionInfo,
-    tls: &TlsAcceptor,
-) {
-    // The handshake has its own deadline, so that a client that sends nothing, or stalls
-    // half-way, holds its socket and connection slot no longer than that.
-    let deadline = tls
-        .handshake_timeout()
-        .unwrap_or(ctx.broker.config().connect_timeout);
-    let handshake = tokio::select! {
-        () = ctx.cancel.cancelled() => return,
-        result = tokio::time::timeout(deadline, tls.accept(stream)) => result,
-    };
-    match handshake {
-        Ok(Ok(accepted)) => {
-            info.certificate_username = accepted.certificate_username;
-            ctx.drive_listener(accepted.stream, info, spec).await;
-        }
-        Ok(Err(e)) => {
-            if ctx.log_connections {
-                tracing::info!("TLS handshake with {peer} on {} failed: {e}", spec.bind);
-            }
-        }
-        Err(_) => {
-            if ctx.log_connections {
-                tracing::info!(
-                    "TLS handshake with {peer} on {} not done within {deadline:?}; closed",
-                    spec.bind
-                );
-            }
+            self.drive(ws, info, spec).await;
         }
     }
 }

@@ -7,7 +7,6 @@
 //! reload (the previous configuration stays in use).
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -20,7 +19,6 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
 use tern_codec::ByteString;
-use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
@@ -830,9 +828,9 @@ impl fmt::Debug for TlsAcceptor {
 }
 
 /// A connection through its TLS handshake.
-pub(crate) struct Accepted {
+pub(crate) struct Accepted<S> {
     /// The encrypted stream.
-    pub(crate) stream: TlsStream<TcpStream>,
+    pub(crate) stream: TlsStream<S>,
     /// The user name taken from the client certificate, if the listener takes one.
     pub(crate) certificate_username: Option<ByteString>,
 }
@@ -894,9 +892,12 @@ impl TlsAcceptor {
 
     /// Runs the server side of the handshake (without a deadline: the caller sets one) and
     /// takes the user name from the client certificate if the listener asks for it.
-    pub(crate) async fn accept(&self, tcp: TcpStream) -> Result<Accepted, String> {
+    pub(crate) async fn accept<S>(&self, io: S) -> Result<Accepted<S>, String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config());
-        let stream = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+        let stream = acceptor.accept(io).await.map_err(|e| e.to_string())?;
         let certificate_username = match self.settings.identity {
             CertificateIdentity::None => None,
             identity => {
@@ -1083,7 +1084,7 @@ fn der_hex(tag: u32, data: &[u8], out: &mut String) {
 }
 
 /// Logs what a TLS listener serves, at start-up and after a reload.
-pub(crate) fn log_listener(addr: SocketAddr, acceptor: &TlsAcceptor) {
+pub(crate) fn log_listener(addr: &dyn fmt::Display, acceptor: &TlsAcceptor) {
     let s = &acceptor.settings;
     let clients = match (
         s.cafile.is_some() || s.capath.is_some(),

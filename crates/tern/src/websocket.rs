@@ -23,7 +23,6 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -106,7 +105,7 @@ pub fn check_path(path: &str) -> Result<(), String> {
 }
 
 /// Logs what a WebSocket listener serves, before its `listening on` line.
-pub(crate) fn log_listener(addr: SocketAddr, settings: &WebSocketSettings) {
+pub(crate) fn log_listener(addr: &dyn fmt::Display, settings: &WebSocketSettings) {
     match &settings.path {
         Some(path) => tracing::info!("WebSocket on {addr}: MQTT on path `{path}`"),
         None => tracing::info!("WebSocket on {addr}: MQTT on every path"),
@@ -150,16 +149,18 @@ impl From<io::Error> for UpgradeError {
 
 /// Runs the upgrade on `stream` within `deadline` (the listener's `upgrade_timeout`, else the
 /// caller's default), logging a failure; `None` if there is no WebSocket to serve MQTT on.
-pub(crate) async fn upgrade_within<S>(
+pub(crate) async fn upgrade_within<S, P, L>(
     stream: S,
     settings: &WebSocketSettings,
     max_packet_size: u32,
     default_deadline: Duration,
     cancel: &CancellationToken,
-    log: Option<(SocketAddr, SocketAddr)>,
+    log: Option<(P, L)>,
 ) -> Option<WsStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    P: fmt::Display,
+    L: fmt::Display,
 {
     let deadline = settings.upgrade_timeout.unwrap_or(default_deadline);
     let upgraded = tokio::select! {

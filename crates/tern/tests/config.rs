@@ -98,7 +98,7 @@ fn addr(text: &str) -> SocketAddr {
 
 fn listener(bind: &str, max_connections: Option<usize>) -> ListenerConfig {
     ListenerConfig {
-        bind: addr(bind),
+        bind: addr(bind).into(),
         max_connections,
         tls: None,
         websocket: None,
@@ -398,7 +398,8 @@ fn toml_unknown_keys_in_every_section() {
         "tern.toml:6: `listeners[1].ssl`: unknown key, expected one of `address`, \
          `max_connections`, `tls`, `protocol`, `path`, `upgrade_timeout`, `protocol_versions`, \
          `mount_point`, `allow_anonymous`, `password_file`, `acl_file`, \
-         `allow_zero_length_clientid`, `auto_id_prefix`"
+         `allow_zero_length_clientid`, `auto_id_prefix`, `unix_mode`, `proxy_protocol`, \
+         `proxy_protocol_require_tls`"
     );
     assert_eq!(
         toml_err("[mqtt]\nmax_qos = 1\nmax_inflight = 20\n"),
@@ -1130,12 +1131,9 @@ fn mosquitto_bad_listener_lines() {
         "mosquitto.conf:1: `listener`: missing value"
     );
     assert_eq!(
-        mosq_err("listener 0 /run/mosquitto.sock\n"),
-        "mosquitto.conf:1: `listener`: unix socket listeners are not supported yet"
-    );
-    assert_eq!(
         mosq_err("\nlistener 0\n"),
-        "mosquitto.conf:2: `listener`: unix socket listeners are not supported yet"
+        "mosquitto.conf:2: `listener`: port 0 makes a Unix socket listener: give the socket's \
+         path after it"
     );
     for port in ["65536", "-1", "mqtt", "1883.0"] {
         assert_eq!(

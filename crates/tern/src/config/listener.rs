@@ -1,5 +1,6 @@
-//! Per-listener settings: the protocol versions a listener accepts, its mount point, and its
-//! own authentication and access control (Mosquitto's `per_listener_settings`).
+//! Per-listener settings: the protocol versions a listener accepts, its mount point, its own
+//! authentication and access control (Mosquitto's `per_listener_settings`), and the PROXY
+//! protocol.
 
 use tern_codec::ProtocolVersion;
 use tern_core::{Acl, ProtocolVersions};
@@ -27,6 +28,9 @@ pub struct ListenerSettings {
     pub allow_zero_length_clientid: Option<bool>,
     /// `auto_id_prefix` for this listener.
     pub auto_id_prefix: Option<String>,
+    /// The PROXY protocol header its connections must start with (TOML `proxy_protocol`,
+    /// Mosquitto `enable_proxy_protocol`); `None`: no header is expected.
+    pub proxy_protocol: Option<crate::proxy_protocol::ProxyProtocol>,
 }
 
 impl ListenerSettings {

@@ -81,8 +81,8 @@ impl Default for Config {
 /// One network listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {
-    /// Address and port to bind.
-    pub bind: SocketAddr,
+    /// Where it listens: an address and port, or a Unix socket.
+    pub bind: ListenAddr,
     /// Maximum simultaneous connections on this listener; `None` = unlimited.
     pub max_connections: Option<usize>,
     /// TLS settings: `Some` makes this a TLS listener (its files were checked when the
@@ -93,6 +93,52 @@ pub struct ListenerConfig {
     pub websocket: Option<crate::websocket::WebSocketSettings>,
     /// Protocol versions, mount point, and this listener's own authentication and ACL.
     pub settings: ListenerSettings,
+}
+
+/// Where a listener listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    /// A TCP address and port (port 0 picks a free port). An IPv6 address listens for IPv6
+    /// only, as in Mosquitto: a listener on `[::]` and one on `0.0.0.0` can share a port.
+    Tcp(SocketAddr),
+    /// A Unix domain socket (TOML `address = "unix:PATH"`, Mosquitto `listener 0 PATH`).
+    Unix(crate::unix_socket::UnixSocketConfig),
+}
+
+impl ListenAddr {
+    /// The TCP port; 0 for a Unix socket.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        match self {
+            Self::Tcp(addr) => addr.port(),
+            Self::Unix(_) => 0,
+        }
+    }
+
+    /// The TCP address, if it is one.
+    #[must_use]
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Tcp(addr) => Some(*addr),
+            Self::Unix(_) => None,
+        }
+    }
+}
+
+impl From<SocketAddr> for ListenAddr {
+    fn from(addr: SocketAddr) -> Self {
+        Self::Tcp(addr)
+    }
+}
+
+/// `HOST:PORT`, or `unix:PATH` for a Unix socket: the form of the `listening on` log lines.
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(unix) => write!(f, "{unix}"),
+        }
+    }
 }
 
 /// Where and how the broker keeps its durable state (persistent sessions, their messages,

@@ -23,10 +23,12 @@ use crate::websocket::WebSocketSettings;
 
 use super::listener::{check_mount_point, mount_point_warning};
 use super::{
-    Config, ConfigError, Family, ListenerConfig, ListenerSettings, LoadedFile, MIN_PACKET_SIZE,
-    load_acl, relative_to, resolve_host,
+    Config, ConfigError, Family, ListenAddr, ListenerConfig, ListenerSettings, LoadedFile,
+    MIN_PACKET_SIZE, load_acl, relative_to, resolve_host,
 };
 use crate::auth::password_file::PasswordFile;
+use crate::proxy_protocol::{ProxyProtocol, ProxyVersions};
+use crate::unix_socket::{UnixSocketConfig, check_path as check_unix_path};
 use tern_core::Acl;
 
 /// Mosquitto's default port, used by the default listener when only `bind_address` is given.
@@ -184,6 +186,10 @@ struct ListenerOptions {
     mount_point: Option<(String, Location)>,
     /// Security directives under `per_listener_settings true`; never inherited.
     security: SecurityDirectives,
+    /// `enable_proxy_protocol 1|2`; never inherited.
+    proxy: Option<(ProxyVersions, Location)>,
+    /// `proxy_protocol_v2_require_tls`; never inherited.
+    proxy_require_tls: Option<(bool, Location)>,
 }
 
 impl ListenerOptions {
@@ -199,7 +205,30 @@ impl ListenerOptions {
             websockets: self.websockets.clone(),
             mount_point: self.mount_point.clone(),
             security: self.security.clone(),
+            proxy: self.proxy.clone(),
+            proxy_require_tls: self.proxy_require_tls.clone(),
         }
+    }
+
+    /// The PROXY protocol settings of these options: `enable_proxy_protocol`, and
+    /// `proxy_protocol_v2_require_tls`, which needs version 2.
+    fn proxy_protocol(&self) -> Result<Option<ProxyProtocol>, ConfigError> {
+        let require_tls = match &self.proxy_require_tls {
+            Some((true, at)) => {
+                if !matches!(self.proxy, Some((ProxyVersions::V2, _))) {
+                    return Err(at.error(
+                        "needs `enable_proxy_protocol 2` on the same listener: only a version 2 \
+                         header says whether the client used TLS",
+                    ));
+                }
+                true
+            }
+            _ => false,
+        };
+        Ok(self.proxy.as_ref().map(|(versions, _)| ProxyProtocol {
+            versions: *versions,
+            require_tls,
+        }))
     }
 }
 
@@ -226,6 +255,7 @@ impl SecurityDirectives {
             acl_file: self.acl_file.as_ref().map(|(f, _)| f.clone()),
             allow_zero_length_clientid: self.allow_zero_length_clientid,
             auto_id_prefix: self.auto_id_prefix.clone(),
+            proxy_protocol: None,
         }
     }
 }
@@ -242,8 +272,11 @@ const PER_LISTENER_SECURITY: [&str; 5] = [
 /// A `listener` line and its options.
 #[derive(Debug)]
 struct Listener {
+    /// 0 for a Unix socket.
     port: u16,
     host: Option<String>,
+    /// `listener 0 PATH`: the socket's path, relative to the file's directory.
+    unix: Option<PathBuf>,
     at: Location,
     options: ListenerOptions,
 }
@@ -407,21 +440,29 @@ impl Reader {
             .split_ascii_whitespace()
             .take_while(|t| !t.starts_with('#'));
         let port = tokens.next().ok_or_else(|| d.error("missing value"))?;
-        if port == "0" {
-            return Err(d.error("unix socket listeners are not supported yet"));
-        }
         let port = port
             .parse::<u16>()
             .ok()
-            .filter(|p| *p != 0)
             .ok_or_else(|| d.error(format!("expected a port between 1 and 65535, got `{port}`")))?;
-        let host = tokens.next().map(str::to_owned);
+        let host = tokens.next();
+        let unix = if port == 0 {
+            // As in Mosquitto: port 0 and a path make a Unix socket listener.
+            let path = host.ok_or_else(|| {
+                d.error("port 0 makes a Unix socket listener: give the socket's path after it")
+            })?;
+            let path = relative_to(d.file, Path::new(path));
+            check_unix_path(&path).map_err(|m| d.error(m))?;
+            Some(path)
+        } else {
+            None
+        };
         if let Some(extra) = tokens.next() {
             return Err(d.error(format!("unexpected `{extra}` after the address")));
         }
         self.listeners.push(Listener {
             port,
-            host,
+            host: host.map(str::to_owned),
+            unix,
             at: d.location(),
             options: ListenerOptions::default(),
         });
@@ -476,6 +517,18 @@ impl Reader {
                     self.config.warnings.push(d.warning(message));
                 }
                 self.options(section).mount_point = Some((mount_point.to_owned(), d.location()));
+            }
+            "enable_proxy_protocol" => {
+                let versions = match d.value()? {
+                    "1" => ProxyVersions::V1,
+                    "2" => ProxyVersions::V2,
+                    other => return Err(d.error(format!("expected 1 or 2, got `{other}`"))),
+                };
+                self.options(section).proxy = Some((versions, d.location()));
+            }
+            "proxy_protocol_v2_require_tls" => {
+                let on = d.bool()?;
+                self.options(section).proxy_require_tls = Some((on, d.location()));
             }
             "protocol" => {
                 let websockets = match d.value()? {
@@ -874,7 +927,7 @@ impl Reader {
         let has_default = self.default.at.is_some();
         if let Some(at) = self.default.at.take() {
             let port = self.default.port.unwrap_or(DEFAULT_PORT);
-            specs.push((port, self.default.host.take(), at, general.clone()));
+            specs.push((port, self.default.host.take(), None, at, general.clone()));
         }
         if !has_default && let Some(first) = &general.security.first {
             // Mosquitto would open a default listener on port 1883 for some of them and
@@ -885,7 +938,22 @@ impl Reader {
                  default listener with `port`)",
             ));
         }
+        let general_proxy = (general.proxy.as_ref().map(|(_, at)| at))
+            .or(general.proxy_require_tls.as_ref().map(|(_, at)| at));
+        if !has_default && let Some(at) = general_proxy {
+            // Applied to every listener, it would make each of them expect a header.
+            return Err(at.error(
+                "must follow the `listener` line of the listener it is meant for (or define the \
+                 default listener with `port`)",
+            ));
+        }
         for l in self.listeners.drain(..) {
+            if l.unix.is_some()
+                && let Some((_, at)) = &l.options.family
+            {
+                let message = "has no effect on a Unix socket listener";
+                self.config.warnings.push(at.warning(message));
+            }
             // Without a default listener, options written before the first `listener` line
             // would be lost; Tern makes them the defaults of every listener instead (except
             // security settings, refused above, TLS settings and the mount point).
@@ -894,18 +962,21 @@ impl Reader {
             } else {
                 l.options.or(&general)
             };
-            specs.push((l.port, l.host, l.at, options));
+            specs.push((l.port, l.host, l.unix, l.at, options));
         }
         if specs.is_empty() {
             self.warn_unused_general_options(&general);
         }
-        let mut seen: HashMap<SocketAddr, Location> = HashMap::new();
+        let mut seen: HashMap<ListenAddr, Location> = HashMap::new();
         let mut listeners = Vec::with_capacity(specs.len());
-        for (port, host, at, options) in specs {
-            let family = options.family.map(|(f, _)| f);
-            let bind = match host {
-                Some(host) => resolve_host(&host, port, family).map_err(|m| at.error(m))?,
-                None => SocketAddr::new(unspecified(family), port),
+        for (port, host, unix, at, options) in specs {
+            let family = options.family.as_ref().map(|(f, _)| *f);
+            let bind = match (unix, host) {
+                (Some(path), _) => ListenAddr::Unix(UnixSocketConfig { path, mode: None }),
+                (None, Some(host)) => {
+                    ListenAddr::Tcp(resolve_host(&host, port, family).map_err(|m| at.error(m))?)
+                }
+                (None, None) => ListenAddr::Tcp(SocketAddr::new(unspecified(family), port)),
             };
             if let Some(first) = seen.get(&bind) {
                 let message = format!(
@@ -916,9 +987,10 @@ impl Reader {
                 return Err(at.error(message));
             }
             let tls = options.tls.resolve(&at, &mut self.config.warnings)?;
-            seen.insert(bind, at);
+            seen.insert(bind.clone(), at);
+            let mut settings = options.security.settings(options.mount_point.as_ref());
+            settings.proxy_protocol = options.proxy_protocol()?;
             let max_connections = options.max_connections.and_then(|(limit, _)| limit);
-            let settings = options.security.settings(options.mount_point.as_ref());
             // Mosquitto upgrades on every path: so does a listener of a mosquitto.conf.
             let websocket = options
                 .websockets

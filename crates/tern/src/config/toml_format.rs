@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -29,8 +29,13 @@ use super::listener::{
     VersionToken, check_mount_point, mount_point_warning, parse_protocol_version,
 };
 use super::{
-    Config, ConfigError, Durability, ListenerConfig, ListenerSettings, LoadedFile, LogConfig,
-    MIN_PACKET_SIZE, PersistenceConfig, load_acl, parse_duration, relative_to, resolve_host,
+    Config, ConfigError, Durability, ListenAddr, ListenerConfig, ListenerSettings, LoadedFile,
+    LogConfig, MIN_PACKET_SIZE, PersistenceConfig, load_acl, parse_duration, relative_to,
+    resolve_host,
+};
+use crate::proxy_protocol::{ProxyProtocol, ProxyVersions};
+use crate::unix_socket::{
+    UnixSocketConfig, check_path as check_unix_path, parse_mode as parse_unix_mode,
 };
 
 /// Parses and validates a TOML configuration.
@@ -85,6 +90,55 @@ struct RawListener {
     acl_file: Option<Spanned<String>>,
     allow_zero_length_clientid: Option<bool>,
     auto_id_prefix: Option<String>,
+    unix_mode: Option<Spanned<ModeValue>>,
+    proxy_protocol: Option<Spanned<ProxyValue>>,
+    proxy_protocol_require_tls: Option<Spanned<bool>>,
+}
+
+/// `unix_mode`: a string of octal digits (a TOML integer would lose its octal notation).
+struct ModeValue(String);
+
+impl<'de> Deserialize<'de> for ModeValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor {
+            expecting: "permissions as a string of octal digits, such as \"0660\"",
+        })
+        .map(Self)
+    }
+}
+
+/// `proxy_protocol`: `true` (either version), `false`, or a version, 1 or 2.
+enum ProxyValue {
+    On(bool),
+    Version(i64),
+}
+
+struct ProxyVisitor;
+
+impl Visitor<'_> for ProxyVisitor {
+    type Value = ProxyValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("true, false, 1 or 2")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<ProxyValue, E> {
+        Ok(ProxyValue::On(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<ProxyValue, E> {
+        Ok(ProxyValue::Version(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<ProxyValue, E> {
+        Ok(ProxyValue::Version(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProxyValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ProxyVisitor)
+    }
 }
 
 /// An entry of `protocol_versions`: a protocol level or a version name.
@@ -530,14 +584,17 @@ fn validate_listeners(
 ) -> Result<Vec<ListenerConfig>, ConfigError> {
     let mut listeners = Vec::with_capacity(raw.len());
     let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut seen_unix: HashMap<PathBuf, usize> = HashMap::new();
     for (i, Table(listener)) in raw.into_iter().enumerate() {
         let key = format!("listeners[{i}].address");
-        let bind = parse_address(listener.address.get_ref())
-            .map_err(|m| doc.error(&listener.address, &key, m))?;
-        // Port 0 asks the system for a free port: two of them never collide.
-        if bind.port() != 0
-            && let Some(first) = seen.insert(bind, i)
-        {
+        let bind = listen_address(doc, i, &listener)?;
+        let first = match &bind {
+            // Port 0 asks the system for a free port: two of them never collide.
+            ListenAddr::Tcp(addr) if addr.port() == 0 => None,
+            ListenAddr::Tcp(addr) => seen.insert(*addr, i),
+            ListenAddr::Unix(unix) => seen_unix.insert(unix.path.clone(), i),
+        };
+        if let Some(first) = first {
             let message = format!("{bind} is already the address of `listeners[{first}]`");
             return Err(doc.error(&listener.address, &key, message));
         }
@@ -554,7 +611,8 @@ fn validate_listeners(
             None => None,
             Some(table) => Some(validate_tls(doc, i, table)?),
         };
-        let settings = validate_listener_settings(doc, i, &listener, warnings)?;
+        let mut settings = validate_listener_settings(doc, i, &listener, warnings)?;
+        settings.proxy_protocol = validate_proxy_protocol(doc, i, &listener)?;
         let websocket = validate_websocket(doc, i, &listener)?;
         listeners.push(ListenerConfig {
             bind,
@@ -565,6 +623,73 @@ fn validate_listeners(
         });
     }
     Ok(listeners)
+}
+
+/// A listener's `address` (`HOST:PORT`, or `unix:PATH`, a path relative to the file's
+/// directory) and, for a Unix socket, its `unix_mode`.
+fn listen_address(
+    doc: &Doc<'_>,
+    index: usize,
+    raw: &RawListener,
+) -> Result<ListenAddr, ConfigError> {
+    let key = |name: &str| format!("listeners[{index}].{name}");
+    let text = raw.address.get_ref();
+    let Some(path) = text.strip_prefix("unix:") else {
+        if let Some(v) = &raw.unix_mode {
+            let message = "only Unix socket listeners take this key (`address = \"unix:PATH\"`)";
+            return Err(doc.error(v, &key("unix_mode"), message));
+        }
+        let bind = parse_address(text).map_err(|m| doc.error(&raw.address, &key("address"), m))?;
+        return Ok(ListenAddr::Tcp(bind));
+    };
+    check_unix_path(Path::new(path)).map_err(|m| doc.error(&raw.address, &key("address"), m))?;
+    let path = relative_to(doc.path, Path::new(path));
+    check_unix_path(&path).map_err(|m| doc.error(&raw.address, &key("address"), m))?;
+    let mode = match &raw.unix_mode {
+        None => None,
+        Some(v) => {
+            Some(parse_unix_mode(&v.get_ref().0).map_err(|m| doc.error(v, &key("unix_mode"), m))?)
+        }
+    };
+    Ok(ListenAddr::Unix(UnixSocketConfig { path, mode }))
+}
+
+/// A listener's `proxy_protocol` and `proxy_protocol_require_tls`.
+fn validate_proxy_protocol(
+    doc: &Doc<'_>,
+    index: usize,
+    raw: &RawListener,
+) -> Result<Option<ProxyProtocol>, ConfigError> {
+    let key = |name: &str| format!("listeners[{index}].{name}");
+    let versions = match &raw.proxy_protocol {
+        None => None,
+        Some(v) => match v.get_ref() {
+            ProxyValue::On(false) => None,
+            ProxyValue::On(true) => Some(ProxyVersions::Both),
+            ProxyValue::Version(1) => Some(ProxyVersions::V1),
+            ProxyValue::Version(2) => Some(ProxyVersions::V2),
+            ProxyValue::Version(n) => {
+                let message = format!("expected true, false, 1 or 2, got {n}");
+                return Err(doc.error(v, &key("proxy_protocol"), message));
+            }
+        },
+    };
+    let require_tls = raw
+        .proxy_protocol_require_tls
+        .as_ref()
+        .is_some_and(|v| *v.get_ref());
+    if let Some(v) = &raw.proxy_protocol_require_tls
+        && *v.get_ref()
+        && !matches!(versions, Some(ProxyVersions::Both | ProxyVersions::V2))
+    {
+        let message = "needs `proxy_protocol = true` or `2`: only a version 2 header says whether \
+                       the client used TLS";
+        return Err(doc.error(v, &key("proxy_protocol_require_tls"), message));
+    }
+    Ok(versions.map(|versions| ProxyProtocol {
+        versions,
+        require_tls,
+    }))
 }
 
 /// A listener's `protocol`, and for a WebSocket listener its `path` and `upgrade_timeout`.

@@ -1068,3 +1068,165 @@ pub async fn until_payload(c: &mut RawClient, payload: &str, what: &str) -> Vec<
 pub fn pair(topic: &str, payload: &str) -> (String, String) {
     (topic.to_owned(), payload.to_owned())
 }
+
+// ---- MQTT over any byte stream: TLS, WebSocket, Unix sockets (proxy_protocol.rs,
+// unix_socket.rs) ----
+
+/// A raw MQTT client over any byte stream (a TLS stream, a Unix socket...), with the basics of
+/// [`RawClient`].
+pub struct StreamClient<S> {
+    pub stream: S,
+    buf: BytesMut,
+    decoder: Decoder,
+    pub version: ProtocolVersion,
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> StreamClient<S> {
+    /// A client on the connected `stream`; nothing sent yet.
+    pub fn new(stream: S, version: ProtocolVersion) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::with_version(version, u32::MAX),
+            version,
+        }
+    }
+
+    /// Sends CONNECT on `stream` and asserts a successful CONNACK.
+    pub async fn connect(stream: S, version: ProtocolVersion, client_id: &str) -> Self {
+        let mut c = Self::new(stream, version);
+        c.send(&connect(version, client_id, true)).await;
+        let ack = c.connack().await;
+        assert_eq!(ack.reason, ReasonCode::SUCCESS, "CONNACK for {client_id}");
+        c
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        tokio::time::timeout(TIMEOUT, async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        })
+        .await
+        .expect("write timeout")
+        .expect("write");
+    }
+
+    pub async fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        packet.encode(self.version, &mut out).expect("encode");
+        self.send_bytes(&out).await;
+    }
+
+    /// The next packet, or `None` if the server closed the connection.
+    pub async fn next(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<Packet>, tokio::time::error::Elapsed> {
+        tokio::time::timeout(wait, async {
+            loop {
+                if let Some(p) = self
+                    .decoder
+                    .decode(&mut self.buf)
+                    .expect("server sent a bad packet")
+                {
+                    return Some(p);
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+    }
+
+    /// The next packet; fails on timeout or close.
+    pub async fn recv(&mut self) -> Packet {
+        match self.next(TIMEOUT).await {
+            Ok(Some(p)) => p,
+            Ok(None) => panic!("connection closed while waiting for a packet"),
+            Err(_) => panic!("no packet within {TIMEOUT:?}"),
+        }
+    }
+
+    pub async fn connack(&mut self) -> tern_codec::ConnAck {
+        match self.recv().await {
+            Packet::ConnAck(a) => a,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Subscribes to one filter and returns the SUBACK codes.
+    pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Vec<ReasonCode> {
+        let id = PacketId::new(0x2a2a).unwrap();
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id: id,
+            properties: SubscribeProperties::default(),
+            filters: vec![(ByteString::from(filter), SubscriptionOptions::with_qos(qos))],
+        }))
+        .await;
+        match self.recv().await {
+            Packet::SubAck(a) => {
+                assert_eq!(a.packet_id, id);
+                a.reasons
+            }
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publishes at QoS 0.
+    pub async fn publish0(&mut self, topic: &str, payload: &[u8]) {
+        self.send(&Packet::Publish(publish(
+            topic,
+            payload,
+            QoS::AtMostOnce,
+            false,
+            None,
+        )))
+        .await;
+    }
+
+    /// The next packet, which must be a PUBLISH.
+    pub async fn recv_publish(&mut self) -> Publish {
+        match self.recv().await {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Round trip with PINGREQ: everything the server sent before PINGRESP is returned.
+    pub async fn sync(&mut self) -> Vec<Packet> {
+        self.send(&Packet::PingReq).await;
+        let mut before = Vec::new();
+        loop {
+            match self.recv().await {
+                Packet::PingResp => return before,
+                p => before.push(p),
+            }
+        }
+    }
+
+    /// Asserts that the server closes the connection without sending anything more.
+    pub async fn expect_closed(&mut self) {
+        match self.next(TIMEOUT).await {
+            Ok(None) => {}
+            Ok(Some(p)) => panic!("expected the connection to close, got {p:?}"),
+            Err(_) => panic!("connection still open after {TIMEOUT:?}"),
+        }
+    }
+}
+
+impl Tern {
+    /// Waits (at most [`TIMEOUT`]) until the process has logged a line containing `text`.
+    pub async fn wait_log(&self, text: &str) {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while !self.logs().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} in the logs: {}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
