@@ -518,7 +518,7 @@ async fn the_header_comes_before_the_tls_handshake() {
         .await
         .unwrap()
         .expect("TLS handshake after the header");
-    let mut c = StreamClient::connect(tls, V5, "over-tls").await;
+    let mut c = StreamClient::connect_over(tls, V5, "over-tls").await;
     assert!(c.sync().await.is_empty());
     tern.wait_log("client over-tls connected from [2001:db8::50]:4433")
         .await;

@@ -57,7 +57,7 @@ async fn unix_open(path: &Path) -> UnixStream {
 }
 
 async fn unix_client(path: &Path, id: &str) -> StreamClient<UnixStream> {
-    StreamClient::connect(unix_open(path).await, V5, id).await
+    StreamClient::connect_over(unix_open(path).await, V5, id).await
 }
 
 fn mode(path: &Path) -> u32 {

@@ -186,8 +186,8 @@ impl Drop for TempFile {
 }
 
 /// A client that speaks raw MQTT through the project codec, for exact bytes and reason codes.
-pub struct RawClient {
-    stream: TcpStream,
+pub struct RawClient<S = TcpStream> {
+    pub stream: S,
     buf: BytesMut,
     decoder: Decoder,
     pub version: ProtocolVersion,
@@ -196,7 +196,7 @@ pub struct RawClient {
     stashed: std::collections::VecDeque<Packet>,
 }
 
-impl RawClient {
+impl RawClient<TcpStream> {
     /// Opens a TCP connection; no packet is sent yet.
     pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> Self {
         let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
@@ -209,13 +209,7 @@ impl RawClient {
     /// A client on the connected `stream`; nothing sent yet.
     fn on(stream: TcpStream, version: ProtocolVersion) -> Self {
         stream.set_nodelay(true).unwrap();
-        Self {
-            stream,
-            buf: BytesMut::new(),
-            decoder: Decoder::with_version(version, u32::MAX),
-            stashed: std::collections::VecDeque::new(),
-            version,
-        }
+        Self::new(stream, version)
     }
 
     /// Opens a connection, sends CONNECT and asserts a successful CONNACK.
@@ -234,12 +228,49 @@ impl RawClient {
         let ack = c.connack().await;
         (c, ack)
     }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> RawClient<S> {
+    /// A client on the connected `stream` (TLS, Unix socket...); nothing sent yet.
+    pub fn new(stream: S, version: ProtocolVersion) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::with_version(version, u32::MAX),
+            stashed: std::collections::VecDeque::new(),
+            version,
+        }
+    }
+
+    /// Sends CONNECT on `stream` and asserts a successful CONNACK.
+    pub async fn connect_over(stream: S, version: ProtocolVersion, client_id: &str) -> Self {
+        let mut c = Self::new(stream, version);
+        c.send(&connect(version, client_id, true)).await;
+        let ack = c.connack().await;
+        assert_eq!(ack.reason, ReasonCode::SUCCESS, "CONNACK for {client_id}");
+        c
+    }
+
+    /// Publishes at QoS 0.
+    pub async fn publish0(&mut self, topic: &str, payload: &[u8]) {
+        self.send(&Packet::Publish(publish(
+            topic,
+            payload,
+            QoS::AtMostOnce,
+            false,
+            None,
+        )))
+        .await;
+    }
 
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
-        tokio::time::timeout(TIMEOUT, self.stream.write_all(bytes))
-            .await
-            .expect("write timeout")
-            .expect("write");
+        tokio::time::timeout(TIMEOUT, async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        })
+        .await
+        .expect("write timeout")
+        .expect("write");
     }
 
     pub async fn send(&mut self, packet: &Packet) {
@@ -735,7 +766,7 @@ pub fn serve_expect_exit(data_dir: &std::path::Path) -> (std::process::ExitStatu
 
 // ---- Several listeners, other source addresses (quotas.rs) ----
 
-impl RawClient {
+impl RawClient<TcpStream> {
     /// Opens a TCP connection from the local address `source` (on Linux any `127.x.y.z` is a
     /// loopback address), so that the server sees another client address; no packet is sent.
     pub async fn open_from(
@@ -978,7 +1009,7 @@ pub async fn refused_raw_connack(tern: &Tern, connect: Connect) -> Vec<u8> {
     raw
 }
 
-impl RawClient {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> RawClient<S> {
     /// One SUBSCRIBE with every filter of `filters` at `qos`; returns the SUBACK codes.
     pub async fn subscribe_many(&mut self, filters: &[&str], qos: QoS) -> Vec<ReasonCode> {
         let filters = filters
@@ -1072,149 +1103,8 @@ pub fn pair(topic: &str, payload: &str) -> (String, String) {
 // ---- MQTT over any byte stream: TLS, WebSocket, Unix sockets (proxy_protocol.rs,
 // unix_socket.rs) ----
 
-/// A raw MQTT client over any byte stream (a TLS stream, a Unix socket...), with the basics of
-/// [`RawClient`].
-pub struct StreamClient<S> {
-    pub stream: S,
-    buf: BytesMut,
-    decoder: Decoder,
-    pub version: ProtocolVersion,
-}
-
-impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> StreamClient<S> {
-    /// A client on the connected `stream`; nothing sent yet.
-    pub fn new(stream: S, version: ProtocolVersion) -> Self {
-        Self {
-            stream,
-            buf: BytesMut::new(),
-            decoder: Decoder::with_version(version, u32::MAX),
-            version,
-        }
-    }
-
-    /// Sends CONNECT on `stream` and asserts a successful CONNACK.
-    pub async fn connect(stream: S, version: ProtocolVersion, client_id: &str) -> Self {
-        let mut c = Self::new(stream, version);
-        c.send(&connect(version, client_id, true)).await;
-        let ack = c.connack().await;
-        assert_eq!(ack.reason, ReasonCode::SUCCESS, "CONNACK for {client_id}");
-        c
-    }
-
-    pub async fn send_bytes(&mut self, bytes: &[u8]) {
-        tokio::time::timeout(TIMEOUT, async {
-            self.stream.write_all(bytes).await?;
-            self.stream.flush().await
-        })
-        .await
-        .expect("write timeout")
-        .expect("write");
-    }
-
-    pub async fn send(&mut self, packet: &Packet) {
-        let mut out = BytesMut::new();
-        packet.encode(self.version, &mut out).expect("encode");
-        self.send_bytes(&out).await;
-    }
-
-    /// The next packet, or `None` if the server closed the connection.
-    pub async fn next(
-        &mut self,
-        wait: Duration,
-    ) -> Result<Option<Packet>, tokio::time::error::Elapsed> {
-        tokio::time::timeout(wait, async {
-            loop {
-                if let Some(p) = self
-                    .decoder
-                    .decode(&mut self.buf)
-                    .expect("server sent a bad packet")
-                {
-                    return Some(p);
-                }
-                match self.stream.read_buf(&mut self.buf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-    }
-
-    /// The next packet; fails on timeout or close.
-    pub async fn recv(&mut self) -> Packet {
-        match self.next(TIMEOUT).await {
-            Ok(Some(p)) => p,
-            Ok(None) => panic!("connection closed while waiting for a packet"),
-            Err(_) => panic!("no packet within {TIMEOUT:?}"),
-        }
-    }
-
-    pub async fn connack(&mut self) -> tern_codec::ConnAck {
-        match self.recv().await {
-            Packet::ConnAck(a) => a,
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-    }
-
-    /// Subscribes to one filter and returns the SUBACK codes.
-    pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Vec<ReasonCode> {
-        let id = PacketId::new(0x2a2a).unwrap();
-        self.send(&Packet::Subscribe(Subscribe {
-            packet_id: id,
-            properties: SubscribeProperties::default(),
-            filters: vec![(ByteString::from(filter), SubscriptionOptions::with_qos(qos))],
-        }))
-        .await;
-        match self.recv().await {
-            Packet::SubAck(a) => {
-                assert_eq!(a.packet_id, id);
-                a.reasons
-            }
-            other => panic!("expected SUBACK, got {other:?}"),
-        }
-    }
-
-    /// Publishes at QoS 0.
-    pub async fn publish0(&mut self, topic: &str, payload: &[u8]) {
-        self.send(&Packet::Publish(publish(
-            topic,
-            payload,
-            QoS::AtMostOnce,
-            false,
-            None,
-        )))
-        .await;
-    }
-
-    /// The next packet, which must be a PUBLISH.
-    pub async fn recv_publish(&mut self) -> Publish {
-        match self.recv().await {
-            Packet::Publish(p) => p,
-            other => panic!("expected PUBLISH, got {other:?}"),
-        }
-    }
-
-    /// Round trip with PINGREQ: everything the server sent before PINGRESP is returned.
-    pub async fn sync(&mut self) -> Vec<Packet> {
-        self.send(&Packet::PingReq).await;
-        let mut before = Vec::new();
-        loop {
-            match self.recv().await {
-                Packet::PingResp => return before,
-                p => before.push(p),
-            }
-        }
-    }
-
-    /// Asserts that the server closes the connection without sending anything more.
-    pub async fn expect_closed(&mut self) {
-        match self.next(TIMEOUT).await {
-            Ok(None) => {}
-            Ok(Some(p)) => panic!("expected the connection to close, got {p:?}"),
-            Err(_) => panic!("connection still open after {TIMEOUT:?}"),
-        }
-    }
-}
+/// A raw client over any byte stream (a TLS stream, a Unix socket...): [`RawClient`] itself.
+pub type StreamClient<S> = RawClient<S>;
 
 impl Tern {
     /// Waits (at most [`TIMEOUT`]) until the process has logged a line containing `text`.
