@@ -26,8 +26,8 @@ use crate::{Acl, ListenerPolicy};
 pub struct ConnectionInfo {
     /// The client's address, for logs.
     pub remote_addr: Option<SocketAddr>,
-    /// The settings of the listener the connection came through.
-    pub policy: ListenerPolicy,
+    /// The settings of the listener the connection came through, shared by its connections.
+    pub policy: Arc<ListenerPolicy>,
     /// The user name a TLS listener derived from the client's certificate
     /// (`use_identity_as_username`, `use_subject_as_username`). When set, it replaces the User
     /// Name of CONNECT and no password is checked: the certificate has already proved it.
@@ -123,8 +123,18 @@ pub struct Connection {
     client_topic_alias_max: u16,
     /// Whether Reason Strings may go on acknowledgements (MQTT-3.1.2-29).
     request_problem_information: bool,
-    inbound_aliases: HashMap<u16, ByteString>,
-    outbound_aliases: HashMap<ByteString, u16>,
+    /// Topic aliases in both directions, allocated once the first one is used (most
+    /// connections never use any).
+    aliases: Option<Box<TopicAliases>>,
+}
+
+/// The Topic Aliases of a connection (MQTT 5, §3.3.2.3.4).
+#[derive(Default)]
+struct TopicAliases {
+    /// Set by the client.
+    inbound: HashMap<u16, ByteString>,
+    /// Assigned by the server.
+    outbound: HashMap<ByteString, u16>,
 }
 
 impl Connection {
@@ -155,8 +165,7 @@ impl Connection {
             client_max_packet_size: u32::MAX,
             client_topic_alias_max: 0,
             request_problem_information: true,
-            inbound_aliases: HashMap::new(),
-            outbound_aliases: HashMap::new(),
+            aliases: None,
         }
     }
 
@@ -164,6 +173,12 @@ impl Connection {
     #[must_use]
     pub fn version(&self) -> ProtocolVersion {
         self.version
+    }
+
+    /// The client's address, as the runtime gave it in [`ConnectionInfo`].
+    #[must_use]
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.info.remote_addr
     }
 
     /// The client id, once connected (assigned ids included).
@@ -851,7 +866,7 @@ impl Connection {
                     );
                 }
                 if p.topic.is_empty() {
-                    match self.inbound_aliases.get(&alias) {
+                    match self.aliases.as_ref().and_then(|a| a.inbound.get(&alias)) {
                         Some(topic) => p.topic = topic.clone(),
                         None => {
                             return self.fail(
@@ -862,7 +877,10 @@ impl Connection {
                         }
                     }
                 } else {
-                    self.inbound_aliases.insert(alias, p.topic.clone());
+                    self.aliases
+                        .get_or_insert_default()
+                        .inbound
+                        .insert(alias, p.topic.clone());
                 }
             } else if p.topic.is_empty() {
                 return self.fail(
@@ -1305,6 +1323,11 @@ impl Connection {
                 tracing::debug!(client = %self.client_id, error = %e, "packet not sent");
             }
         }
+        // Drained: give the buffer back. Its smallest capacity holds four packets of a few
+        // hundred bytes each, which every idle connection would otherwise keep after CONNACK.
+        if self.control.capacity() > 0 {
+            self.control = VecDeque::new();
+        }
     }
 
     /// Adjusts an acknowledgement whose store write failed: the message was not kept, so an
@@ -1503,7 +1526,10 @@ impl Connection {
             .encode(self.version, self.client_max_packet_size, out)
             .map_err(|_| DropReason::TooLarge)?;
         if let (true, Some(alias)) = (new_alias, topic_alias) {
-            self.outbound_aliases.insert(message.topic.clone(), alias);
+            self.aliases
+                .get_or_insert_default()
+                .outbound
+                .insert(message.topic.clone(), alias);
         }
         Ok(written)
     }
@@ -1516,10 +1542,11 @@ impl Connection {
         if self.client_topic_alias_max == 0 {
             return (true, None, false);
         }
-        if let Some(alias) = self.outbound_aliases.get(topic) {
+        let outbound = self.aliases.as_ref().map(|a| &a.outbound);
+        if let Some(alias) = outbound.and_then(|o| o.get(topic)) {
             return (false, Some(*alias), false);
         }
-        match u16::try_from(self.outbound_aliases.len() + 1) {
+        match u16::try_from(outbound.map_or(0, HashMap::len) + 1) {
             Ok(alias) if alias <= self.client_topic_alias_max => (true, Some(alias), true),
             _ => (true, None, false),
         }

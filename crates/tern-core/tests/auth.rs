@@ -22,7 +22,8 @@ fn authenticating_broker() -> (Broker, ConnectionInfo) {
             allow_anonymous: false,
             authenticate: true,
             ..ListenerPolicy::default()
-        },
+        }
+        .into(),
         ..ConnectionInfo::default()
     };
     (Broker::new(BrokerConfig::default()), info)

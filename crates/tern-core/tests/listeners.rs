@@ -22,7 +22,7 @@ use tern_core::{
 
 fn listener(policy: ListenerPolicy) -> ConnectionInfo {
     ConnectionInfo {
-        policy,
+        policy: policy.into(),
         ..ConnectionInfo::default()
     }
 }

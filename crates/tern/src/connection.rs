@@ -2,15 +2,18 @@
 //! machine, and writes what the state machine produces (see `tern_core::Connection`'s driving
 //! contract).
 
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
+use futures_util::task::AtomicWaker;
 use tern_codec::Decoder;
 use tern_core::{Broker, Connection, ConnectionInfo, RateExceeded, Wake};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Deciding, Exchange, SharedAuthenticator};
@@ -30,191 +33,255 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closed connection keeps reading (and discarding) what the client still sends.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Wakes the connection task when deliveries arrive or the session is taken over.
-struct TaskWaker(Notify);
+/// Wakes the connection task when deliveries arrive, a store operation it waits for is
+/// settled, or the session is taken over. A flag and the task's waker rather than a `Notify`:
+/// waiting on a `Notify` keeps a waiter node (64 bytes) in every connection's task.
+#[derive(Default)]
+struct TaskWaker {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
 
 impl Wake for TaskWaker {
     fn wake(&self) {
-        self.0.notify_one();
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
     }
 }
 
-/// Runs one connection to its end. `unaddressed` names the client in logs when `info` has no
-/// address (a Unix socket's client: the listener, `unix:PATH`).
-pub(crate) async fn drive<S>(
+impl TaskWaker {
+    /// Ready once woken since the last time it was ready (a wake before the wait counts).
+    fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.woken.swap(false, Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        self.task.register(cx.waker());
+        // A wake between the check above and the registration found no waker to wake.
+        if self.woken.swap(false, Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// What the connections of a listener share.
+pub(crate) struct Shared {
+    pub(crate) broker: Broker,
+    /// Server shutdown.
+    pub(crate) shutdown: CancellationToken,
+    /// Whether connections and disconnections are logged at info level.
+    pub(crate) log_connections: bool,
+    /// The authentication sources (the listener's own, or the server's).
+    pub(crate) authenticator: SharedAuthenticator,
+    /// Names a client in logs when it has no address (a Unix socket's client: `unix:PATH`).
+    pub(crate) unaddressed: Box<str>,
+}
+
+/// Runs one connection to its end, then drops `guard` (its place under the connection limits).
+///
+/// An idle connection costs little more than this future, so its size matters: everything it
+/// keeps is set up here and captured by the `async` block, which uses it in place (an `async fn`
+/// would keep each argument and, separately, the local it is moved to), and whatever a
+/// connection rarely needs (rate limiting, authentication, a paused read) is boxed.
+pub(crate) fn drive<S, G>(
     stream: S,
-    broker: Broker,
     info: ConnectionInfo,
-    shutdown: CancellationToken,
-    log_connections: bool,
-    authenticator: SharedAuthenticator,
-    unaddressed: &(dyn std::fmt::Display + Sync),
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    shared: Arc<Shared>,
+    guard: G,
+) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    G: Send + 'static,
 {
-    let peer = info.remote_addr;
-    let mut announced = false;
-    let waker = Arc::new(TaskWaker(Notify::new()));
+    let waker = Arc::new(TaskWaker::default());
     let started = Instant::now();
-    let mut conn = Connection::new(broker.clone(), info, waker.clone(), started);
-    // Message rate and bandwidth limits (`None` without them: no state, no clock reads), and
-    // the pause of reading they impose while the next PUBLISH waits for its tokens.
-    let mut limiter = PublishLimiter::new(broker.config(), started);
-    let mut paused: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let mut decoder = Decoder::new(broker.config().max_packet_size);
+    let mut conn = Connection::new(shared.broker.clone(), info, waker.clone(), started);
+    // Message rate and bandwidth limits (`None` without them: no state, no clock reads).
+    let mut limiter = PublishLimiter::new(shared.broker.config(), started);
+    let mut decoder = Decoder::new(shared.broker.config().max_packet_size);
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut rbuf = BytesMut::with_capacity(MIN_READ_BUFFER);
-    let mut read_chunk = MIN_READ_BUFFER;
     let mut wbuf = BytesMut::new();
-    let mut shutting_down = false;
-    // Bytes written since the last flush. A TCP socket needs none, but a TLS or WebSocket
-    // stream may accept a write while keeping part of it buffered when the socket is full:
-    // without a flush that tail would wait for the next write.
-    let mut unflushed = false;
-    // One timer, moved only when the deadline comes earlier; a later deadline just lets it fire
-    // early, and the state machine re-arms it.
-    let far = || tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-    let sleep = tokio::time::sleep_until(far());
-    tokio::pin!(sleep);
-    let mut armed: Option<Instant> = None;
-    // An authentication decision being made, and what the exchange keeps between steps.
-    let mut deciding: Option<Deciding> = None;
-    let mut exchange: Option<Box<Exchange>> = None;
+    async move {
+        let mut announced = false;
+        // The pause of reading a rate limit imposes while the next PUBLISH waits for its
+        // tokens.
+        let mut paused: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut read_chunk = MIN_READ_BUFFER;
+        let mut shutting_down = false;
+        // Bytes written since the last flush. A TCP socket needs none, but a TLS or WebSocket
+        // stream may accept a write while keeping part of it buffered when the socket is full:
+        // without a flush that tail would wait for the next write.
+        let mut unflushed = false;
+        // One timer, moved only when the deadline comes earlier; a later deadline just lets it
+        // fire early, and the state machine re-arms it.
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        // Whether the timer is set to a deadline of the state machine (`sleep.deadline()`).
+        let mut armed = false;
+        // An authentication decision being made, and what the exchange keeps between steps.
+        let mut deciding: Option<Deciding> = None;
+        let mut exchange: Option<Box<Exchange>> = None;
 
-    loop {
-        let now = Instant::now();
-        while wbuf.len() < WRITE_HIGH_WATER && conn.poll_transmit(now, &mut wbuf, WRITE_HIGH_WATER)
-        {
-        }
-        if log_connections && !announced && conn.is_connected() {
-            announced = true;
-            tracing::info!(
-                "client {} connected from {} (MQTT {})",
-                conn.client_id(),
-                peer.map_or_else(|| unaddressed.to_string(), |p| p.to_string()),
-                conn.version()
-            );
-        }
-        if conn.is_closing() {
-            break;
-        }
-        if deciding.is_none()
-            && let Some(request) = conn.poll_auth_request()
-        {
-            deciding = Some(authenticator.load_full().decide(request, exchange.take()));
-        }
-        if let Some(deadline) = conn.poll_timeout()
-            && armed.is_none_or(|a| deadline < a)
-        {
-            sleep.as_mut().reset(deadline.into());
-            armed = Some(deadline);
-        }
-        if rbuf.capacity() - rbuf.len() < read_chunk / 2 {
-            rbuf.reserve(read_chunk);
-        }
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled(), if !shutting_down => {
-                shutting_down = true;
-                conn.handle_shutdown(Instant::now());
-            }
-            result = write_or_flush(&mut writer, &mut wbuf), if !wbuf.is_empty() || unflushed => {
-                match result {
-                    Err(_) | Ok(Some(0)) => conn.handle_connection_lost(Instant::now()),
-                    Ok(Some(_)) => {
-                        unflushed = true;
-                        if wbuf.is_empty() && wbuf.capacity() > KEEP_WRITE_BUFFER {
-                            wbuf = BytesMut::new();
-                        }
-                    }
-                    Ok(None) => unflushed = false,
-                }
-            }
-            (decision, kept) = async { deciding.as_mut().expect("guarded").await },
-                if deciding.is_some() =>
-            {
-                deciding = None;
-                exchange = kept;
-                let now = Instant::now();
-                conn.handle_auth_decision(decision, now);
-                // Packets the client sent after CONNECT wait in the buffer until it is in.
-                let until = decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
-                paused = pause_until(until);
-            }
-            result = reader.read_buf(&mut rbuf),
-                if !conn.awaits_auth_decision() && paused.is_none() =>
-            {
-                let now = Instant::now();
-                match result {
-                    Ok(0) | Err(_) => conn.handle_connection_lost(now),
-                    Ok(n) => {
-                        if n >= read_chunk && read_chunk < MAX_READ_BUFFER {
-                            read_chunk *= 2;
-                        }
-                        let until =
-                            decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
-                        paused = pause_until(until);
-                        if rbuf.is_empty() && rbuf.capacity() > MIN_READ_BUFFER * 4 {
-                            rbuf = BytesMut::with_capacity(MIN_READ_BUFFER);
-                            read_chunk = MIN_READ_BUFFER;
-                        }
-                    }
-                }
-            }
-            () = async { paused.as_mut().expect("guarded").await }, if paused.is_some() => {
-                let now = Instant::now();
-                let until = decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
-                paused = pause_until(until);
-            }
-            () = waker.0.notified() => {}
-            () = &mut sleep, if armed.is_some() => {
-                armed = None;
-                sleep.as_mut().reset(far());
-                let now = Instant::now();
-                if paused.is_some() {
-                    // What is held back in the buffer counts for keep-alive.
-                    conn.handle_input_pending(now);
-                }
-                conn.handle_timeout(now);
-            }
-        }
-    }
-
-    // Flush what is left (a CONNACK refusal, a DISCONNECT), bounded in time.
-    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
-        writer.write_all_buf(&mut wbuf).await?;
-        writer.shutdown().await
-    })
-    .await;
-    // Lingering close: closing a socket with unread input makes the kernel reset the
-    // connection, which can destroy the DISCONNECT or CONNACK still in flight. Read and discard
-    // until the client closes, for a bounded time.
-    let _ = tokio::time::timeout(LINGER_TIMEOUT, async {
         loop {
-            rbuf.clear();
-            match reader.read_buf(&mut rbuf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+            let now = Instant::now();
+            while wbuf.len() < WRITE_HIGH_WATER
+                && conn.poll_transmit(now, &mut wbuf, WRITE_HIGH_WATER)
+            {}
+            if shared.log_connections && !announced && conn.is_connected() {
+                announced = true;
+                tracing::info!(
+                    "client {} connected from {} (MQTT {})",
+                    conn.client_id(),
+                    conn.remote_addr()
+                        .map_or_else(|| shared.unaddressed.to_string(), |p| p.to_string()),
+                    conn.version()
+                );
+            }
+            if conn.is_closing() {
+                break;
+            }
+            if deciding.is_none()
+                && let Some(request) = conn.poll_auth_request()
+            {
+                deciding = Some(
+                    shared
+                        .authenticator
+                        .load_full()
+                        .decide(request, exchange.take()),
+                );
+            }
+            if let Some(deadline) = conn.poll_timeout().map(tokio::time::Instant::from)
+                && (!armed || deadline < sleep.deadline())
+            {
+                sleep.as_mut().reset(deadline);
+                armed = true;
+            }
+            if rbuf.capacity() - rbuf.len() < read_chunk / 2 {
+                rbuf.reserve(read_chunk);
+            }
+            tokio::select! {
+                biased;
+                () = shared.shutdown.cancelled(), if !shutting_down => {
+                    shutting_down = true;
+                    conn.handle_shutdown(Instant::now());
+                }
+                result = poll_fn(|cx| poll_write_or_flush(&mut writer, &mut wbuf, cx)),
+                    if !wbuf.is_empty() || unflushed =>
+                {
+                    match result {
+                        Err(_) | Ok(Some(0)) => conn.handle_connection_lost(Instant::now()),
+                        Ok(Some(_)) => {
+                            unflushed = true;
+                            if wbuf.is_empty() && wbuf.capacity() > KEEP_WRITE_BUFFER {
+                                wbuf = BytesMut::new();
+                            }
+                        }
+                        Ok(None) => unflushed = false,
+                    }
+                }
+                (decision, kept) = poll_fn(|cx| poll_slot(&mut deciding, cx)),
+                    if deciding.is_some() =>
+                {
+                    deciding = None;
+                    exchange = kept;
+                    let now = Instant::now();
+                    conn.handle_auth_decision(decision, now);
+                    // Packets the client sent after CONNECT wait in the buffer until it is in.
+                    let until = decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
+                    paused = pause_until(until);
+                }
+                result = reader.read_buf(&mut rbuf),
+                    if !conn.awaits_auth_decision() && paused.is_none() =>
+                {
+                    let now = Instant::now();
+                    match result {
+                        Ok(0) | Err(_) => conn.handle_connection_lost(now),
+                        Ok(n) => {
+                            if n >= read_chunk && read_chunk < MAX_READ_BUFFER {
+                                read_chunk *= 2;
+                            }
+                            let until =
+                                decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
+                            paused = pause_until(until);
+                            if rbuf.is_empty() && rbuf.capacity() > MIN_READ_BUFFER * 4 {
+                                rbuf = BytesMut::with_capacity(MIN_READ_BUFFER);
+                                read_chunk = MIN_READ_BUFFER;
+                            }
+                        }
+                    }
+                }
+                () = poll_fn(|cx| poll_slot(&mut paused, cx)), if paused.is_some() => {
+                    let now = Instant::now();
+                    let until = decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
+                    paused = pause_until(until);
+                }
+                () = poll_fn(|cx| waker.poll_woken(cx)) => {}
+                () = &mut sleep, if armed => {
+                    armed = false;
+                    sleep.as_mut().reset(far());
+                    let now = Instant::now();
+                    if paused.is_some() {
+                        // What is held back in the buffer counts for keep-alive.
+                        conn.handle_input_pending(now);
+                    }
+                    conn.handle_timeout(now);
+                }
             }
         }
-    })
-    .await;
-    conn.handle_connection_lost(Instant::now());
-    if announced {
-        tracing::info!("client {} disconnected", conn.client_id());
+
+        // Flush what is left (a CONNACK refusal, a DISCONNECT), bounded in time.
+        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
+            writer.write_all_buf(&mut wbuf).await?;
+            writer.shutdown().await
+        })
+        .await;
+        // Lingering close: closing a socket with unread input makes the kernel reset the
+        // connection, which can destroy the DISCONNECT or CONNACK still in flight. Read and
+        // discard until the client closes, for a bounded time.
+        let _ = tokio::time::timeout(LINGER_TIMEOUT, async {
+            loop {
+                rbuf.clear();
+                match reader.read_buf(&mut rbuf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        conn.handle_connection_lost(Instant::now());
+        if announced {
+            tracing::info!("client {} disconnected", conn.client_id());
+        }
+        drop(guard);
     }
 }
+
+// The select branches below are `poll_fn`s over references rather than `async` blocks or
+// functions: every branch's future takes room in the connection's task, enabled or not.
 
 /// Writes what `wbuf` holds (`Some(bytes written)`), or, once it is empty, flushes the stream
 /// (`None`).
-async fn write_or_flush<W: AsyncWrite + Unpin>(
+fn poll_write_or_flush<W: AsyncWrite + Unpin>(
     writer: &mut W,
     wbuf: &mut BytesMut,
-) -> std::io::Result<Option<usize>> {
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<Option<usize>>> {
     if wbuf.is_empty() {
-        writer.flush().await.map(|()| None)
-    } else {
-        writer.write_buf(wbuf).await.map(Some)
+        return Pin::new(writer).poll_flush(cx).map_ok(|()| None);
+    }
+    let written = ready!(Pin::new(writer).poll_write(cx, wbuf))?;
+    wbuf.advance(written);
+    Poll::Ready(Ok(Some(written)))
+}
+
+/// Polls the future in `slot`, for a branch enabled only when there is one.
+fn poll_slot<F: Future + Unpin>(slot: &mut Option<F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    match slot {
+        Some(future) => Pin::new(future).poll(cx),
+        None => Poll::Pending,
     }
 }
 
@@ -266,4 +333,66 @@ fn decode_all(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tern_core::BrokerConfig;
+
+    use super::*;
+
+    struct CountWakes(AtomicUsize);
+
+    impl std::task::Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_wake_before_the_wait_counts_and_a_wake_during_it_wakes_the_task() {
+        let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+        let task_waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&task_waker);
+        let waker = TaskWaker::default();
+
+        Wake::wake(&waker);
+        assert_eq!(waker.poll_woken(&mut cx), Poll::Ready(()));
+        assert_eq!(waker.poll_woken(&mut cx), Poll::Pending);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+
+        Wake::wake(&waker);
+        Wake::wake(&waker);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "one wake-up for both");
+        assert_eq!(waker.poll_woken(&mut cx), Poll::Ready(()));
+        assert_eq!(waker.poll_woken(&mut cx), Poll::Pending);
+    }
+
+    /// The task of a plain MQTT connection is this future in an allocation with tokio's task
+    /// header and trailer (about 112 bytes), rounded up to 128 bytes: at most 784 bytes keeps it
+    /// in 896. An idle connection costs little more than its task (`bench/idle-connections.py`),
+    /// so a larger future should be a decision, not an accident (see `drive`).
+    #[tokio::test]
+    async fn a_plain_connection_task_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (stream, _) = listener.accept().await.expect("accept");
+        let shared = Arc::new(Shared {
+            broker: Broker::new(BrokerConfig::default()),
+            shutdown: CancellationToken::new(),
+            log_connections: false,
+            authenticator: SharedAuthenticator::default(),
+            unaddressed: "test".into(),
+        });
+        // The server's guard is an `Option<Box<_>>` too.
+        let task = drive(stream, ConnectionInfo::default(), shared, None::<Box<()>>);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 784, "the connection future is {size} bytes");
+        drop(client);
+    }
 }

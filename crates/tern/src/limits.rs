@@ -285,6 +285,13 @@ pub(crate) struct Admitted {
     ip: Option<IpAddr>,
 }
 
+impl Admitted {
+    /// Whether the connection counts under a limit (there is something to release).
+    pub(crate) fn is_counted(&self) -> bool {
+        self.gate.is_some()
+    }
+}
+
 impl Drop for Admitted {
     fn drop(&mut self) {
         if let Some(gate) = self.gate.take() {

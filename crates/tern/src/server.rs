@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use tern_codec::ReasonCode;
 use tern_core::{Broker, ConnectionInfo, ListenerPolicy, Wake};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -130,8 +131,6 @@ impl Server {
             broker: self.broker.clone(),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
-            log_connections: self.log_connections,
-            authenticator: self.authenticator.clone(),
             gate: Gate::new(self.limits.clone()),
         };
         // Tests and scripts read the address from the `listening on` lines, often the first
@@ -148,7 +147,22 @@ impl Server {
                 spec.bind = ListenAddr::Tcp(addr);
             }
             announce(&spec);
-            tracker.spawn(accept_loop(bound, spec, ctx.clone()));
+            let shared = Arc::new(connection::Shared {
+                broker: self.broker.clone(),
+                shutdown: cancel.clone(),
+                log_connections: self.log_connections,
+                authenticator: spec
+                    .authenticator
+                    .clone()
+                    .unwrap_or_else(|| self.authenticator.clone()),
+                unaddressed: spec.bind.to_string().into(),
+            });
+            let own = Arc::new(Listener {
+                policy: Arc::new(spec.policy.clone()),
+                spec,
+                shared,
+            });
+            tracker.spawn(accept_loop(bound, own, ctx.clone()));
         }
         tracker.spawn(broker_timers(self.broker.clone(), cancel.clone()));
         shutdown.await;
@@ -267,15 +281,51 @@ struct AcceptContext {
     broker: Broker,
     cancel: CancellationToken,
     tracker: TaskTracker,
-    log_connections: bool,
-    authenticator: SharedAuthenticator,
     /// Connection limits across listeners and per source address.
     gate: Arc<Gate>,
 }
 
-async fn accept_loop(bound: Bound, spec: ListenerSpec, ctx: AcceptContext) {
-    let spec = Arc::new(spec);
-    let limit = spec.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+/// A listener, as its connections share it (one `Arc` each, nothing copied per connection).
+struct Listener {
+    spec: ListenerSpec,
+    /// `spec.policy`, which every connection's state machine refers to.
+    policy: Arc<ListenerPolicy>,
+    /// What the connection tasks share.
+    shared: Arc<connection::Shared>,
+}
+
+impl Listener {
+    /// What the state machine of a connection from `remote` starts with.
+    fn info(&self, remote: Option<SocketAddr>) -> ConnectionInfo {
+        ConnectionInfo {
+            remote_addr: remote,
+            policy: self.policy.clone(),
+            certificate_username: None,
+        }
+    }
+}
+
+/// A connection's places under the connection limits (its listener's, the server's and its
+/// source address's), held until it ends. Boxed, and `None` without limits (the default): every
+/// connection's task would otherwise be that much larger.
+type Places = Option<Box<(Option<OwnedSemaphorePermit>, Admitted)>>;
+
+fn places(permit: Option<OwnedSemaphorePermit>, counted: Admitted) -> Places {
+    if permit.is_none() && !counted.is_counted() {
+        None
+    } else {
+        Some(Box::new((permit, counted)))
+    }
+}
+
+/// A connection's task after its set-up (PROXY header, TLS handshake, WebSocket upgrade).
+type Established = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+async fn accept_loop(bound: Bound, own: Arc<Listener>, ctx: AcceptContext) {
+    let limit = own
+        .spec
+        .max_connections
+        .map(|n| Arc::new(Semaphore::new(n)));
     loop {
         let accepted = tokio::select! {
             () = ctx.cancel.cancelled() => return,
@@ -285,13 +335,13 @@ async fn accept_loop(bound: Bound, spec: ListenerSpec, ctx: AcceptContext) {
             Ok(Accepted::Tcp(stream, peer)) => {
                 // Writes are batched by the connection task; Nagle would only add latency.
                 let _ = stream.set_nodelay(true);
-                ctx.start(stream, Some(peer), limit.as_ref(), &spec);
+                ctx.start(stream, Some(peer), limit.as_ref(), &own);
             }
             #[cfg(unix)]
-            Ok(Accepted::Unix(stream)) => ctx.start(stream, None, limit.as_ref(), &spec),
+            Ok(Accepted::Unix(stream)) => ctx.start(stream, None, limit.as_ref(), &own),
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(listener = %spec.bind, error = %e, "accept failed");
+                tracing::warn!(listener = %own.spec.bind, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -307,7 +357,7 @@ impl AcceptContext {
         stream: S,
         peer: Option<SocketAddr>,
         limit: Option<&Arc<Semaphore>>,
-        spec: &Arc<ListenerSpec>,
+        own: &Arc<Listener>,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -316,28 +366,38 @@ impl AcceptContext {
             Some(Ok(permit)) => Some(permit),
             Some(Err(_)) => {
                 // Before a PROXY header, the next bytes are not a CONNECT to answer.
-                let answer = spec.proxy_protocol.is_none();
-                self.refuse(stream, peer, ReasonCode::QUOTA_EXCEEDED, spec, answer);
+                let answer = own.spec.proxy_protocol.is_none();
+                self.refuse(stream, peer, ReasonCode::QUOTA_EXCEEDED, &own.spec, answer);
                 return;
             }
         };
-        let ctx = self.clone();
-        let spec = spec.clone();
-        if let Some(proxy) = spec.proxy_protocol {
-            self.tracker.spawn(async move {
-                ctx.serve_proxied(stream, peer, &spec, proxy).await;
-                drop(permit);
-            });
+        if let Some(proxy) = own.spec.proxy_protocol {
+            let set_up = self
+                .clone()
+                .read_proxy_header(stream, peer, own.clone(), permit, proxy);
+            self.tracker.spawn(set_up_then_run(Box::pin(set_up)));
             return;
         }
         match self.admit(peer) {
-            Ok(counted) => {
-                self.tracker.spawn(async move {
-                    ctx.serve(stream, peer, &spec).await;
-                    drop((permit, counted));
-                });
+            // Each kind of listener spawns its own kind of task: a plain MQTT connection's
+            // task is just the connection, without the TLS or WebSocket state it does not need.
+            Ok(counted) if own.spec.tls.is_none() && own.spec.websocket.is_none() => {
+                self.tracker.spawn(connection::drive(
+                    stream,
+                    own.info(peer),
+                    own.shared.clone(),
+                    places(permit, counted),
+                ));
             }
-            Err(reason) => self.refuse(stream, peer, reason, &spec, true),
+            Ok(counted) => {
+                self.tracker.spawn(establish(
+                    stream,
+                    peer,
+                    own.clone(),
+                    places(permit, counted),
+                ));
+            }
+            Err(reason) => self.refuse(stream, peer, reason, &own.spec, true),
         }
     }
 
@@ -374,18 +434,23 @@ impl AcceptContext {
             .refuse(stream, PeerName(remote, &spec.bind), refusal);
     }
 
-    /// Reads the PROXY protocol header (under the listener's first deadline), then admits and
-    /// serves the connection as coming from the address it carries. A connection without a
-    /// valid header is closed without a word.
-    async fn serve_proxied<S>(
+    /// Reads the PROXY protocol header (under the listener's first deadline), then admits the
+    /// connection as coming from the address it carries: the connection to run (after its TLS
+    /// handshake or WebSocket upgrade). A connection without a valid header is closed without
+    /// a word.
+    async fn read_proxy_header<S>(
         self,
         mut stream: S,
         peer: Option<SocketAddr>,
-        spec: &ListenerSpec,
+        own: Arc<Listener>,
+        permit: Option<OwnedSemaphorePermit>,
         proxy: ProxyProtocol,
-    ) where
+    ) -> Option<Established>
+    where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let spec = &own.spec;
+        let log_connections = own.shared.log_connections;
         let deadline = spec
             .tls
             .as_ref()
@@ -393,7 +458,7 @@ impl AcceptContext {
             .or(spec.websocket.as_ref().and_then(|ws| ws.upgrade_timeout))
             .unwrap_or(self.broker.config().connect_timeout);
         let read = tokio::select! {
-            () = self.cancel.cancelled() => return,
+            () = self.cancel.cancelled() => return None,
             read = tokio::time::timeout(deadline, proxy_protocol::read_header(&mut stream, proxy)) => read,
         };
         let from = PeerName(peer, &spec.bind);
@@ -403,23 +468,23 @@ impl AcceptContext {
             // balancers' TCP health checks connect and close at once.
             Ok(Err(e @ proxy_protocol::HeaderError::Closed)) => {
                 tracing::debug!("connection from {from} on {}: {e}", spec.bind);
-                return;
+                return None;
             }
             Ok(Err(e)) => {
-                if self.log_connections {
+                if log_connections {
                     tracing::info!("connection from {from} on {}: {e}; closed", spec.bind);
                 }
-                return;
+                return None;
             }
             Err(_) => {
-                if self.log_connections {
+                if log_connections {
                     tracing::info!(
                         "connection from {from} on {}: no PROXY header within {deadline:?}; \
                          closed",
                         spec.bind
                     );
                 }
-                return;
+                return None;
             }
         };
         let remote = header.source.or(peer);
@@ -430,134 +495,153 @@ impl AcceptContext {
             "PROXY header"
         );
         match self.admit(remote) {
-            Ok(counted) => {
-                self.serve(stream, remote, spec).await;
-                drop(counted);
-            }
+            Ok(counted) => Some(Box::pin(establish(
+                stream,
+                remote,
+                own.clone(),
+                places(permit, counted),
+            ))),
             // The header is read: a plain MQTT client's CONNECT comes next, and is answered.
-            Err(reason) => self.refuse(stream, remote, reason, spec, true),
-        }
-    }
-
-    /// Serves one admitted connection from `remote` to its end: the TLS handshake first on a
-    /// TLS listener, the WebSocket upgrade on a WebSocket listener, then the MQTT connection.
-    async fn serve<S>(mut self, stream: S, remote: Option<SocketAddr>, spec: &ListenerSpec)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        if let Some(own) = &spec.authenticator {
-            self.authenticator = own.clone();
-        }
-        let info = ConnectionInfo {
-            remote_addr: remote,
-            policy: spec.policy.clone(),
-            certificate_username: None,
-        };
-        match &spec.tls {
-            None => self.drive_listener(stream, info, spec).await,
-            // Boxed: a TLS session's state is kilobytes, and an unboxed branch would make every
-            // plain connection's task that large too.
-            Some(tls) => Box::pin(self.serve_tls(stream, info, spec, tls)).await,
-        }
-    }
-
-    /// The TLS handshake, then the MQTT connection over it.
-    async fn serve_tls<S>(
-        self,
-        stream: S,
-        mut info: ConnectionInfo,
-        spec: &ListenerSpec,
-        tls: &TlsAcceptor,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        // The handshake has its own deadline, so that a client that sends nothing, or stalls
-        // half-way, holds its socket and connection slot no longer than that.
-        let deadline = tls
-            .handshake_timeout()
-            .unwrap_or(self.broker.config().connect_timeout);
-        let handshake = tokio::select! {
-            () = self.cancel.cancelled() => return,
-            result = tokio::time::timeout(deadline, tls.accept(stream)) => result,
-        };
-        let peer = PeerName(info.remote_addr, &spec.bind);
-        match handshake {
-            Ok(Ok(accepted)) => {
-                info.certificate_username = accepted.certificate_username;
-                self.drive_listener(accepted.stream, info, spec).await;
-            }
-            Ok(Err(e)) => {
-                if self.log_connections {
-                    tracing::info!("TLS handshake with {peer} on {} failed: {e}", spec.bind);
-                }
-            }
-            Err(_) => {
-                if self.log_connections {
-                    tracing::info!(
-                        "TLS handshake with {peer} on {} not done within {deadline:?}; closed",
-                        spec.bind
-                    );
-                }
+            Err(reason) => {
+                self.refuse(stream, remote, reason, spec, true);
+                None
             }
         }
     }
+}
 
-    /// Runs the MQTT connection over `stream` to its end.
-    async fn drive<S>(self, stream: S, info: ConnectionInfo, spec: &ListenerSpec)
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        connection::drive(
-            stream,
-            self.broker,
-            info,
-            self.cancel,
-            self.log_connections,
-            self.authenticator,
-            &spec.bind,
-        )
-        .await;
+/// Runs the set-up of a connection (PROXY header, TLS handshake, WebSocket upgrade), then the
+/// connection it establishes. The set-up is boxed and freed once done: its state (a TLS
+/// handshake's is kilobytes) would otherwise stay in the task for the connection's whole life,
+/// beside the connection's own.
+async fn set_up_then_run<F>(set_up: Pin<Box<F>>)
+where
+    F: Future<Output = Option<Established>> + Send,
+{
+    let established = set_up.await;
+    if let Some(connection) = established {
+        connection.await;
     }
+}
 
-    /// Runs the MQTT connection over `stream`, or over the WebSocket it is upgraded to on a
-    /// WebSocket listener.
-    async fn drive_listener<S>(self, stream: S, info: ConnectionInfo, spec: &ListenerSpec)
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        match &spec.websocket {
-            None => self.drive(stream, info, spec).await,
-            // Boxed, as TLS: the WebSocket's state would make every plain connection's task
-            // larger too.
-            Some(settings) => Box::pin(self.drive_websocket(stream, info, spec, settings)).await,
+/// Serves one admitted connection from `remote` to its end: the TLS handshake first on a TLS
+/// listener, the WebSocket upgrade on a WebSocket listener, then the MQTT connection.
+fn establish<S>(
+    stream: S,
+    remote: Option<SocketAddr>,
+    own: Arc<Listener>,
+    places: Places,
+) -> Established
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if own.spec.tls.is_some() {
+        Box::pin(set_up_then_run(Box::pin(tls_handshake(
+            stream, remote, own, places,
+        ))))
+    } else {
+        let info = own.info(remote);
+        establish_mqtt(stream, info, own, places)
+    }
+}
+
+/// The MQTT connection over `stream`, or over the WebSocket it is upgraded to on a WebSocket
+/// listener.
+fn establish_mqtt<S>(
+    stream: S,
+    info: ConnectionInfo,
+    own: Arc<Listener>,
+    places: Places,
+) -> Established
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if own.spec.websocket.is_some() {
+        Box::pin(set_up_then_run(Box::pin(upgrade_websocket(
+            stream, info, own, places,
+        ))))
+    } else {
+        let shared = own.shared.clone();
+        Box::pin(connection::drive(stream, info, shared, places))
+    }
+}
+
+/// The WebSocket upgrade (under its deadline); then the MQTT connection over it, to run.
+async fn upgrade_websocket<S>(
+    stream: S,
+    info: ConnectionInfo,
+    own: Arc<Listener>,
+    places: Places,
+) -> Option<Established>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let settings = own.spec.websocket.as_ref()?;
+    let shared = &own.shared;
+    let config = shared.broker.config();
+    let log = shared
+        .log_connections
+        .then_some((PeerName(info.remote_addr, &own.spec.bind), &own.spec.bind));
+    let ws = crate::websocket::upgrade_within(
+        stream,
+        settings,
+        config.max_packet_size,
+        config.connect_timeout,
+        &shared.shutdown,
+        log,
+    )
+    .await?;
+    Some(Box::pin(connection::drive(
+        ws,
+        info,
+        shared.clone(),
+        places,
+    )))
+}
+
+/// The TLS handshake (under its deadline); then the connection over it (MQTT, or the
+/// WebSocket upgrade), to run.
+async fn tls_handshake<S>(
+    stream: S,
+    remote: Option<SocketAddr>,
+    own: Arc<Listener>,
+    places: Places,
+) -> Option<Established>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let tls = own.spec.tls.as_ref()?;
+    let shared = &own.shared;
+    // The handshake has its own deadline, so that a client that sends nothing, or stalls
+    // half-way, holds its socket and connection slot no longer than that.
+    let deadline = tls
+        .handshake_timeout()
+        .unwrap_or(shared.broker.config().connect_timeout);
+    let handshake = tokio::select! {
+        () = shared.shutdown.cancelled() => return None,
+        result = tokio::time::timeout(deadline, tls.accept(stream)) => result,
+    };
+    let peer = PeerName(remote, &own.spec.bind);
+    match handshake {
+        Ok(Ok(accepted)) => {
+            let mut info = own.info(remote);
+            info.certificate_username = accepted.certificate_username;
+            Some(establish_mqtt(accepted.stream, info, own.clone(), places))
         }
-    }
-
-    /// The WebSocket upgrade (under its deadline), then the MQTT connection over it.
-    async fn drive_websocket<S>(
-        self,
-        stream: S,
-        info: ConnectionInfo,
-        spec: &ListenerSpec,
-        settings: &crate::websocket::WebSocketSettings,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let config = self.broker.config();
-        let log = self
-            .log_connections
-            .then_some((PeerName(info.remote_addr, &spec.bind), &spec.bind));
-        let upgraded = crate::websocket::upgrade_within(
-            stream,
-            settings,
-            config.max_packet_size,
-            config.connect_timeout,
-            &self.cancel,
-            log,
-        )
-        .await;
-        if let Some(ws) = upgraded {
-            self.drive(ws, info, spec).await;
+        Ok(Err(e)) => {
+            if shared.log_connections {
+                tracing::info!("TLS handshake with {peer} on {} failed: {e}", own.spec.bind);
+            }
+            None
+        }
+        Err(_) => {
+            if shared.log_connections {
+                tracing::info!(
+                    "TLS handshake with {peer} on {} not done within {deadline:?}; closed",
+                    own.spec.bind
+                );
+            }
+            None
         }
     }
 }
