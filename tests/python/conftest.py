@@ -2,7 +2,8 @@
 
 `tern` runs as `tern serve --listen 127.0.0.1:0` (a free port), optionally with a configuration
 file written to the test's temporary directory; its address is read from the `listening on ADDR`
-line it logs on stderr.
+line it logs on stderr. Its admin API listens on a free port too (`--admin-listen 127.0.0.1:0`):
+`Tern.admin_addr` is its `HOST:PORT`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def start_tern(tmp_path: Path) -> Iterator[StartTern]:
             path.write_text(config)
             argv += ["--config", str(path)]
         argv += ["--listen", "127.0.0.1:0", *args]
+        if not any(a.startswith("--admin-listen") for a in args):
+            argv += ["--admin-listen", "127.0.0.1:0"]
         broker = Tern(argv)
         started.append(broker)
         broker.wait_listening()

@@ -23,7 +23,9 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_LISTENING = re.compile(r"listening on (\S+)")
+# MQTT listeners log `listening on ADDR`; the admin API logs `admin API listening on http://ADDR`.
+_LISTENING = re.compile(r"(?<!admin API )listening on (\S+)")
+_ADMIN_LISTENING = re.compile(r"admin API listening on http://(\S+)")
 
 
 def tern_binary() -> Path:
@@ -97,6 +99,8 @@ class Tern:
         self._listening = threading.Event()
         self._ended = threading.Event()
         self.addr: str | None = None
+        # The admin API's `HOST:PORT`, once logged (before the MQTT listeners).
+        self.admin_addr: str | None = None
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
 
@@ -107,6 +111,9 @@ class Tern:
             with self._lock:
                 self._lines.append(line)
                 self._lock.notify_all()
+            admin = _ADMIN_LISTENING.search(line)
+            if admin and self.admin_addr is None:
+                self.admin_addr = admin.group(1)
             found = _LISTENING.search(line)
             if found and self.addr is None:
                 self.addr = found.group(1)

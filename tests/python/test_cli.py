@@ -133,12 +133,12 @@ def test_check_config_missing_file(tmp_path):
 def test_check_config_prints_warnings_with_file_and_line(tmp_path):
     """A Mosquitto directive Tern accepts without applying is a warning naming the file and
     line; the file is still valid."""
-    path = write(tmp_path, "warn.conf", "listener 1883\nallow_anonymous true\npid_file /run/x.pid\n")
+    path = write(tmp_path, "warn.conf", "listener 1883\nallow_anonymous true\nautosave_interval 60\n")
     done = run_tern("check-config", str(path))
     assert done.returncode == 0, done.stderr
     assert "configuration is valid" in done.stdout
     assert "warning" in done.stderr
-    assert f"{path}:3:" in done.stderr and "`pid_file`" in done.stderr
+    assert f"{path}:3:" in done.stderr and "`autosave_interval`" in done.stderr
 
 
 # --- serve: start-up failures ---

@@ -35,7 +35,7 @@ from test_tls import Pki
 NODE_DIR = REPO_ROOT / "tests" / "node"
 # How long a Node script may run.
 NODE_TIMEOUT = 40.0
-_LISTENING = re.compile(r"listening on (\S+)( \(websockets\))?")
+_LISTENING = re.compile(r"(?<!admin API )listening on (\S+)( \(websockets\))?")
 
 
 @dataclass

@@ -17,7 +17,7 @@ use tern_codec::{ByteString, PublishProperties, QoS, RetainHandling, Subscriptio
 
 use crate::acl::{Access, Acl, Identity};
 use crate::message::Message;
-use crate::metrics::{DropReason, Metrics, inc};
+use crate::metrics::{DropReason, Metrics, inc, is_broker_sys};
 use crate::persistence::Persistence;
 use crate::retained::RetainedStore;
 use crate::session::{
@@ -304,6 +304,35 @@ impl Broker {
         self.retained().len()
     }
 
+    /// Number of retained messages in the `$SYS` tree (the broker's own, which metrics leave
+    /// out of the retained count).
+    #[must_use]
+    pub fn sys_retained_count(&self) -> usize {
+        self.retained().sys_len()
+    }
+
+    /// Number of connections attached to a session.
+    #[must_use]
+    pub fn connected_count(&self) -> u64 {
+        self.inner
+            .metrics
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Number of deliveries queued (not yet sent) in all sessions together.
+    #[must_use]
+    pub fn queued_messages(&self) -> usize {
+        self.inner.queue_budget.queued()
+    }
+
+    /// Deliveries sent and awaiting acknowledgement in all sessions together, and the bytes
+    /// they account for (payload and topic, as in the queue limits).
+    #[must_use]
+    pub fn inflight_messages(&self) -> (usize, usize) {
+        self.inner.queue_budget.inflight()
+    }
+
     /// Sets the waker of the task that calls [`Broker::handle_timeout`]; it is woken when a
     /// deadline earlier than the previous earliest is scheduled.
     pub fn set_timer_waker(&self, waker: Arc<dyn Wake>) {
@@ -376,6 +405,9 @@ impl Broker {
         // its copies and not others.
         let _group = self.inner.persistence.atomic();
         let mut routed = Routed::default();
+        // The broker's own `$SYS` messages are kept in memory only (the next start publishes
+        // them again) and are not client traffic: they count in no metric.
+        let sys = is_broker_sys(&message);
         if message.retain && self.inner.config.retain_available {
             let mut retained = self.retained_mut();
             let op = if message.payload.is_empty() {
@@ -387,7 +419,9 @@ impl Broker {
             };
             retained.set(message.clone());
             // Submitted under the retained lock, so that the store sees the same order.
-            routed.lsn = self.inner.persistence.submit(op);
+            if !sys {
+                routed.lsn = self.inner.persistence.submit(op);
+            }
         }
         if message.is_expired(now) {
             self.inner.metrics.record_drop(DropReason::Expired);
@@ -418,7 +452,7 @@ impl Broker {
         for same_session in direct.chunk_by(|a, b| Arc::ptr_eq(&a.session, &b.session)) {
             self.deliver(same_session, &message, None, &mut routed);
         }
-        if routed.matched == 0 {
+        if routed.matched == 0 && !sys {
             inc(&self.inner.metrics.publish_no_subscribers, 1);
         }
         routed
@@ -477,6 +511,13 @@ impl Broker {
     /// lock so that its later updates follow it.
     fn enqueue(&self, session: &Session, mut delivery: Delivery, routed: &mut Routed) {
         let cfg = &self.inner.config;
+        // Deliveries of the broker's own `$SYS` messages are not client traffic.
+        let counted = !is_broker_sys(&delivery.message);
+        let record_drop = |reason| {
+            if counted {
+                self.inner.metrics.record_drop(reason);
+            }
+        };
         let mut st = session.lock();
         if st.ended {
             return;
@@ -491,7 +532,7 @@ impl Broker {
         {
             // Outside the listener's mount point: invisible to its clients (a subscription
             // made through another listener, or `prefix/#` matching `prefix` itself).
-            self.inner.metrics.record_drop(DropReason::NotAuthorized);
+            record_drop(DropReason::NotAuthorized);
             return;
         }
         if !self.scope_allows(st.acl.as_deref(), Access::Read, who, topic)
@@ -500,11 +541,11 @@ impl Broker {
                 .as_deref()
                 .is_some_and(|acl| !acl.allows(Access::Read, who, topic))
         {
-            self.inner.metrics.record_drop(DropReason::NotAuthorized);
+            record_drop(DropReason::NotAuthorized);
             return;
         }
         if st.link.is_none() && delivery.qos == QoS::AtMostOnce && !cfg.queue_qos0_messages {
-            self.inner.metrics.record_drop(DropReason::Offline);
+            record_drop(DropReason::Offline);
             return;
         }
         let durable = st.durable && delivery.qos != QoS::AtMostOnce;
@@ -515,11 +556,11 @@ impl Broker {
         let was_empty = st.queue.is_empty();
         match st.enqueue(delivery, cfg.max_queued_messages, cfg.max_queued_bytes) {
             Enqueued::Full => {
-                self.inner.metrics.record_drop(DropReason::QueueFull);
+                record_drop(DropReason::QueueFull);
                 routed.quota_exceeded = true;
                 return;
             }
-            Enqueued::DisplacedQos0 => self.inner.metrics.record_drop(DropReason::QueueFull),
+            Enqueued::DisplacedQos0 => record_drop(DropReason::QueueFull),
             Enqueued::Yes => {}
         }
         if let Some(record) = record {
@@ -694,7 +735,7 @@ impl Broker {
                         continue;
                     };
                     // Sent by an earlier connection: re-sent with DUP on reconnection.
-                    st.inflight.push_back(Inflight {
+                    st.push_inflight(Inflight {
                         sent_by: 0,
                         packet_id,
                         delivery,
@@ -866,7 +907,7 @@ impl Broker {
         };
         inc(&self.inner.metrics.connects, 1);
         if !replaced_live {
-            inc(&self.inner.metrics.connections, 1);
+            self.inner.metrics.connection_opened();
         }
         self.finish(after, now);
         Some(attached)
@@ -1158,5 +1199,77 @@ fn split_key(key: &str) -> (Option<&str>, &str) {
     match tern_codec::split_shared(key) {
         Some(Ok((share, filter))) => (Some(share), filter),
         _ => (None, key),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the admin API's queries and controls (`crate::admin`) need of the broker's state.
+
+impl Broker {
+    /// Every session, connected or not (the registry lock is held only to copy the handles).
+    pub(crate) fn session_handles(&self) -> Vec<Arc<Session>> {
+        lock(&self.inner.sessions).values().cloned().collect()
+    }
+
+    /// The session of `client_id`.
+    pub(crate) fn session_handle(&self, client_id: &str) -> Option<Arc<Session>> {
+        lock(&self.inner.sessions).get(client_id).cloned()
+    }
+
+    /// Runs `f` on the retained messages (read lock held).
+    pub(crate) fn with_retained<R>(&self, f: impl FnOnce(&RetainedStore) -> R) -> R {
+        f(&self.retained())
+    }
+
+    /// Removes the retained message of `topic`, from the store too; whether there was one.
+    pub(crate) fn remove_retained(&self, topic: &ByteString) -> bool {
+        let mut retained = self.retained_mut();
+        let removed = retained.remove(topic);
+        // `$SYS` messages are never written (see `publish`).
+        if removed && !topic.starts_with("$SYS/") {
+            // Submitted under the retained lock, as `publish` does.
+            self.persist(StoreOp::DeleteRetained {
+                topic: topic.clone(),
+            });
+        }
+        removed
+    }
+
+    /// See [`Broker::admin_disconnect`].
+    pub(crate) fn disconnect_by_admin(
+        &self,
+        client_id: &str,
+        discard: bool,
+        now: Instant,
+    ) -> crate::AdminDisconnect {
+        let mut after = Aftermath::default();
+        let outcome = {
+            let mut sessions = lock(&self.inner.sessions);
+            let Some(session) = sessions.get(client_id).cloned() else {
+                return crate::AdminDisconnect::NoSession;
+            };
+            let mut st = session.lock();
+            if let Some(link) = st.link.as_mut() {
+                // The connection sees the flag when woken, sends DISCONNECT 0x98 and detaches
+                // like any connection the server closes.
+                link.info.kicked = true;
+                link.waker.wake();
+                if discard {
+                    // Ends when the connection detaches (`detach`, expiry 0).
+                    st.expiry_interval = 0;
+                }
+                crate::AdminDisconnect::Disconnecting
+            } else {
+                if discard {
+                    // A will still waiting for its delay goes out as the session ends.
+                    after.take_will(&session, &mut st);
+                    sessions.remove(client_id);
+                    after.ended.push(self.end_locked(&session, &mut st));
+                }
+                crate::AdminDisconnect::NotConnected
+            }
+        };
+        self.finish(after, now);
+        outcome
     }
 }

@@ -112,6 +112,9 @@ pub struct ListenerPolicy {
     pub allow_zero_length_clientid: Option<bool>,
     /// Overrides [`BrokerConfig::auto_id_prefix`] on this listener.
     pub auto_id_prefix: Option<String>,
+    /// The listener's name for operators (its address, `HOST:PORT` or `unix:PATH`), shown
+    /// with its clients by the admin API; `None` when the runtime gives none.
+    pub name: Option<ByteString>,
 }
 
 impl Default for ListenerPolicy {
@@ -124,6 +127,7 @@ impl Default for ListenerPolicy {
             acl: None,
             allow_zero_length_clientid: None,
             auto_id_prefix: None,
+            name: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::acl::{Access, Identity};
 use crate::auth::{AuthDecision, AuthRequest, AuthStage, Grant};
 use crate::broker::{Broker, Owner, Wake};
 use crate::message::Message;
-use crate::metrics::{DropReason, inc};
+use crate::metrics::{AclAction, DropReason, inc, is_broker_sys};
 use crate::session::{Awaiting, Delivery, Inflight, Link, Session};
 use crate::store::{DeliveryState, Durability, Lsn, StoreOp, WillRecord};
 use crate::{Acl, ListenerPolicy};
@@ -142,6 +142,7 @@ impl Connection {
     pub fn new(broker: Broker, info: ConnectionInfo, waker: Arc<dyn Wake>, now: Instant) -> Self {
         let connect_deadline = now + broker.config().connect_timeout;
         let generation = broker.next_generation();
+        inc(&broker.metrics().sockets_opened, 1);
         Self {
             broker,
             info,
@@ -185,6 +186,20 @@ impl Connection {
     #[must_use]
     pub fn client_id(&self) -> &str {
         &self.client_id
+    }
+
+    /// The user name access checks use (from CONNECT, the certificate or the authentication),
+    /// once connected.
+    #[must_use]
+    pub fn username(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+
+    /// The keep-alive in force (the client's, or the server's when it lowered it); `None`
+    /// when keep-alive is off.
+    #[must_use]
+    pub fn keep_alive(&self) -> Option<Duration> {
+        self.keep_alive
     }
 
     /// Whether CONNECT has been accepted and the connection is not closing.
@@ -340,6 +355,9 @@ impl Connection {
     /// Handles one decoded packet.
     pub fn handle_packet(&mut self, packet: Packet, now: Instant) {
         self.last_received = now;
+        self.broker
+            .metrics()
+            .record_packet_received(packet.packet_type());
         match self.phase {
             Phase::AwaitingConnect => match packet {
                 Packet::Connect(connect) => self.handle_connect(*connect, now),
@@ -723,6 +741,15 @@ impl Connection {
         let link = Link {
             generation: self.generation,
             waker: self.waker.clone(),
+            info: Box::new(crate::admin::LinkInfo {
+                remote_addr: self.info.remote_addr,
+                listener: self.info.policy.clone(),
+                protocol: c.protocol,
+                keep_alive,
+                clean_start: c.clean_start,
+                connected_at: now,
+                kicked: false,
+            }),
         };
         let owner = Owner {
             username: self.username.clone(),
@@ -813,17 +840,24 @@ impl Connection {
     /// Whether the access rules (the broker's and the client's own, where there are any) let
     /// this client write `topic`. A refusal is counted.
     fn acl_allows(&self, access: Access, client_id: &str, topic: &str) -> bool {
-        self.acl_check(client_id, |acl, who| acl.allows(access, who, topic))
+        self.acl_check(AclAction::Publish, client_id, |acl, who| {
+            acl.allows(access, who, topic)
+        })
     }
 
     /// Whether the access rules let this client subscribe to `filter`. A refusal is counted.
     fn acl_allows_subscribe(&self, filter: &str) -> bool {
-        self.acl_check(&self.client_id, |acl, who| {
+        self.acl_check(AclAction::Subscribe, &self.client_id, |acl, who| {
             acl.allows_subscribe(who, filter)
         })
     }
 
-    fn acl_check(&self, client_id: &str, check: impl Fn(&Acl, Identity<'_>) -> bool) -> bool {
+    fn acl_check(
+        &self,
+        action: AclAction,
+        client_id: &str,
+        check: impl Fn(&Acl, Identity<'_>) -> bool,
+    ) -> bool {
         let who = Identity {
             client_id,
             username: self.username.as_deref(),
@@ -834,9 +868,7 @@ impl Connection {
         };
         let allowed = rules.with(|acl| acl.is_none_or(|acl| check(acl, who)))
             && self.client_acl.as_deref().is_none_or(|acl| check(acl, who));
-        if !allowed {
-            inc(&self.broker.metrics().acl_denials, 1);
-        }
+        self.broker.metrics().record_acl(action, allowed);
         allowed
     }
 
@@ -927,8 +959,7 @@ impl Connection {
             return;
         };
         let metrics = self.broker.metrics();
-        inc(&metrics.publish_received, 1);
-        inc(&metrics.publish_bytes_received, p.payload.len() as u64);
+        metrics.record_message_received(p.qos, p.payload.len());
 
         if let (QoS::ExactlyOnce, Some(id)) = (p.qos, p.packet_id) {
             let st = session.lock();
@@ -951,6 +982,7 @@ impl Connection {
 
         let refused = if is_sys_topic(&p.topic) {
             // Clients may not publish into the broker's own tree.
+            metrics.record_acl(AclAction::Publish, false);
             Some("publishing to $SYS is not allowed")
         } else if !self.acl_allows(Access::Write, &self.client_id, &p.topic) {
             Some("not authorized to publish to this topic")
@@ -1054,7 +1086,7 @@ impl Connection {
         if let Some(session) = &self.session {
             let mut st = session.lock();
             if let Some(pos) = st.inflight_position(id, awaiting)
-                && let Some(done) = st.inflight.remove(pos)
+                && let Some(done) = st.remove_inflight(pos)
             {
                 self.forget_delivery(session, &done.delivery);
             }
@@ -1079,7 +1111,7 @@ impl Connection {
         match st.inflight_position(ack.packet_id, Awaiting::PubRec) {
             Some(pos) if ack.reason.is_error() => {
                 // MQTT-4.4.0-2, MQTT-4.8.2-6: a failed PUBREC ends the delivery.
-                if let Some(done) = st.inflight.remove(pos) {
+                if let Some(done) = st.remove_inflight(pos) {
                     self.forget_delivery(&session, &done.delivery);
                 }
             }
@@ -1316,17 +1348,31 @@ impl Connection {
                 .encode_limited(self.version, self.client_max_packet_size, out)
                 .is_ok()
             {
+                self.count_sent(&packet);
                 continue;
             }
             strip_diagnostics(&mut packet);
-            if let Err(e) = packet.encode_limited(self.version, self.client_max_packet_size, out) {
-                tracing::debug!(client = %self.client_id, error = %e, "packet not sent");
+            match packet.encode_limited(self.version, self.client_max_packet_size, out) {
+                Ok(_) => self.count_sent(&packet),
+                Err(e) => tracing::debug!(client = %self.client_id, error = %e, "packet not sent"),
             }
         }
         // Drained: give the buffer back. Its smallest capacity holds four packets of a few
         // hundred bytes each, which every idle connection would otherwise keep after CONNACK.
         if self.control.capacity() > 0 {
             self.control = VecDeque::new();
+        }
+    }
+
+    /// Counts a control packet written for the client (deliveries are counted where they are
+    /// encoded), and a CONNACK that refuses the connection by its reason.
+    fn count_sent(&self, packet: &Packet) {
+        let metrics = self.broker.metrics();
+        metrics.record_packet_sent(packet.packet_type());
+        if let Packet::ConnAck(c) = packet
+            && c.reason.is_error()
+        {
+            metrics.record_connack_refused(c.reason);
         }
     }
 
@@ -1377,6 +1423,17 @@ impl Connection {
             self.write_control(out);
             return;
         }
+        if st.link.as_ref().is_some_and(|l| l.info.kicked) {
+            // Disconnected by an administrator (`Broker::admin_disconnect`).
+            drop(st);
+            self.fail(
+                ReasonCode::ADMINISTRATIVE_ACTION,
+                "disconnected by an administrator",
+                now,
+            );
+            self.write_control(out);
+            return;
+        }
         let broker = self.broker.clone();
         let metrics = broker.metrics();
         // Re-send what an earlier connection left unacknowledged (MQTT-4.4.0-1), in the
@@ -1400,12 +1457,14 @@ impl Connection {
             let (id, awaiting, delivery) =
                 (entry.packet_id, entry.awaiting, entry.delivery.clone());
             if awaiting == Awaiting::PubComp {
-                let _ = Packet::PubRel(Ack::new(id)).encode(self.version, out);
-            } else if self
-                .encode_delivery(&delivery, Some(id), true, now, out)
-                .is_ok()
-            {
-                inc(&metrics.publish_sent, 1);
+                if Packet::PubRel(Ack::new(id))
+                    .encode(self.version, out)
+                    .is_ok()
+                {
+                    metrics.record_packet_sent(tern_codec::PacketType::PubRel);
+                }
+            } else if let Ok(written) = self.encode_delivery(&delivery, Some(id), true, now, out) {
+                metrics.record_delivery(&delivery.message, delivery.qos, written);
             }
         }
         while out.len() < high_water {
@@ -1440,25 +1499,25 @@ impl Connection {
             let encoded = if gated {
                 let mut scratch = BytesMut::new();
                 self.encode_delivery(&delivery, packet_id, false, now, &mut scratch)
-                    .map(|_| Some(scratch.freeze()))
+                    .map(|written| (written, Some(scratch.freeze())))
             } else {
                 self.encode_delivery(&delivery, packet_id, false, now, out)
-                    .map(|_| None)
+                    .map(|written| (written, None))
             };
             let encoded = match encoded {
-                Ok(encoded) => encoded,
+                Ok((written, encoded)) => {
+                    metrics.record_delivery(&delivery.message, delivery.qos, written);
+                    encoded
+                }
                 Err(reason) => {
                     // MQTT-3.1.2-25: too large for this client; dropped as if delivered.
-                    metrics.record_drop(reason);
+                    if !is_broker_sys(&delivery.message) {
+                        metrics.record_drop(reason);
+                    }
                     self.forget_delivery(&session, &delivery);
                     continue;
                 }
             };
-            inc(&metrics.publish_sent, 1);
-            inc(
-                &metrics.publish_bytes_sent,
-                delivery.message.payload.len() as u64,
-            );
             let mut lsn = 0;
             if let (Some(packet_id), true) = (packet_id, delivery.seq != 0) {
                 let state = DeliveryState::Sent(packet_id.get());
@@ -1475,7 +1534,7 @@ impl Connection {
             } else {
                 Awaiting::PubRec
             };
-            st.inflight.push_back(Inflight {
+            st.push_inflight(Inflight {
                 sent_by: generation,
                 packet_id,
                 delivery,

@@ -9,6 +9,7 @@
 //! anything that waits; lock order is always subscription index → session (see `broker`).
 
 mod acl;
+mod admin;
 mod auth;
 mod broker;
 mod config;
@@ -26,13 +27,18 @@ mod timers;
 mod topic;
 
 pub use acl::{Access, Acl, AclDiagnostic, Identity};
+pub use admin::{
+    AdminDisconnect, AdminError, ClientConnection, RouteInfo, SessionInfo, SubscriptionInfo,
+};
 pub use auth::{AuthDecision, AuthRequest, AuthStage, Grant};
 pub use broker::{Broker, Routed, Wake};
 pub use config::{AclSlot, BrokerConfig, ListenerPolicy, ProtocolVersions};
 pub use connection::{Connection, ConnectionInfo};
 pub use memory_store::MemoryStore;
 pub use message::Message;
-pub use metrics::{DropReason, Metrics};
+pub use metrics::{
+    AclAction, COMMIT_BUCKETS, CONNACK_REFUSALS, DropReason, Histogram, HistogramSnapshot, Metrics,
+};
 pub use rate::{RateExceeded, RateLimit, TokenBucket};
 pub use store::{
     DeliveryRecord, DeliveryState, Durability, Lsn, SessionRecord, SessionSnapshot, Snapshot,

@@ -77,6 +77,8 @@ impl Node {
 pub(crate) struct RetainedStore {
     root: Node,
     count: usize,
+    /// How many of them are in the `$SYS` tree (metrics leave those out).
+    sys_count: usize,
 }
 
 impl RetainedStore {
@@ -93,8 +95,10 @@ impl RetainedStore {
             .fold(&mut self.root, |node, level| {
                 node.children.entry(level.into()).or_default()
             });
+        let sys = is_sys(&message.topic);
         if node.message.replace(message).is_none() {
             self.count += 1;
+            self.sys_count += usize::from(sys);
         }
     }
 
@@ -103,8 +107,14 @@ impl RetainedStore {
         let removed = remove_at(&mut self.root, topic);
         if removed {
             self.count -= 1;
+            self.sys_count -= usize::from(is_sys(topic));
         }
         removed
+    }
+
+    /// How many retained messages are in the `$SYS` tree.
+    pub(crate) fn sys_len(&self) -> usize {
+        self.sys_count
     }
 
     /// The retained message of exactly `topic`.
@@ -146,6 +156,11 @@ fn remove_at(node: &mut Node, topic: &str) -> bool {
         node.children.remove(level);
     }
     removed
+}
+
+/// Whether `topic` is in the `$SYS` tree.
+fn is_sys(topic: &str) -> bool {
+    topic.starts_with("$SYS/")
 }
 
 #[cfg(test)]

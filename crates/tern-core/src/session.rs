@@ -18,13 +18,18 @@ pub(crate) struct QueueBudget {
     used: AtomicUsize,
     /// 0 = no limit.
     limit: usize,
+    /// Deliveries queued in all sessions (metrics).
+    queued: AtomicUsize,
+    /// Deliveries sent and not yet acknowledged in all sessions, and their bytes (metrics).
+    inflight: AtomicUsize,
+    inflight_bytes: AtomicUsize,
 }
 
 impl QueueBudget {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
-            used: AtomicUsize::new(0),
             limit,
+            ..Self::default()
         }
     }
 
@@ -35,6 +40,24 @@ impl QueueBudget {
     /// Bytes queued in all sessions.
     pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries queued in all sessions.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries in flight (sent, not yet acknowledged) in all sessions, and their bytes.
+    pub(crate) fn inflight(&self) -> (usize, usize) {
+        (
+            self.inflight.load(Ordering::Relaxed),
+            self.inflight_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    fn release_inflight(&self, count: usize, bytes: usize) {
+        self.inflight.fetch_sub(count, Ordering::Relaxed);
+        self.inflight_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
@@ -84,6 +107,8 @@ pub(crate) struct Link {
     /// been taken over.
     pub(crate) generation: u64,
     pub(crate) waker: Arc<dyn Wake>,
+    /// What the connection is, for the admin API (boxed: only attached sessions pay for it).
+    pub(crate) info: Box<crate::admin::LinkInfo>,
 }
 
 /// A subscription as the session remembers it (for resumption and replacement).
@@ -278,7 +303,7 @@ impl SessionState {
                 return Enqueued::Full;
             };
             if let Some(old) = self.queue.remove(pos) {
-                self.release(old.message.size());
+                self.release(1, old.message.size());
             }
             if full(self) {
                 return Enqueued::Full;
@@ -290,14 +315,35 @@ impl SessionState {
         outcome
     }
 
+    /// Accounts for one more queued delivery of `bytes`.
     fn reserve(&mut self, bytes: usize) {
         self.queued_bytes += bytes;
         self.budget.used.fetch_add(bytes, Ordering::Relaxed);
+        self.budget.queued.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn release(&mut self, bytes: usize) {
+    /// Accounts for `count` deliveries of `bytes` in all taken from the queue.
+    fn release(&mut self, count: usize, bytes: usize) {
         self.queued_bytes -= bytes;
         self.budget.used.fetch_sub(bytes, Ordering::Relaxed);
+        self.budget.queued.fetch_sub(count, Ordering::Relaxed);
+    }
+
+    /// Adds a delivery sent and awaiting acknowledgement.
+    pub(crate) fn push_inflight(&mut self, entry: Inflight) {
+        self.budget.inflight.fetch_add(1, Ordering::Relaxed);
+        self.budget
+            .inflight_bytes
+            .fetch_add(entry.delivery.message.size(), Ordering::Relaxed);
+        self.inflight.push_back(entry);
+    }
+
+    /// Removes the in-flight delivery at `pos` (acknowledged, or given up).
+    pub(crate) fn remove_inflight(&mut self, pos: usize) -> Option<Inflight> {
+        let entry = self.inflight.remove(pos)?;
+        self.budget
+            .release_inflight(1, entry.delivery.message.size());
+        Some(entry)
     }
 
     /// Puts a recovered delivery back at the end of the queue, whatever the limits.
@@ -308,7 +354,7 @@ impl SessionState {
 
     pub(crate) fn pop_queued(&mut self) -> Option<Delivery> {
         let d = self.queue.pop_front()?;
-        self.release(d.message.size());
+        self.release(1, d.message.size());
         Some(d)
     }
 
@@ -343,7 +389,7 @@ impl SessionState {
         if self.queue.iter().any(outside) {
             let (out, kept): (Vec<_>, Vec<_>) = self.queue.drain(..).partition(outside);
             self.queue = kept.into();
-            self.release(out.iter().map(|d| d.message.size()).sum());
+            self.release(out.len(), out.iter().map(|d| d.message.size()).sum());
             taken = out;
         }
         if self
@@ -356,6 +402,10 @@ impl SessionState {
                 .drain(..)
                 .partition(|i| i.awaiting != Awaiting::PubComp && outside(&i.delivery));
             self.inflight = kept.into();
+            self.budget.release_inflight(
+                out.len(),
+                out.iter().map(|i| i.delivery.message.size()).sum(),
+            );
             taken.extend(out.into_iter().map(|i| i.delivery));
         }
         taken
@@ -369,7 +419,7 @@ impl SessionState {
             .drain(..)
             .partition(|d| d.qos != QoS::AtMostOnce && d.shared.as_ref() == Some(key));
         self.queue = kept.into();
-        self.release(moved.iter().map(|d| d.message.size()).sum());
+        self.release(moved.len(), moved.iter().map(|d| d.message.size()).sum());
         moved
     }
 
@@ -377,18 +427,26 @@ impl SessionState {
     /// and may go to another member: queued QoS 1/2 ones and unacknowledged QoS 1 ones. A QoS 2
     /// message already sent must not go to anyone else (MQTT-4.8.2-5).
     pub(crate) fn take_shared_redeliveries(&mut self) -> Vec<Delivery> {
+        self.budget
+            .release_inflight(self.inflight.len(), self.inflight_bytes());
+        self.release(self.queue.len(), self.queued_bytes);
         let inflight = self
             .inflight
             .drain(..)
             .filter(|i| i.delivery.qos == QoS::AtLeastOnce)
             .map(|i| i.delivery);
         let queued = self.queue.drain(..).filter(|d| d.qos != QoS::AtMostOnce);
-        let out = inflight
+        inflight
             .chain(queued)
             .filter(|d| d.shared.is_some())
-            .collect();
-        self.release(self.queued_bytes);
-        out
+            .collect()
+    }
+
+    fn inflight_bytes(&self) -> usize {
+        self.inflight
+            .iter()
+            .map(|i| i.delivery.message.size())
+            .sum()
     }
 }
 
@@ -397,5 +455,10 @@ impl Drop for SessionState {
         self.budget
             .used
             .fetch_sub(self.queued_bytes, Ordering::Relaxed);
+        self.budget
+            .queued
+            .fetch_sub(self.queue.len(), Ordering::Relaxed);
+        self.budget
+            .release_inflight(self.inflight.len(), self.inflight_bytes());
     }
 }

@@ -244,6 +244,12 @@ impl DiskStore {
         self.shared.stats()
     }
 
+    /// Records the latency of every successful commit (transaction and fsync) in `histogram`
+    /// from now on (the broker's `Metrics::store_commit`). Only the first call counts.
+    pub fn record_commit_latency(&self, histogram: Arc<tern_core::Histogram>) {
+        let _ = self.shared.commit_latency.set(histogram);
+    }
+
     /// Writes everything submitted so far, then moves the log into the main file and trims it.
     /// Blocks until done: call it from a blocking context (`spawn_blocking`).
     pub fn checkpoint(&self) -> Result<(), StoreError> {

@@ -154,6 +154,8 @@ pub(crate) struct Shared {
     failed: Mutex<Vec<(Lsn, Lsn)>>,
     waiters: Mutex<BTreeMap<Lsn, Vec<Arc<dyn Wake>>>>,
     pub(crate) stats: Stats,
+    /// Where the latency of each successful commit is recorded (the broker's metrics).
+    pub(crate) commit_latency: std::sync::OnceLock<Arc<tern_core::Histogram>>,
 }
 
 /// At most this many separate failed ranges are kept; beyond, the two oldest are merged (the
@@ -194,6 +196,7 @@ impl Shared {
             failed: Mutex::new(Vec::new()),
             waiters: Mutex::new(BTreeMap::new()),
             stats: Stats::default(),
+            commit_latency: std::sync::OnceLock::new(),
         }
     }
 
@@ -534,7 +537,12 @@ impl Writer {
         } else {
             self.commits += 1;
             let fail = self.config.fail_commits.contains(&self.commits);
-            self.backend.apply(&ws, fail)
+            let started = Instant::now();
+            let result = self.backend.apply(&ws, fail);
+            if let (Ok(()), Some(h)) = (&result, shared.commit_latency.get()) {
+                h.observe(started.elapsed());
+            }
+            result
         };
         let ok = match result {
             Ok(()) => {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use tern_codec::ByteString;
 use tern_core::ListenerPolicy;
 
 use crate::auth::{Authenticator, SharedAuthenticator};
@@ -39,6 +38,10 @@ struct Cli {
     /// `-c`.
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
+
+    /// Mosquitto's `-d` (run in the background): refused, see `crate::process`.
+    #[arg(short = 'd', long = "daemon", hide = true)]
+    daemon: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +61,9 @@ enum Command {
     Bench(Box<crate::bench::BenchArgs>),
     /// Create or edit a password file, with mosquitto_passwd's flags.
     Passwd(crate::tools::PasswdArgs),
+    /// Manage a running broker through its admin API: clients, sessions, subscriptions,
+    /// retained messages, stats, reload; and API key files.
+    Ctl(crate::tools::CtlArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -90,12 +96,21 @@ struct ServeArgs {
     /// Keep everything in memory: nothing survives a restart (wins over --data-dir).
     #[arg(long)]
     in_memory: bool,
+
+    /// Serve the admin REST API and dashboard on HOST:PORT (`off`: not at all). Overrides
+    /// `[admin] listen`; the default is 127.0.0.1:18083.
+    #[arg(long, value_name = "HOST:PORT|off")]
+    admin_listen: Option<String>,
 }
 
 /// Runs the command line; the process exit status is the result.
 #[must_use]
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.daemon {
+        eprintln!("tern: {}", crate::process::DAEMON_REFUSED);
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Serve(args)) => serve(args),
@@ -103,6 +118,7 @@ pub fn main() -> ExitCode {
         Some(Command::Sub(args)) => crate::tools::run_sub(args),
         Some(Command::Bench(args)) => crate::bench::run(*args),
         Some(Command::Passwd(args)) => crate::tools::run_passwd(args),
+        Some(Command::Ctl(args)) => crate::tools::run_ctl(args),
         None => serve(ServeArgs {
             config: cli.config,
             ..ServeArgs::default()
@@ -144,11 +160,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.in_memory {
         config.persistence.enabled = false;
     }
-    crate::logging::init(
-        args.log_level.as_deref(),
-        config.log.level.as_deref(),
-        config.log.timestamps.unwrap_or(true),
-    )?;
+    let logging = crate::logging::init(args.log_level.as_deref(), &config.log)?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -203,14 +215,37 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             authenticator: authenticator.clone(),
             listeners: listener_security,
         };
-        reload_on_sighup(security, tls_acceptors(&listeners))
-            .context("cannot install the SIGHUP handler")?;
+        let admin = crate::admin::Wiring::new(&config, &security, &listeners);
+        let hangups = crate::reload::hangups().context("cannot install the SIGHUP handler")?;
+        crate::sys_topics::start(&opened.broker, config.sys_interval);
         let server = Server::bind(opened.broker, listeners)
             .await?
             .with_connection_messages(config.log.connection_messages.unwrap_or(true))
             .with_connection_limits(config.limits.clone())
-            .with_authenticator(authenticator);
-        server.run(shutdown).await;
+            .with_authenticator(authenticator.clone());
+        let command_line = crate::reload::CommandLine {
+            listen: !args.listen.is_empty(),
+            allow_anonymous: args.allow_anonymous,
+            data_dir: args.data_dir.clone(),
+            in_memory: args.in_memory,
+        };
+        let running = crate::reload::start(
+            &server,
+            &config,
+            command_line,
+            Some(logging),
+            authenticator,
+            &security.listeners,
+            hangups,
+        )?;
+        let admin = admin
+            .with_reloader(running.reloader.clone())
+            .start(&config.admin, args.admin_listen.as_deref(), &server)
+            .await?;
+        crate::process::notify_ready();
+        server.run(admin.until(shutdown)).await;
+        crate::process::notify_stopping();
+        drop(running);
         anyhow::Ok(())
     })?;
     // Connections are closed: write what is pending and close the store.
@@ -286,71 +321,8 @@ fn apply_listener_settings(
     config: &Config,
     allow_anonymous: bool,
 ) {
-    let own = &listener.settings;
-    let policy = &mut spec.policy;
-    if let Some(versions) = own.protocol_versions {
-        policy.protocol_versions = versions;
-    }
-    policy.mount_point = own.mount_point.as_deref().map(ByteString::from);
-    // Like Mosquitto 2, a listener declared in the file refuses anonymous clients unless told
-    // otherwise, by its own setting or the broker-wide one.
-    policy.allow_anonymous = allow_anonymous
-        || own
-            .allow_anonymous
-            .or(config.allow_anonymous)
-            .unwrap_or(false);
-    policy.allow_zero_length_clientid = own.allow_zero_length_clientid;
-    policy.auto_id_prefix.clone_from(&own.auto_id_prefix);
-}
-
-/// The TLS acceptors of `listeners`, for the SIGHUP handler.
-fn tls_acceptors(listeners: &[ListenerSpec]) -> Vec<(ListenAddr, Arc<TlsAcceptor>)> {
-    listeners
-        .iter()
-        .filter_map(|l| l.tls.as_ref().map(|t| (l.bind.clone(), t.clone())))
-        .collect()
-}
-
-/// SIGHUP reloads what can change without a restart, as Mosquitto does: the ACL file and the
-/// password file (see [`SecurityReload`]), and the certificates, keys, CAs and CRLs of the TLS
-/// listeners. New handshakes use the new files;
-/// established connections are not touched. A file that cannot be used is logged with its name
-/// and the listener keeps its previous certificates. The handler is installed before the
-/// listeners are bound, so that an early SIGHUP never kills the broker.
-fn reload_on_sighup(
-    security: SecurityReload,
-    tls: Vec<(ListenAddr, Arc<TlsAcceptor>)>,
-) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = signal(SignalKind::hangup())?;
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading");
-                if let Err(e) = security.reload() {
-                    tracing::error!("reload failed, keeping the previous ACL and passwords: {e}");
-                }
-                for (bind, acceptor) in &tls {
-                    match acceptor.reload() {
-                        Ok(summary) => {
-                            tracing::info!(
-                                "TLS listener {bind}: now serving certificate {summary}"
-                            );
-                        }
-                        Err(e) => tracing::error!(
-                            "TLS listener {bind}: reload failed, keeping the previous \
-                             certificates: `{}`: {e}",
-                            e.key.mosquitto_name()
-                        ),
-                    }
-                }
-            }
-        });
-    }
-    #[cfg(not(unix))]
-    let _ = (security, tls);
-    Ok(())
+    // The same policy as a reload gives it.
+    spec.policy = crate::reload::declared_policy(config, listener, allow_anonymous, false);
 }
 
 fn parse_listen(text: &str) -> anyhow::Result<ListenAddr> {

@@ -104,7 +104,8 @@ where
     let mut rbuf = BytesMut::with_capacity(MIN_READ_BUFFER);
     let mut wbuf = BytesMut::new();
     async move {
-        let mut announced = false;
+        // Whether the connection was logged as connected, then how it ended.
+        let mut announced = crate::logging::Ending::NotAnnounced;
         // The pause of reading a rate limit imposes while the next PUBLISH waits for its
         // tokens.
         let mut paused: Option<Pin<Box<tokio::time::Sleep>>> = None;
@@ -130,15 +131,12 @@ where
             while wbuf.len() < WRITE_HIGH_WATER
                 && conn.poll_transmit(now, &mut wbuf, WRITE_HIGH_WATER)
             {}
-            if shared.log_connections && !announced && conn.is_connected() {
-                announced = true;
-                tracing::info!(
-                    "client {} connected from {} (MQTT {})",
-                    conn.client_id(),
-                    conn.remote_addr()
-                        .map_or_else(|| shared.unaddressed.to_string(), |p| p.to_string()),
-                    conn.version()
-                );
+            if shared.log_connections
+                && announced == crate::logging::Ending::NotAnnounced
+                && conn.is_connected()
+            {
+                announced = crate::logging::Ending::Open;
+                crate::logging::log_connected(&conn, &shared.unaddressed);
             }
             if conn.is_closing() {
                 break;
@@ -166,14 +164,19 @@ where
                 biased;
                 () = shared.shutdown.cancelled(), if !shutting_down => {
                     shutting_down = true;
+                    announced.end(crate::logging::Ending::ServerShutdown);
                     conn.handle_shutdown(Instant::now());
                 }
                 result = poll_fn(|cx| poll_write_or_flush(&mut writer, &mut wbuf, cx)),
                     if !wbuf.is_empty() || unflushed =>
                 {
                     match result {
-                        Err(_) | Ok(Some(0)) => conn.handle_connection_lost(Instant::now()),
-                        Ok(Some(_)) => {
+                        Err(_) | Ok(Some(0)) => {
+                            announced.end(crate::logging::Ending::SocketError);
+                            conn.handle_connection_lost(Instant::now());
+                        }
+                        Ok(Some(written)) => {
+                            shared.broker.metrics().add_bytes_written(written);
                             unflushed = true;
                             if wbuf.is_empty() && wbuf.capacity() > KEEP_WRITE_BUFFER {
                                 wbuf = BytesMut::new();
@@ -198,8 +201,16 @@ where
                 {
                     let now = Instant::now();
                     match result {
-                        Ok(0) | Err(_) => conn.handle_connection_lost(now),
+                        Ok(0) => {
+                            announced.end(crate::logging::Ending::ClosedByClient);
+                            conn.handle_connection_lost(now);
+                        }
+                        Err(_) => {
+                            announced.end(crate::logging::Ending::SocketError);
+                            conn.handle_connection_lost(now);
+                        }
                         Ok(n) => {
+                            shared.broker.metrics().add_bytes_received(n);
                             if n >= read_chunk && read_chunk < MAX_READ_BUFFER {
                                 read_chunk *= 2;
                             }
@@ -228,16 +239,24 @@ where
                         conn.handle_input_pending(now);
                     }
                     conn.handle_timeout(now);
+                    if conn.is_closing() {
+                        announced.end(crate::logging::Ending::TimedOut);
+                    }
                 }
             }
         }
 
         // Flush what is left (a CONNACK refusal, a DISCONNECT), bounded in time.
+        let pending = wbuf.len();
         let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
             writer.write_all_buf(&mut wbuf).await?;
             writer.shutdown().await
         })
         .await;
+        shared
+            .broker
+            .metrics()
+            .add_bytes_written(pending - wbuf.len());
         // Lingering close: closing a socket with unread input makes the kernel reset the
         // connection, which can destroy the DISCONNECT or CONNACK still in flight. Read and
         // discard until the client closes, for a bounded time.
@@ -252,9 +271,7 @@ where
         })
         .await;
         conn.handle_connection_lost(Instant::now());
-        if announced {
-            tracing::info!("client {} disconnected", conn.client_id());
-        }
+        crate::logging::log_disconnected(&conn, announced);
         drop(guard);
     }
 }
@@ -314,7 +331,12 @@ fn decode_all(
             return Some(until);
         }
         match decoder.decode(buf) {
-            Ok(Some(packet)) => conn.handle_packet(packet, now),
+            Ok(Some(packet)) => {
+                if let tern_codec::Packet::Publish(publish) = &packet {
+                    crate::logging::log_publish(conn.client_id(), publish);
+                }
+                conn.handle_packet(packet, now);
+            }
             Ok(None) => {
                 // Make room for the rest of a large packet in one allocation, once the client
                 // is in: before that, a header alone must not make the broker reserve up to

@@ -4,17 +4,22 @@
 //! tasks, configuration files, logging, signals and the command line. The protocol logic lives
 //! in `tern-core` and the wire format in `tern-codec`.
 
+mod admin;
 pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;
 mod connection;
 pub mod limits;
-mod logging;
+pub mod logging;
+mod metrics_view;
 mod persistence;
+mod process;
+mod prometheus;
 pub mod proxy_protocol;
 mod reload;
 pub mod server;
+mod sys_topics;
 pub mod tls;
 pub mod tools;
 pub mod unix_socket;

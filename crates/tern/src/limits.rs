@@ -132,8 +132,13 @@ impl GateState {
 }
 
 /// Admits or refuses new connections against [`ConnectionLimits`]; shared by every listener.
+///
+/// The limits can be replaced while the server runs ([`Gate::set_limits`], on reload). New
+/// values apply to the counts kept so far; a limit switched on where there was none counts the
+/// connections accepted from then on (counting every connection all the time, in case a limit
+/// appears, would cost each connection its place in the counts).
 pub(crate) struct Gate {
-    limits: ConnectionLimits,
+    limits: arc_swap::ArcSwap<ConnectionLimits>,
     state: Mutex<GateState>,
     refusals: Arc<Semaphore>,
 }
@@ -141,10 +146,25 @@ pub(crate) struct Gate {
 impl Gate {
     pub(crate) fn new(limits: ConnectionLimits) -> Arc<Self> {
         Arc::new(Self {
-            limits,
+            limits: arc_swap::ArcSwap::from_pointee(limits),
             state: Mutex::new(GateState::default()),
             refusals: Arc::new(Semaphore::new(REFUSAL_SLOTS)),
         })
+    }
+
+    /// Replaces the limits; connections admitted later are checked against `limits`.
+    pub(crate) fn set_limits(&self, limits: ConnectionLimits) {
+        let mut st = self.lock();
+        if limits.connect_rate != self.limits.load().connect_rate {
+            // Buckets of the old rate would keep its burst.
+            st.rates.clear();
+        }
+        self.limits.store(Arc::new(limits));
+    }
+
+    /// The limits in force.
+    pub(crate) fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits::clone(&self.limits.load())
     }
 
     fn lock(&self) -> MutexGuard<'_, GateState> {
@@ -157,57 +177,53 @@ impl Gate {
     /// 0x9F (Connection rate exceeded). The connection counts until the returned guard is
     /// dropped.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, ReasonCode> {
-        if self.limits.is_unlimited() {
+        let limits = self.limits.load();
+        if limits.is_unlimited() {
             return Ok(Admitted {
                 gate: None,
-                ip: Some(ip),
+                ip: None,
             });
         }
         let ip = source(ip);
         let mut st = self.lock();
-        if self
-            .limits
-            .max_connections
-            .is_some_and(|max| st.total >= max)
-        {
+        if limits.max_connections.is_some_and(|max| st.total >= max) {
             return Err(ReasonCode::QUOTA_EXCEEDED);
         }
-        if let Some(max) = self.limits.max_connections_per_ip
+        if let Some(max) = limits.max_connections_per_ip
             && st.per_ip.get(&ip).is_some_and(|open| *open >= max)
         {
             return Err(ReasonCode::QUOTA_EXCEEDED);
         }
         // Only connections the counts let in use a token.
-        if let Some(limit) = &self.limits.connect_rate
+        if let Some(limit) = &limits.connect_rate
             && !st.take_connect_token(limit, ip, Instant::now())
         {
             return Err(ReasonCode::CONNECTION_RATE_EXCEEDED);
         }
-        if self.limits.max_connections_per_ip.is_some() {
+        // The address is kept only when it is counted, so that its release matches.
+        let counted_ip = limits.max_connections_per_ip.is_some().then_some(ip);
+        if let Some(ip) = counted_ip {
             *st.per_ip.entry(ip).or_insert(0) += 1;
         }
         st.total += 1;
         Ok(Admitted {
             gate: Some(self.clone()),
-            ip: Some(ip),
+            ip: counted_ip,
         })
     }
 
     /// Counts a new connection without an address (a Unix socket client): only the limit on
     /// all connections applies to it.
     pub(crate) fn admit_unaddressed(self: &Arc<Self>) -> Result<Admitted, ReasonCode> {
-        if self.limits.max_connections.is_none() {
+        let limits = self.limits.load();
+        if limits.max_connections.is_none() {
             return Ok(Admitted {
                 gate: None,
                 ip: None,
             });
         }
         let mut st = self.lock();
-        if self
-            .limits
-            .max_connections
-            .is_some_and(|max| st.total >= max)
-        {
+        if limits.max_connections.is_some_and(|max| st.total >= max) {
             return Err(ReasonCode::QUOTA_EXCEEDED);
         }
         st.total += 1;
@@ -217,11 +233,11 @@ impl Gate {
         })
     }
 
+    /// Frees a connection's place; `ip` is its address if it was counted per address.
     fn release(&self, ip: Option<IpAddr>) {
         let mut st = self.lock();
         st.total = st.total.saturating_sub(1);
-        if self.limits.max_connections_per_ip.is_some()
-            && let Some(ip) = ip
+        if let Some(ip) = ip
             && let Some(open) = st.per_ip.get_mut(&ip)
         {
             *open = open.saturating_sub(1);
@@ -362,16 +378,52 @@ pub(crate) struct PublishLimiter {
     action: RateExceeded,
 }
 
+/// The message rate and bandwidth of new connections when a reload changed them from the
+/// broker's configuration (`None`: the broker's configuration applies). Read once per
+/// connection, when it starts; connections already open keep the limits they started with.
+static PUBLISH_RATES: arc_swap::ArcSwapOption<PublishRates> =
+    arc_swap::ArcSwapOption::const_empty();
+
+/// `limits.message_rate`, `limits.bandwidth` and `limits.rate_exceeded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PublishRates {
+    pub(crate) message_rate: Option<RateLimit>,
+    pub(crate) bandwidth: Option<RateLimit>,
+    pub(crate) action: RateExceeded,
+}
+
+impl PublishRates {
+    /// The rates `config` sets.
+    pub(crate) fn of(config: &BrokerConfig) -> Self {
+        Self {
+            message_rate: config.message_rate,
+            bandwidth: config.bandwidth,
+            action: config.rate_exceeded,
+        }
+    }
+}
+
+/// Replaces the message rate and bandwidth of connections that start from now on.
+pub(crate) fn set_publish_rates(rates: PublishRates) {
+    PUBLISH_RATES.store(Some(Arc::new(rates)));
+}
+
 impl PublishLimiter {
-    /// The limiter for a new connection; `None` when neither limit is set.
+    /// The limiter for a new connection; `None` when neither limit is set. The limits are the
+    /// broker's (`config`), unless a reload has replaced them ([`set_publish_rates`]).
     pub(crate) fn new(config: &BrokerConfig, now: Instant) -> Option<Box<Self>> {
-        if config.message_rate.is_none() && config.bandwidth.is_none() {
+        let rates = PUBLISH_RATES
+            .load()
+            .as_deref()
+            .copied()
+            .unwrap_or_else(|| PublishRates::of(config));
+        if rates.message_rate.is_none() && rates.bandwidth.is_none() {
             return None;
         }
         Some(Box::new(Self {
-            messages: config.message_rate.map(|l| TokenBucket::new(&l, now)),
-            bytes: config.bandwidth.map(|l| TokenBucket::new(&l, now)),
-            action: config.rate_exceeded,
+            messages: rates.message_rate.map(|l| TokenBucket::new(&l, now)),
+            bytes: rates.bandwidth.map(|l| TokenBucket::new(&l, now)),
+            action: rates.action,
         }))
     }
 

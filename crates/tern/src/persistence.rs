@@ -44,6 +44,7 @@ pub(crate) fn open(
     let deliveries: usize = snapshot.sessions.iter().map(|s| s.deliveries.len()).sum();
     let dyn_store: Arc<dyn Store> = store.clone();
     let broker = Broker::with_store(broker_config, Some(dyn_store));
+    store.record_commit_latency(broker.metrics().store_commit.clone());
     broker.restore(snapshot, Instant::now());
     tracing::info!(
         "store {}: recovered {sessions} sessions, {deliveries} queued or in-flight messages and \

@@ -18,6 +18,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use arc_swap::ArcSwap;
+
 use crate::auth::SharedAuthenticator;
 use crate::config::ListenAddr;
 use crate::connection;
@@ -54,65 +56,51 @@ pub struct ListenerSpec {
 /// A bound, not yet running server.
 pub struct Server {
     broker: Broker,
-    listeners: Vec<(Bound, ListenerSpec)>,
-    log_connections: bool,
-    authenticator: SharedAuthenticator,
-    limits: ConnectionLimits,
+    listeners: Listeners,
 }
 
 impl Server {
     /// Binds every listener for `broker`. Fails if any address cannot be bound (Unix socket
     /// files already created are removed again).
     pub async fn bind(broker: Broker, specs: Vec<ListenerSpec>) -> io::Result<Self> {
-        let mut listeners = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let bound = Bound::bind(&spec.bind).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on {}: {e}", spec.bind))
-            })?;
-            listeners.push((bound, spec));
+        let listeners = Listeners::new(broker.clone());
+        let mut bound = Vec::with_capacity(specs.len());
+        let keys = ListenerKey::of(specs.iter().map(|s| &s.bind));
+        for (spec, key) in specs.into_iter().zip(keys) {
+            bound.push(PendingListener::bind(spec, key).await?);
         }
-        Ok(Self {
-            broker,
-            listeners,
-            log_connections: true,
-            authenticator: SharedAuthenticator::default(),
-            limits: ConnectionLimits::default(),
-        })
+        for pending in bound {
+            listeners.add(pending);
+        }
+        Ok(Self { broker, listeners })
     }
 
     /// Limits on connections across listeners and per source address (none by default).
     #[must_use]
-    pub fn with_connection_limits(mut self, limits: ConnectionLimits) -> Self {
-        self.limits = limits;
+    pub fn with_connection_limits(self, limits: ConnectionLimits) -> Self {
+        self.listeners.set_limits(limits);
         self
     }
 
     /// The authentication sources connections use; the handle lets a reload replace them.
     #[must_use]
-    pub fn with_authenticator(mut self, authenticator: SharedAuthenticator) -> Self {
-        self.authenticator = authenticator;
+    pub fn with_authenticator(self, authenticator: SharedAuthenticator) -> Self {
+        self.listeners.set_default_authenticator(authenticator);
         self
     }
 
     /// Whether connections and disconnections are logged at info level (`connection_messages`,
     /// on by default as in Mosquitto).
     #[must_use]
-    pub fn with_connection_messages(mut self, on: bool) -> Self {
-        self.log_connections = on;
+    pub fn with_connection_messages(self, on: bool) -> Self {
+        self.listeners.set_connection_messages(on);
         self
     }
 
     /// The TCP addresses actually bound (ports resolved); Unix sockets are not listed.
     #[must_use]
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|(bound, _)| match bound {
-                Bound::Tcp(l) => l.local_addr().ok(),
-                #[cfg(unix)]
-                Bound::Unix(_) => None,
-            })
-            .collect()
+        self.listeners.local_addrs()
     }
 
     /// The broker behind this server.
@@ -121,60 +109,514 @@ impl Server {
         &self.broker
     }
 
+    /// The listeners, to add, change or remove some while the server runs (on reload).
+    pub(crate) fn listeners(&self) -> Listeners {
+        self.listeners.clone()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting (Unix socket files are
     /// removed), tells MQTT 5 clients the server is shutting down (DISCONNECT 0x8B), and waits
     /// up to a grace period for connections to close.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let ctx = AcceptContext {
-            broker: self.broker.clone(),
-            cancel: cancel.clone(),
-            tracker: tracker.clone(),
-            gate: Gate::new(self.limits.clone()),
-        };
-        // Tests and scripts read the address from the `listening on` lines, often the first
-        // one: TCP listeners are announced first, so that the first line is an address and
-        // port whenever there is one.
-        let (tcp, unix): (Vec<_>, Vec<_>) = self
-            .listeners
-            .into_iter()
-            .partition(|(bound, _)| matches!(bound, Bound::Tcp(_)));
-        for (bound, mut spec) in tcp.into_iter().chain(unix) {
-            if let Bound::Tcp(l) = &bound
-                && let Ok(addr) = l.local_addr()
-            {
-                spec.bind = ListenAddr::Tcp(addr);
-            }
-            announce(&spec);
-            let shared = Arc::new(connection::Shared {
-                broker: self.broker.clone(),
-                shutdown: cancel.clone(),
-                log_connections: self.log_connections,
-                authenticator: spec
-                    .authenticator
-                    .clone()
-                    .unwrap_or_else(|| self.authenticator.clone()),
-                unaddressed: spec.bind.to_string().into(),
-            });
-            let own = Arc::new(Listener {
-                policy: Arc::new(spec.policy.clone()),
-                spec,
-                shared,
-            });
-            tracker.spawn(accept_loop(bound, own, ctx.clone()));
-        }
-        tracker.spawn(broker_timers(self.broker.clone(), cancel.clone()));
+        let inner = self.listeners.inner.clone();
+        self.listeners.start();
+        inner
+            .tracker
+            .spawn(broker_timers(self.broker.clone(), inner.cancel.clone()));
         shutdown.await;
         tracing::info!("shutting down");
-        cancel.cancel();
-        tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        inner.cancel.cancel();
+        inner.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, inner.tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The listeners of a running server.
+
+/// The listeners of a server: bound, accepting, and replaceable while it runs. Cloning gives
+/// another handle on the same listeners.
+#[derive(Clone)]
+pub(crate) struct Listeners {
+    inner: Arc<ListenersInner>,
+}
+
+struct ListenersInner {
+    broker: Broker,
+    /// Server shutdown; each listener's own token is a child of it.
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    /// Connection limits across listeners and per source address.
+    gate: Arc<Gate>,
+    state: std::sync::Mutex<ListenersState>,
+}
+
+struct ListenersState {
+    /// Whether the server runs: listeners added from now on accept at once.
+    started: bool,
+    log_connections: bool,
+    /// The authentication sources of listeners without their own.
+    authenticator: SharedAuthenticator,
+    running: Vec<Running>,
+}
+
+/// Identifies a listener of the configuration across reloads: its address as configured (port
+/// 0 before it is resolved), and which of the listeners configured with that address it is
+/// (only port 0 can be configured more than once).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ListenerKey {
+    pub(crate) bind: ListenAddr,
+    pub(crate) nth: usize,
+}
+
+impl ListenerKey {
+    /// The keys of listeners configured with `binds`, in order.
+    pub(crate) fn of<'a>(binds: impl Iterator<Item = &'a ListenAddr>) -> Vec<Self> {
+        let mut keys: Vec<Self> = Vec::new();
+        for bind in binds {
+            let nth = keys.iter().filter(|k| &k.bind == bind).count();
+            keys.push(Self {
+                bind: bind.clone(),
+                nth,
+            });
+        }
+        keys
+    }
+}
+
+impl fmt::Display for ListenerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.bind)
+    }
+}
+
+/// One listener: its socket's accept loop, and what its connections are set up with.
+struct Running {
+    /// Which listener of the configuration it is: what a reload matches.
+    key: ListenerKey,
+    /// What new connections get; replaced when its settings change.
+    current: Arc<ArcSwap<Listener>>,
+    /// Its `max_connections`.
+    slots: Arc<Slots>,
+    /// Stops its accept loop and closes its connections.
+    cancel: CancellationToken,
+    /// Cancelled once its socket is closed.
+    stopped: CancellationToken,
+    /// The socket, until the accept loop takes it.
+    bound: Option<Bound>,
+    /// Every `Shared` its connections may hold, to count them (see [`Running::connections`]).
+    shareds: Vec<std::sync::Weak<connection::Shared>>,
+    /// Every `Listener` made for it (each holds one `Arc` of its `Shared`).
+    made: Vec<std::sync::Weak<Listener>>,
+}
+
+impl Running {
+    /// Connections established through this listener: every `Arc<Shared>` is held by a
+    /// connection task or by a `Listener`, so this costs the connections nothing.
+    fn connections(&mut self) -> usize {
+        self.shareds.retain(|w| w.strong_count() > 0);
+        self.made.retain(|w| w.strong_count() > 0);
+        let held: usize = self.shareds.iter().map(std::sync::Weak::strong_count).sum();
+        held.saturating_sub(self.made.len())
+    }
+
+    fn remember(&mut self, listener: &Arc<Listener>) {
+        self.made.push(Arc::downgrade(listener));
+        if !self
+            .shareds
+            .iter()
+            .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&listener.shared)))
+        {
+            self.shareds.push(Arc::downgrade(&listener.shared));
+        }
+    }
+}
+
+/// A listener bound but not serving yet: adding it to [`Listeners`] starts it. Dropping it
+/// closes the socket (and removes a Unix socket's file).
+pub(crate) struct PendingListener {
+    spec: ListenerSpec,
+    /// Which listener of the configuration it is.
+    key: ListenerKey,
+    bound: Bound,
+}
+
+impl PendingListener {
+    /// Binds `spec`'s address, for the listener of the configuration `key` names.
+    pub(crate) async fn bind(mut spec: ListenerSpec, key: ListenerKey) -> io::Result<Self> {
+        let bound = Bound::bind(&spec.bind).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", spec.bind))
+        })?;
+        if let Bound::Tcp(l) = &bound
+            && let Ok(addr) = l.local_addr()
+        {
+            spec.bind = ListenAddr::Tcp(addr);
+        }
+        Ok(Self { spec, key, bound })
+    }
+
+    /// The address bound, for messages.
+    pub(crate) fn name(&self) -> String {
+        self.spec.bind.to_string()
+    }
+}
+
+/// What the admin API shows of a listener.
+#[derive(Debug, Clone)]
+pub(crate) struct ListenerInfo {
+    /// The address bound (the port resolved), or the Unix socket.
+    pub(crate) bound: ListenAddr,
+    /// `tcp`, `tls`, `ws`, `wss` or `unix` (`unix` also for WebSocket over a Unix socket).
+    pub(crate) kind: &'static str,
+    /// Whether connections start with a PROXY protocol header.
+    pub(crate) proxy_protocol: bool,
+    /// Connections established now.
+    pub(crate) connections: usize,
+    /// Its connection limit, if any.
+    pub(crate) max_connections: Option<usize>,
+    /// The settings new connections get.
+    pub(crate) policy: Arc<ListenerPolicy>,
+}
+
+impl Listeners {
+    fn new(broker: Broker) -> Self {
+        Self {
+            inner: Arc::new(ListenersInner {
+                broker,
+                cancel: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                gate: Gate::new(ConnectionLimits::default()),
+                state: std::sync::Mutex::new(ListenersState {
+                    started: false,
+                    log_connections: true,
+                    authenticator: SharedAuthenticator::default(),
+                    running: Vec::new(),
+                }),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ListenersState> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection limits across listeners.
+    pub(crate) fn set_limits(&self, limits: ConnectionLimits) {
+        self.inner.gate.set_limits(limits);
+    }
+
+    /// The connection limits in force.
+    pub(crate) fn limits(&self) -> ConnectionLimits {
+        self.inner.gate.limits()
+    }
+
+    fn set_default_authenticator(&self, authenticator: SharedAuthenticator) {
+        let mut state = self.lock();
+        state.authenticator = authenticator;
+        let ListenersState {
+            running,
+            authenticator,
+            log_connections,
+            ..
+        } = &mut *state;
+        for r in running.iter_mut() {
+            let old = r.current.load_full();
+            if old.spec.authenticator.is_none() {
+                let new = self.inner.listener(
+                    old.spec.clone(),
+                    &r.cancel,
+                    *log_connections,
+                    authenticator,
+                );
+                r.remember(&new);
+                r.current.store(new);
+            }
+        }
+    }
+
+    /// Whether connections and disconnections are logged; listeners' new connections follow.
+    pub(crate) fn set_connection_messages(&self, on: bool) {
+        let mut state = self.lock();
+        if state.log_connections == on {
+            return;
+        }
+        state.log_connections = on;
+        let ListenersState {
+            running,
+            authenticator,
+            ..
+        } = &mut *state;
+        for r in running.iter_mut() {
+            let old = r.current.load_full();
+            let new = self
+                .inner
+                .listener(old.spec.clone(), &r.cancel, on, authenticator);
+            r.remember(&new);
+            r.current.store(new);
+        }
+    }
+
+    /// Adds a bound listener; it accepts connections at once if the server runs.
+    pub(crate) fn add(&self, pending: PendingListener) {
+        let mut state = self.lock();
+        let cancel = self.inner.cancel.child_token();
+        let listener = self.inner.listener(
+            pending.spec,
+            &cancel,
+            state.log_connections,
+            &state.authenticator,
+        );
+        let mut running = Running {
+            key: pending.key,
+            slots: Arc::new(Slots::new(listener.spec.max_connections)),
+            current: Arc::new(ArcSwap::new(listener.clone())),
+            cancel,
+            stopped: CancellationToken::new(),
+            bound: Some(pending.bound),
+            shareds: Vec::new(),
+            made: Vec::new(),
+        };
+        running.remember(&listener);
+        if state.started {
+            self.inner.start(&mut running);
+        }
+        state.running.push(running);
+    }
+
+    /// Starts every listener: TCP listeners first, so that the first `listening on` line is an
+    /// address and port whenever there is one (tests and scripts read it).
+    fn start(&self) {
+        let mut state = self.lock();
+        state.started = true;
+        let mut order: Vec<usize> = (0..state.running.len()).collect();
+        order.sort_by_key(|i| !matches!(state.running[*i].key.bind, ListenAddr::Tcp(_)));
+        for i in order {
+            self.inner.start(&mut state.running[i]);
+        }
+    }
+
+    /// Removes the listener configured as `key`: it stops accepting at once, and its
+    /// connections are closed as at shutdown (MQTT 5 clients get DISCONNECT 0x8B). Returns a
+    /// token cancelled once its socket is closed, if there was one.
+    pub(crate) fn remove(&self, key: &ListenerKey) -> Option<CancellationToken> {
+        let mut state = self.lock();
+        let i = state.running.iter().position(|r| &r.key == key)?;
+        let mut running = state.running.remove(i);
+        running.cancel.cancel();
+        if running.bound.take().is_some() {
+            // Never started: the socket is closed now.
+            running.stopped.cancel();
+        }
+        tracing::info!("listener {} removed", running.current.load().spec.bind);
+        Some(running.stopped)
+    }
+
+    /// Gives the listener configured as `key` new settings (`spec`'s; its address is kept):
+    /// connections accepted from now on get them, established ones keep theirs. A changed
+    /// `max_connections` counts the established connections too.
+    pub(crate) fn update(&self, key: &ListenerKey, mut spec: ListenerSpec) -> bool {
+        let mut state = self.lock();
+        let ListenersState {
+            running,
+            authenticator,
+            log_connections,
+            ..
+        } = &mut *state;
+        let Some(r) = running.iter_mut().find(|r| &r.key == key) else {
+            return false;
+        };
+        let old = r.current.load_full();
+        spec.bind = old.spec.bind.clone();
+        r.slots.resize(spec.max_connections);
+        let new = self
+            .inner
+            .listener(spec, &r.cancel, *log_connections, authenticator);
+        r.remember(&new);
+        r.current.store(new);
+        true
+    }
+
+    /// Which listeners of the configuration are running.
+    pub(crate) fn keys(&self) -> Vec<ListenerKey> {
+        self.lock().running.iter().map(|r| r.key.clone()).collect()
+    }
+
+    /// The TCP addresses actually bound, in the order the listeners were added.
+    fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.lock()
+            .running
+            .iter()
+            .filter_map(|r| r.current.load().spec.bind.tcp())
+            .collect()
+    }
+
+    /// What each listener is and does now.
+    pub(crate) fn infos(&self) -> Vec<ListenerInfo> {
+        let mut state = self.lock();
+        state
+            .running
+            .iter_mut()
+            .map(|r| {
+                let connections = r.connections();
+                let current = r.current.load();
+                let spec = &current.spec;
+                let kind = match (&spec.bind, spec.tls.is_some(), spec.websocket.is_some()) {
+                    (ListenAddr::Unix(_), _, _) => "unix",
+                    (_, false, false) => "tcp",
+                    (_, true, false) => "tls",
+                    (_, false, true) => "ws",
+                    (_, true, true) => "wss",
+                };
+                ListenerInfo {
+                    bound: spec.bind.clone(),
+                    kind,
+                    proxy_protocol: spec.proxy_protocol.is_some(),
+                    connections,
+                    max_connections: r.slots.max(),
+                    policy: current.policy.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl ListenersInner {
+    /// What the connections of a listener with `spec` share.
+    fn listener(
+        &self,
+        spec: ListenerSpec,
+        cancel: &CancellationToken,
+        log_connections: bool,
+        authenticator: &SharedAuthenticator,
+    ) -> Arc<Listener> {
+        let shared = Arc::new(connection::Shared {
+            broker: self.broker.clone(),
+            shutdown: cancel.clone(),
+            log_connections,
+            authenticator: spec
+                .authenticator
+                .clone()
+                .unwrap_or_else(|| authenticator.clone()),
+            unaddressed: spec.bind.to_string().into(),
+        });
+        Arc::new(Listener {
+            policy: Arc::new(ListenerPolicy {
+                // The admin API shows it with the listener's clients.
+                name: Some(spec.bind.to_string().into()),
+                ..spec.policy.clone()
+            }),
+            spec,
+            shared,
+        })
+    }
+
+    /// Announces `running` and starts its accept loop.
+    fn start(&self, running: &mut Running) {
+        let Some(bound) = running.bound.take() else {
+            return;
+        };
+        announce(&running.current.load().spec);
+        let ctx = AcceptContext {
+            broker: self.broker.clone(),
+            cancel: running.cancel.clone(),
+            tracker: self.tracker.clone(),
+            gate: self.gate.clone(),
+        };
+        self.tracker.spawn(accept_loop(
+            bound,
+            running.current.clone(),
+            running.slots.clone(),
+            ctx,
+            running.stopped.clone(),
+        ));
+    }
+}
+
+/// A listener's `max_connections`: a semaphore whose size can change while connections hold
+/// permits. A smaller limit is a debt paid with permits as they come back.
+struct Slots {
+    state: std::sync::Mutex<SlotsState>,
+}
+
+struct SlotsState {
+    max: Option<usize>,
+    semaphore: Option<Arc<Semaphore>>,
+    /// Permits still to be taken out of the semaphore after the limit was lowered.
+    debt: usize,
+}
+
+impl Slots {
+    fn new(max: Option<usize>) -> Self {
+        Self {
+            state: std::sync::Mutex::new(SlotsState {
+                max,
+                semaphore: max.map(|n| Arc::new(Semaphore::new(n))),
+                debt: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotsState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn max(&self) -> Option<usize> {
+        self.lock().max
+    }
+
+    /// A place for a new connection: `Ok(None)` without a limit, `Err` when full.
+    fn try_acquire(&self) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        let mut st = self.lock();
+        let Some(semaphore) = st.semaphore.clone() else {
+            return Ok(None);
+        };
+        if st.debt > 0 {
+            st.debt -= semaphore.forget_permits(st.debt);
+        }
+        semaphore.try_acquire_owned().map(Some).map_err(drop)
+    }
+
+    /// Changes the limit. A limit where there was none counts the connections accepted from
+    /// now on.
+    fn resize(&self, max: Option<usize>) {
+        let mut st = self.lock();
+        match (st.max, max) {
+            (Some(old), Some(new)) if new > old => {
+                let mut more = new - old;
+                let paid = more.min(st.debt);
+                st.debt -= paid;
+                more -= paid;
+                if let Some(s) = &st.semaphore {
+                    s.add_permits(more);
+                }
+            }
+            (Some(old), Some(new)) if new < old => {
+                st.debt += old - new;
+                if let Some(s) = st.semaphore.clone() {
+                    st.debt -= s.forget_permits(st.debt);
+                }
+            }
+            (Some(_), Some(_)) => {}
+            (_, None) => {
+                st.semaphore = None;
+                st.debt = 0;
+            }
+            (None, Some(new)) => {
+                st.semaphore = Some(Arc::new(Semaphore::new(new)));
+                st.debt = 0;
+            }
+        }
+        st.max = max;
     }
 }
 
@@ -222,7 +664,7 @@ enum Accepted {
 impl Bound {
     async fn bind(addr: &ListenAddr) -> io::Result<Self> {
         match addr {
-            ListenAddr::Tcp(addr) => bind_tcp(*addr).map(Self::Tcp),
+            ListenAddr::Tcp(addr) => bind_tcp(*addr, BACKLOG).map(Self::Tcp),
             #[cfg(unix)]
             ListenAddr::Unix(unix) => crate::unix_socket::bind(unix).await.map(Self::Unix),
             #[cfg(not(unix))]
@@ -245,7 +687,7 @@ impl Bound {
 /// Binds a TCP listener. An IPv6 address listens for IPv6 only (`IPV6_V6ONLY`), as in
 /// Mosquitto and whatever the system's default: `[::]` and `0.0.0.0` can then share a port,
 /// and `socket_domain ipv6` means IPv6.
-fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
@@ -256,7 +698,7 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     #[cfg(unix)]
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
+    socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
     TcpListener::from_std(socket.into())
 }
@@ -321,24 +763,29 @@ fn places(permit: Option<OwnedSemaphorePermit>, counted: Admitted) -> Places {
 /// A connection's task after its set-up (PROXY header, TLS handshake, WebSocket upgrade).
 type Established = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-async fn accept_loop(bound: Bound, own: Arc<Listener>, ctx: AcceptContext) {
-    let limit = own
-        .spec
-        .max_connections
-        .map(|n| Arc::new(Semaphore::new(n)));
+/// Accepts connections on `bound` until the listener is removed or the server stops; each gets
+/// the listener's settings of the moment (`current`).
+async fn accept_loop(
+    bound: Bound,
+    current: Arc<ArcSwap<Listener>>,
+    slots: Arc<Slots>,
+    ctx: AcceptContext,
+    stopped: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
-            () = ctx.cancel.cancelled() => return,
+            () = ctx.cancel.cancelled() => break,
             accepted = bound.accept() => accepted,
         };
+        let own = current.load_full();
         match accepted {
             Ok(Accepted::Tcp(stream, peer)) => {
                 // Writes are batched by the connection task; Nagle would only add latency.
                 let _ = stream.set_nodelay(true);
-                ctx.start(stream, Some(peer), limit.as_ref(), &own);
+                ctx.start(stream, Some(peer), &slots, &own);
             }
             #[cfg(unix)]
-            Ok(Accepted::Unix(stream)) => ctx.start(stream, None, limit.as_ref(), &own),
+            Ok(Accepted::Unix(stream)) => ctx.start(stream, None, &slots, &own),
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(listener = %own.spec.bind, error = %e, "accept failed");
@@ -346,25 +793,22 @@ async fn accept_loop(bound: Bound, own: Arc<Listener>, ctx: AcceptContext) {
             }
         }
     }
+    // The socket is closed (a Unix socket's file removed) before anyone is told.
+    drop(bound);
+    stopped.cancel();
 }
 
 impl AcceptContext {
     /// Admits a connection just accepted from `peer` (`None`: a Unix socket's client) and
     /// serves it in a task of its own, or refuses it (see `limits` for how and why). On a
     /// PROXY protocol listener, the limits on addresses wait for the address of the header.
-    fn start<S>(
-        &self,
-        stream: S,
-        peer: Option<SocketAddr>,
-        limit: Option<&Arc<Semaphore>>,
-        own: &Arc<Listener>,
-    ) where
+    fn start<S>(&self, stream: S, peer: Option<SocketAddr>, slots: &Slots, own: &Arc<Listener>)
+    where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let permit = match limit.map(|sem| sem.clone().try_acquire_owned()) {
-            None => None,
-            Some(Ok(permit)) => Some(permit),
-            Some(Err(_)) => {
+        let permit = match slots.try_acquire() {
+            Ok(permit) => permit,
+            Err(()) => {
                 // Before a PROXY header, the next bytes are not a CONNECT to answer.
                 let answer = own.spec.proxy_protocol.is_none();
                 self.refuse(stream, peer, ReasonCode::QUOTA_EXCEEDED, &own.spec, answer);

@@ -142,8 +142,9 @@ fn start() -> Broker {
     common::mosquitto_password_file(&passwd, &users, &[]);
     let acl = dir.path.join("acl");
     std::fs::write(&acl, acl_text()).unwrap();
+    // No `$SYS` topics of the broker's own: the spy watches `$SYS/#` for what clients publish.
     let config = format!(
-        "allow_anonymous = true\npassword_file = \"{}\"\nacl_file = \"{}\"\n",
+        "sys_interval = 0\nallow_anonymous = true\npassword_file = \"{}\"\nacl_file = \"{}\"\n",
         passwd.display(),
         acl.display()
     );

@@ -10,6 +10,7 @@ use tern::config::{
     Config, ConfigError, DEFAULT_DATA_DIR, Durability, Format, ListenerConfig, LogConfig,
     PersistenceConfig, detect_format, load,
 };
+use tern::logging::LogDest;
 use tern_codec::{MAX_PACKET_SIZE, QoS};
 
 // ---------------------------------------------------------------------------------------------
@@ -238,6 +239,7 @@ fn toml_full_fixture() {
             level: Some("info,tern=debug".to_owned()),
             connection_messages: Some(false),
             timestamps: Some(false),
+            ..LogConfig::default()
         };
         c.listeners = vec![
             listener("0.0.0.0:1883", Some(10_000)),
@@ -374,7 +376,7 @@ const MQTT_KEYS: &str = "`max_packet_size`, `max_inflight_messages`, `receive_ma
      `connect_timeout`";
 
 /// Every top-level key, in the order the error message lists them.
-const TOP_LEVEL_KEYS: &str = "`allow_anonymous`, `sys_interval`, `acl_file`, `password_file`, `log`, `listeners`, `mqtt`, `persistence`, `limits`, `auth`";
+const TOP_LEVEL_KEYS: &str = "`allow_anonymous`, `sys_interval`, `acl_file`, `password_file`, `log`, `listeners`, `mqtt`, `persistence`, `limits`, `auth`, `admin`, `pid_file`, `user`";
 
 /// Every key of `[persistence]`, in the order the error message lists them.
 const PERSISTENCE_KEYS: &str = "`enabled`, `data_dir`, `durability`, `commit_window`, `max_batch`";
@@ -388,7 +390,7 @@ fn toml_unknown_keys_in_every_section() {
     assert_eq!(
         toml_err("[log]\nlevel = \"info\"\nfile = \"/var/log/tern.log\"\n"),
         "tern.toml:3: `log.file`: unknown key, expected one of `level`, `connection_messages`, \
-         `timestamps`"
+         `timestamps`, `timestamp_format`, `format`, `dest`, `redact`, `syslog_facility`"
     );
     assert_eq!(
         toml_err(
@@ -492,7 +494,7 @@ fn toml_wrong_types() {
         (
             "[[listeners]]\naddress = \"0.0.0.0:1883\"\n[log]\nlevel = \"info\"\n[[log.x]]\n",
             "tern.toml:5: `log.x`: unknown key, expected one of `level`, `connection_messages`, \
-             `timestamps`",
+             `timestamps`, `timestamp_format`, `format`, `dest`, `redact`, `syslog_facility`",
         ),
         (
             "listeners = [[\"0.0.0.0:1883\"]]\n",
@@ -969,6 +971,9 @@ fn mosquitto_full_fixture() {
             level: Some("info".to_owned()),
             connection_messages: Some(true),
             timestamps: Some(false),
+            timestamp_format: Some("%Y-%m-%dT%H:%M:%S".to_owned()),
+            dest: Some(vec![LogDest::Stderr, LogDest::Syslog]),
+            ..LogConfig::default()
         };
         c.listeners = vec![
             listener("0.0.0.0:1883", None),
@@ -997,17 +1002,6 @@ fn mosquitto_full_fixture() {
                 "persistence_file",
                 "ignored: Tern keeps its own store file, `tern.db`, in the data directory \
                  (`persistence_location`)",
-            ),
-            warning(
-                58,
-                "log_dest",
-                "ignored: Tern logs to stderr only (redirect it, or let systemd's journal \
-                 collect it)",
-            ),
-            warning(
-                65,
-                "log_timestamp_format",
-                "ignored: Tern's timestamp format is fixed",
             ),
             warning(
                 37,
@@ -1043,13 +1037,16 @@ fn mosquitto_distribution_fixture_with_include_dir() {
         .iter()
         .map(|w| fixture_relative(w))
         .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(
-        warnings,
-        [
-            "mosquitto-debian.conf:6: `pid_file`: ignored for now: Tern does not write a PID file",
-            "mosquitto-debian.conf:11: `log_dest`: ignored: Tern logs to stderr only (redirect \
-             it, or let systemd's journal collect it)",
-        ]
+        config.process.pid_file,
+        Some(PathBuf::from("/run/mosquitto/mosquitto.pid"))
+    );
+    assert_eq!(
+        config.log.dest,
+        Some(vec![LogDest::File(PathBuf::from(
+            "/var/log/mosquitto/mosquitto.log"
+        ))])
     );
     // `persistence true` and `persistence_location` are Tern's own settings: durable, in
     // Debian's directory (Tern's store file, tern.db, sits next to mosquitto.db).
@@ -1827,22 +1824,35 @@ fn mosquitto_log_options() {
         LogConfig {
             level: None,
             connection_messages: Some(false),
-            timestamps: Some(true)
+            timestamps: Some(true),
+            dest: Some(vec![LogDest::Stdout, LogDest::Stderr]),
+            ..LogConfig::default()
         }
     );
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-    let ignored =
-        "ignored: Tern logs to stderr only (redirect it, or let systemd's journal collect it)";
-    for dest in [
-        "file /var/log/mosquitto.log",
-        "syslog",
-        "topic",
-        "dlt",
-        "none",
+    for (dest, want) in [
+        (
+            "file /var/log/mosquitto.log",
+            vec![LogDest::File(PathBuf::from("/var/log/mosquitto.log"))],
+        ),
+        ("syslog", vec![LogDest::Syslog]),
+        ("none", vec![]),
+        (
+            "stderr\nlog_dest none\nlog_dest stdout",
+            vec![LogDest::Stdout],
+        ),
     ] {
-        assert_eq!(
-            mosq(&format!("log_dest {dest}\n")).warnings,
-            [format!("mosquitto.conf:1: `log_dest`: {ignored}")]
+        let c = mosq(&format!("log_dest {dest}\n"));
+        assert!(c.warnings.is_empty(), "{dest}: {:?}", c.warnings);
+        assert_eq!(c.log.dest, Some(want), "{dest}");
+    }
+    for dest in ["topic", "dlt"] {
+        let c = mosq(&format!("log_dest {dest}\n"));
+        assert_eq!(c.log.dest, None, "{dest}");
+        assert!(
+            c.warnings[0].starts_with("mosquitto.conf:1: `log_dest`: ignored: Tern does not"),
+            "{:?}",
+            c.warnings
         );
     }
     assert_eq!(
@@ -1851,8 +1861,8 @@ fn mosquitto_log_options() {
     );
     assert_eq!(
         mosq_err("log_dest journal\n"),
-        "mosquitto.conf:1: `log_dest`: expected stdout, stderr, file, syslog, topic, dlt or \
-         none, got `journal`"
+        "mosquitto.conf:1: `log_dest`: expected stdout, stderr, file PATH, syslog, topic, dlt \
+         or none, got `journal`"
     );
 }
 
@@ -1950,20 +1960,6 @@ fn mosquitto_harmless_unsupported_directives_are_warnings() {
         (
             "dhparamfile /dh.pem",
             "ignored: Tern does not use Diffie-Hellman parameter files",
-        ),
-        (
-            "log_timestamp_format %Y-%m-%dT%H:%M:%S",
-            "ignored: Tern's timestamp format is fixed",
-        ),
-        ("log_facility 5", "ignored: Tern does not log to syslog"),
-        (
-            "user mosquitto",
-            "ignored: Tern does not switch to another user; start it as the user it should run \
-             as (for example with `User=` in its systemd unit)",
-        ),
-        (
-            "pid_file /run/mosquitto/mosquitto.pid",
-            "ignored for now: Tern does not write a PID file",
         ),
         (
             "upgrade_outgoing_qos true",

@@ -13,12 +13,6 @@ use std::time::Duration;
 use common::*;
 use tern_codec::{Packet, QoS, ReasonCode};
 
-/// A loopback port free right now, for `listener PORT` lines (mosquitto.conf has no port 0).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 /// `path` as text for a configuration file.
 fn text(path: &Path) -> &str {
     path.to_str().expect("UTF-8 temp path")
@@ -179,8 +173,8 @@ fn mounted_conf() -> String {
         "per_listener_settings true\n\
          listener {} 127.0.0.1\nmount_point tenant/\nallow_anonymous true\n\
          listener {} 127.0.0.1\nallow_anonymous true\n",
-        free_port(),
-        free_port()
+        common::free_port(),
+        common::free_port()
     )
 }
 
@@ -428,10 +422,10 @@ fn per_listener_conf(dir: &TempDir) -> String {
         "per_listener_settings true\n\
          listener {} 127.0.0.1\npassword_file {}\nacl_file {}\n\
          listener {} 127.0.0.1\npassword_file {}\n",
-        free_port(),
+        common::free_port(),
         text(&pw_a),
         text(&acl_a),
-        free_port(),
+        common::free_port(),
         text(&pw_b),
     )
 }
@@ -682,9 +676,9 @@ async fn an_authenticated_users_session_cannot_be_taken_over_from_an_open_listen
             "per_listener_settings true\n\
              listener {} 127.0.0.1\npassword_file {}\n\
              listener {} 127.0.0.1\nallow_anonymous true\n",
-            free_port(),
+            common::free_port(),
             text(&pw),
-            free_port()
+            common::free_port()
         ),
         "conf",
         2,

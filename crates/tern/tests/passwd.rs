@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -175,7 +175,7 @@ impl Mosquitto {
     /// (bounded) until it accepts connections.
     fn start(password_file: &Path) -> Self {
         let dir = TempDir::new();
-        let port = free_port();
+        let port = common::free_port();
         // Run as root, Mosquitto switches to the `mosquitto` user, which cannot read a 0600
         // file owned by root: keep root then.
         let as_root = {
@@ -246,11 +246,6 @@ impl Drop for Mosquitto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 #[tokio::test]

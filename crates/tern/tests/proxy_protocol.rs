@@ -11,7 +11,7 @@
 mod common;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
@@ -20,7 +20,6 @@ use common::{
     serve_config_fails, start_config_only,
 };
 use futures_util::{SinkExt, StreamExt};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tern_codec::{ByteString, Decoder, Packet, ReasonCode};
@@ -81,12 +80,6 @@ fn ssl_tlv() -> Vec<u8> {
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
-}
-
-/// A port the system says is free (`listener 0` is a Unix socket in a mosquitto.conf).
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().port()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -417,7 +410,7 @@ async fn a_version_pinned_listener_refuses_the_other_version() {
     // mosquitto.conf: `enable_proxy_protocol 1` takes version 1 only.
     let config = format!(
         "listener {} 127.0.0.1\nallow_anonymous true\nenable_proxy_protocol 1\n",
-        free_port()
+        common::free_port()
     );
     let tern = start_config_only(&config, "conf");
     let mut c = open_with(&tern, &v2_tcp(addr("203.0.113.7:1"), &[])).await;
@@ -435,7 +428,7 @@ async fn require_tls_takes_only_headers_whose_ssl_tlv_says_tls() {
     let config = format!(
         "listener {} 127.0.0.1\nallow_anonymous true\nenable_proxy_protocol 2\n\
          proxy_protocol_v2_require_tls true\n",
-        free_port()
+        common::free_port()
     );
     let tern = start_config_only(&config, "conf");
     let mut ok = connected_with(&tern, &v2_tcp(addr("203.0.113.5:5"), &ssl_tlv()), "tls").await;
@@ -458,30 +451,6 @@ async fn require_tls_takes_only_headers_whose_ssl_tlv_says_tls() {
 // ---------------------------------------------------------------------------------------------
 // In front of TLS and WebSocket
 
-/// A CA and a server certificate for `localhost`, as files in `dir`; returns (CA, cert, key).
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "proxy-test-ca");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let paths = (
-        dir.join("ca.crt"),
-        dir.join("server.crt"),
-        dir.join("server.key"),
-    );
-    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
-
 fn tls_connector(ca: &Path) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
@@ -499,7 +468,7 @@ fn tls_connector(ca: &Path) -> tokio_rustls::TlsConnector {
 #[tokio::test]
 async fn the_header_comes_before_the_tls_handshake() {
     let dir = TempDir::new();
-    let (ca, crt, key) = certificates(&dir.path);
+    let (ca, crt, key) = common::server_certificates(&dir.path);
     let tern = start(
         "",
         &format!(

@@ -55,6 +55,7 @@ fn listeners(tern: &Tern, n: usize) -> Listeners {
         let logs = tern.logs();
         let lines: Vec<&str> = logs
             .lines()
+            .filter(|l| !l.contains("admin API listening on"))
             .filter_map(|l| l.split("listening on ").nth(1))
             .collect();
         if lines.len() >= n {

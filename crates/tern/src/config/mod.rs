@@ -1,6 +1,7 @@
 //! Configuration: Tern's TOML format and Mosquitto's `mosquitto.conf` format, both read into
 //! [`Config`]. Every error names the file, the line and the key.
 
+mod admin;
 mod duration;
 mod listener;
 mod mosquitto;
@@ -17,6 +18,9 @@ use tern_core::{Acl, AclDiagnostic, BrokerConfig};
 
 use crate::auth::password_file::PasswordFile;
 
+pub use admin::{
+    AdminConfig, AdminListen, ApiKeyConfig, ApiSecret, DEFAULT_ADMIN_LISTEN, DEFAULT_TOKEN_TTL,
+};
 pub use duration::parse_duration;
 pub use listener::ListenerSettings;
 
@@ -47,10 +51,14 @@ pub struct Config {
     pub http_auth: Option<Arc<crate::auth::http_hook::HttpHook>>,
     /// Logging.
     pub log: LogConfig,
+    /// `pid_file` and `user`.
+    pub process: ProcessConfig,
     /// Persistence: where and how durable state is kept.
     pub persistence: PersistenceConfig,
     /// Limits on connections across listeners and per source address (`[limits]`).
     pub limits: crate::limits::ConnectionLimits,
+    /// The admin REST API (`[admin]`).
+    pub admin: AdminConfig,
     /// Where the configuration came from, for messages.
     pub source: Option<PathBuf>,
     /// Warnings about directives that were accepted but have no effect, each as
@@ -70,8 +78,10 @@ impl Default for Config {
             jwt: None,
             http_auth: None,
             log: LogConfig::default(),
+            process: ProcessConfig::default(),
             persistence: PersistenceConfig::default(),
             limits: crate::limits::ConnectionLimits::default(),
+            admin: AdminConfig::default(),
             source: None,
             warnings: Vec::new(),
         }
@@ -196,6 +206,26 @@ pub struct LogConfig {
     pub connection_messages: Option<bool>,
     /// Whether log lines carry timestamps (`log_timestamp`).
     pub timestamps: Option<bool>,
+    /// A strftime format for timestamps, in local time (`log_timestamp_format`); `None`:
+    /// RFC 3339 in UTC.
+    pub timestamp_format: Option<String>,
+    /// Text (the default) or JSON lines (TOML `log.format`).
+    pub format: crate::logging::LogFormat,
+    /// Where log lines go (`log_dest`); `None`: stderr. An empty list logs nothing.
+    pub dest: Option<Vec<crate::logging::LogDest>>,
+    /// What log lines hide behind a short hash (TOML `log.redact`).
+    pub redact: crate::logging::Redact,
+    /// The syslog facility (`log_facility`: 0-7 for local0-local7); `None`: daemon.
+    pub facility: Option<u8>,
+}
+
+/// Process settings: Mosquitto's `pid_file` and `user`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcessConfig {
+    /// Written with the process id once the listeners are bound; removed at exit.
+    pub pid_file: Option<PathBuf>,
+    /// The user to run as when started as root (privileges are dropped after binding).
+    pub user: Option<String>,
 }
 
 /// A configuration error, located in its file.

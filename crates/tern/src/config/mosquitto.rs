@@ -27,6 +27,7 @@ use super::{
     MIN_PACKET_SIZE, load_acl, relative_to, resolve_host,
 };
 use crate::auth::password_file::PasswordFile;
+use crate::logging::{LogDest, check_timestamp_format};
 use crate::proxy_protocol::{ProxyProtocol, ProxyVersions};
 use crate::unix_socket::{UnixSocketConfig, check_path as check_unix_path};
 use tern_core::Acl;
@@ -373,6 +374,10 @@ struct Reader {
     /// The first security directive (`password_file`, `acl_file`...), once seen:
     /// `per_listener_settings` must come before it.
     security_seen: Option<Location>,
+    /// `log_dest` lines so far (`None`: none seen, stderr).
+    log_dests: Option<Vec<LogDest>>,
+    /// The `log_facility` line, once seen.
+    log_facility_at: Option<Location>,
 }
 
 impl Reader {
@@ -798,7 +803,29 @@ impl Reader {
                 }
                 None
             }
-            "log_dest" => log_dest(d)?,
+            "log_dest" => self.log_dest(d)?,
+            "log_timestamp_format" => {
+                let format = d.text()?;
+                check_timestamp_format(format).map_err(|m| d.error(m))?;
+                self.config.log.timestamp_format = Some(format.to_owned());
+                None
+            }
+            "log_facility" => {
+                self.config.log.facility = Some(d.int_in(0, 7)?);
+                self.log_facility_at = Some(d.location());
+                None
+            }
+            "pid_file" => {
+                // Written at start, after the listeners are bound: a directory that does not
+                // exist is an error then (not now: `check-config` runs on other machines too).
+                let path = relative_to(d.file, Path::new(d.text()?));
+                self.config.process.pid_file = Some(path);
+                None
+            }
+            "user" => {
+                self.config.process.user = Some(d.value()?.to_owned());
+                None
+            }
             "password_file" => {
                 self.password_file(d)?;
                 None
@@ -902,6 +929,19 @@ impl Reader {
         self.apply_message_size_limit();
         self.warn_autosave();
         self.config.log.level = self.log_types.level();
+        self.config.log.dest = self.log_dests.take();
+        if let Some(at) = &self.log_facility_at {
+            let syslog = self
+                .config
+                .log
+                .dest
+                .as_ref()
+                .is_some_and(|d| d.contains(&LogDest::Syslog));
+            if !syslog {
+                let message = "has no effect without `log_dest syslog`";
+                self.config.warnings.push(at.warning(message));
+            }
+        }
         Ok(self.config)
     }
 
@@ -1058,18 +1098,51 @@ fn data_dir(text: &str) -> PathBuf {
     PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed })
 }
 
-/// `log_dest`: Tern logs to stderr only; other destinations are accepted with a warning.
-fn log_dest(d: &Directive<'_>) -> Result<Option<&'static str>, ConfigError> {
-    let mut words = d.text()?.split_ascii_whitespace();
-    match words.next().unwrap_or_default() {
-        "stdout" | "stderr" => Ok(None),
-        "file" if words.next().is_none() => Err(d.error("missing file name after `file`")),
-        "file" | "syslog" | "topic" | "dlt" | "none" => Ok(Some(
-            "ignored: Tern logs to stderr only (redirect it, or let systemd's journal collect it)",
-        )),
-        other => Err(d.error(format!(
-            "expected stdout, stderr, file, syslog, topic, dlt or none, got `{other}`"
-        ))),
+impl Reader {
+    /// `log_dest stdout|stderr|file PATH|syslog|topic|dlt|none`: the destinations add up, as
+    /// in Mosquitto; `none` drops those given so far. `topic` and `dlt` are accepted with a
+    /// warning.
+    fn log_dest(&mut self, d: &Directive<'_>) -> Result<Option<&'static str>, ConfigError> {
+        let text = d.text()?;
+        let (kind, rest) = text
+            .split_once(|c: char| c.is_ascii_whitespace())
+            .map_or((text, ""), |(k, r)| (k, r.trim()));
+        let dest = match kind {
+            "stdout" => LogDest::Stdout,
+            "stderr" => LogDest::Stderr,
+            "syslog" => LogDest::Syslog,
+            "file" => {
+                if rest.is_empty() {
+                    return Err(d.error("missing file name after `file`"));
+                }
+                // Opened at start (and on reload); an error then names the file.
+                LogDest::File(relative_to(d.file, Path::new(rest)))
+            }
+            "none" => {
+                self.log_dests = Some(Vec::new());
+                return Ok(None);
+            }
+            "topic" => {
+                return Ok(Some(
+                    "ignored: Tern does not publish its log lines on `$SYS/broker/log/#`; use \
+                     another destination (or the admin API's event stream)",
+                ));
+            }
+            "dlt" => return Ok(Some("ignored: Tern does not log to DLT")),
+            other => {
+                return Err(d.error(format!(
+                    "expected stdout, stderr, file PATH, syslog, topic, dlt or none, got `{other}`"
+                )));
+            }
+        };
+        if !matches!(dest, LogDest::File(_)) && !rest.is_empty() && !rest.starts_with('#') {
+            return Err(d.error(format!("unexpected `{rest}` after `{kind}`")));
+        }
+        let dests = self.log_dests.get_or_insert_with(Vec::new);
+        if !dests.contains(&dest) {
+            dests.push(dest);
+        }
+        Ok(None)
     }
 }
 
@@ -1356,13 +1429,6 @@ fn unsupported(name: &str) -> Option<Unsupported> {
             Warning("ignored: Tern accepts WebSocket upgrade requests of up to 8 KiB")
         }
         "dhparamfile" => Warning("ignored: Tern does not use Diffie-Hellman parameter files"),
-        "log_timestamp_format" => Warning("ignored: Tern's timestamp format is fixed"),
-        "log_facility" => Warning("ignored: Tern does not log to syslog"),
-        "user" => Warning(
-            "ignored: Tern does not switch to another user; start it as the user it should run \
-             as (for example with `User=` in its systemd unit)",
-        ),
-        "pid_file" => Warning("ignored for now: Tern does not write a PID file"),
         "allow_duplicate_messages" => Warning("ignored: deprecated in Mosquitto 2"),
         "retry_interval" => Warning("ignored: removed from Mosquitto in version 1.6"),
         _ => return None,

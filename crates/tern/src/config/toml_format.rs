@@ -64,6 +64,9 @@ struct RawConfig {
     persistence: Option<Table<RawPersistence>>,
     limits: Option<Table<RawLimits>>,
     auth: Option<Table<RawAuth>>,
+    admin: Option<Table<super::admin::RawAdmin>>,
+    pid_file: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +75,11 @@ struct RawLog {
     level: Option<Spanned<String>>,
     connection_messages: Option<bool>,
     timestamps: Option<bool>,
+    timestamp_format: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+    dest: Option<Spanned<OneOrMany>>,
+    redact: Option<Spanned<Vec<Spanned<String>>>>,
+    syslog_facility: Option<Spanned<Int>>,
 }
 
 #[derive(Deserialize)]
@@ -410,6 +418,18 @@ impl RawConfig {
         if let Some(Table(log)) = self.log {
             config.log = log.validate(doc)?;
         }
+        if let Some(v) = &self.pid_file {
+            if v.get_ref().trim().is_empty() {
+                return Err(doc.error(v, "pid_file", "must not be empty"));
+            }
+            config.process.pid_file = Some(relative_to(doc.path, Path::new(v.get_ref())));
+        }
+        if let Some(v) = &self.user {
+            if v.get_ref().trim().is_empty() {
+                return Err(doc.error(v, "user", "must not be empty"));
+            }
+            config.process.user = Some(v.get_ref().clone());
+        }
         config.listeners = validate_listeners(
             doc,
             self.listeners.unwrap_or_default(),
@@ -440,6 +460,9 @@ impl RawConfig {
         }
         if let Some(Table(auth)) = self.auth {
             auth.validate(doc, &mut config)?;
+        }
+        if let Some(Table(admin)) = self.admin {
+            config.admin = admin.validate(doc.path, doc.text)?;
         }
         Ok(config)
     }
@@ -546,13 +569,83 @@ fn parse_short_duration(text: &str) -> Result<Duration, String> {
 
 impl RawLog {
     fn validate(self, doc: &Doc<'_>) -> Result<LogConfig, ConfigError> {
+        use crate::logging::{LogDest, LogFormat, Redact, check_timestamp_format};
         if let Some(level) = &self.level {
             check_log_filter(level.get_ref()).map_err(|m| doc.error(level, "log.level", m))?;
         }
+        if let Some(v) = &self.timestamp_format {
+            check_timestamp_format(v.get_ref())
+                .map_err(|m| doc.error(v, "log.timestamp_format", m))?;
+        }
+        let format = match &self.format {
+            None => LogFormat::Text,
+            Some(v) => match v.get_ref().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    let message = format!("expected \"text\" or \"json\", got `{other}`");
+                    return Err(doc.error(v, "log.format", message));
+                }
+            },
+        };
+        let dest = match &self.dest {
+            None => None,
+            Some(v) => {
+                let items = match v.get_ref() {
+                    OneOrMany::One(one) => vec![one.clone()],
+                    OneOrMany::Many(many) => many.clone(),
+                };
+                let mut dests = Vec::new();
+                for item in items {
+                    let dest = match item.as_str() {
+                        "stdout" => LogDest::Stdout,
+                        "stderr" => LogDest::Stderr,
+                        "syslog" => LogDest::Syslog,
+                        "none" => continue,
+                        other => match other.strip_prefix("file:") {
+                            Some(path) if !path.trim().is_empty() => {
+                                LogDest::File(relative_to(doc.path, Path::new(path)))
+                            }
+                            _ => {
+                                let message = format!(
+                                    "expected \"stdout\", \"stderr\", \"syslog\", \"none\" \
+                                     or \"file:PATH\", got `{other}`"
+                                );
+                                return Err(doc.error(v, "log.dest", message));
+                            }
+                        },
+                    };
+                    if !dests.contains(&dest) {
+                        dests.push(dest);
+                    }
+                }
+                Some(dests)
+            }
+        };
+        let mut redact = Redact::default();
+        if let Some(list) = &self.redact {
+            for item in list.get_ref() {
+                redact
+                    .add(item.get_ref())
+                    .map_err(|m| doc.error(item, "log.redact", m))?;
+            }
+        }
+        let facility = match &self.syslog_facility {
+            None => None,
+            Some(v) => {
+                let message = |n| format!("must be between 0 and 7 (local0 to local7), not {n}");
+                Some(doc.ranged(v, "log.syslog_facility", 0, 7, message)?)
+            }
+        };
         Ok(LogConfig {
             level: self.level.map(Spanned::into_inner),
             connection_messages: self.connection_messages,
             timestamps: self.timestamps,
+            timestamp_format: self.timestamp_format.map(Spanned::into_inner),
+            format,
+            dest,
+            redact,
+            facility,
         })
     }
 }

@@ -10,12 +10,14 @@
 //! listening, connection lost, a message or every subscription refused); 2 for bad flags.
 
 mod common;
+mod ctl;
 mod format;
 mod passwd;
 mod properties;
 mod publish;
 mod subscribe;
 
+pub use ctl::{CtlArgs, run as run_ctl};
 pub use passwd::{PasswdArgs, run as run_passwd};
 pub use publish::{PubArgs, run as run_pub};
 pub use subscribe::{SubArgs, run as run_sub};

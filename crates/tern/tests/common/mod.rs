@@ -66,7 +66,7 @@ impl Tern {
     /// Starts `tern` with `args` on the data directory `data_dir` (reused across restarts).
     pub fn spawn_in(args: &[&str], config: Option<TempFile>, data_dir: TempDir) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
-            .args(args)
+            .args(with_admin_listen(args))
             .env("RUST_LOG", "info")
             .env("TERN_DATA_DIR", &data_dir.path)
             .stdin(Stdio::null())
@@ -715,7 +715,7 @@ impl Tern {
     ) -> Result<Tern, (TempDir, String)> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tern"));
         command
-            .args(args)
+            .args(with_admin_listen(args))
             .env("RUST_LOG", "info")
             .env("TERN_DATA_DIR", &data_dir.path)
             .stdin(Stdio::null())
@@ -1119,4 +1119,183 @@ impl Tern {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+// ---- The admin REST API (admin_api.rs) ----
+
+/// `args` with `--admin-listen 127.0.0.1:0` added to a `serve` command that does not choose
+/// its admin listener itself, so that parallel tests never compete for the default port.
+pub fn with_admin_listen<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut full = args.to_vec();
+    if args.first() == Some(&"serve") && !args.iter().any(|a| a.starts_with("--admin-listen")) {
+        full.extend(["--admin-listen", "127.0.0.1:0"]);
+    }
+    full
+}
+
+/// An HTTP response: status, headers (names in lower case), body.
+pub type HttpResponse = (u16, Vec<(String, String)>, String);
+
+/// The value of `Authorization: Basic` for `key:secret`.
+pub fn basic_auth(key: &str, secret: &str) -> String {
+    use base64ct::Encoding;
+    format!(
+        "Basic {}",
+        base64ct::Base64::encode_string(format!("{key}:{secret}").as_bytes())
+    )
+}
+
+/// The value of header `name` (lower case) in `headers`.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+impl Tern {
+    /// The admin API's address, from the `admin API listening on http://ADDR` line (waits at
+    /// most [`TIMEOUT`] for it).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let found = self.logs().lines().find_map(|l| {
+                l.split("admin API listening on http://")
+                    .nth(1)
+                    .and_then(|a| a.trim().parse().ok())
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no admin API listening: {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One request to the admin API: `auth` is the `Authorization` header's value (see
+    /// [`basic_auth`]), `body` a JSON body.
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&str>,
+    ) -> HttpResponse {
+        http_request(self.admin_addr(), method, path, auth, body).await
+    }
+}
+
+/// One HTTP/1.1 request to `addr` (`Connection: close`); the whole response.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+) -> HttpResponse {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(auth) = auth {
+        request.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    if let Some(body) = body {
+        bytes.extend_from_slice(body.as_bytes());
+    }
+    http_raw(addr, &bytes).await
+}
+
+/// Sends `request` as is to `addr` and reads the response until the server closes the
+/// connection.
+pub async fn http_raw(addr: SocketAddr, request: &[u8]) -> HttpResponse {
+    let mut stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+        .await
+        .expect("connect timeout")
+        .expect("connect to the admin API");
+    let mut response = Vec::new();
+    tokio::time::timeout(TIMEOUT, async {
+        // The server may answer (413) and close before it has read everything.
+        let _ = stream.write_all(request).await;
+        let _ = stream.read_to_end(&mut response).await;
+    })
+    .await
+    .expect("admin API response timeout");
+    parse_http_response(&response)
+}
+
+/// Parses a whole HTTP/1.1 response (a chunked body is decoded).
+pub fn parse_http_response(response: &[u8]) -> HttpResponse {
+    let text = String::from_utf8_lossy(response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete HTTP response: {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let body = if header(&headers, "transfer-encoding") == Some("chunked") {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if size == 0 || after.len() < size {
+                break;
+            }
+            out.push_str(&after[..size]);
+            rest = after[size..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        body.to_owned()
+    };
+    (status, headers, body)
+}
+
+/// A loopback port free right now, for configurations that name a port (a mosquitto.conf has
+/// no port 0); the kernel gives it to nobody else until it is reused.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// A CA and a server certificate for `localhost` it signed, as PEM files in `dir`:
+/// (CA, certificate, key).
+pub fn server_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "tern-test-ca");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let params = CertificateParams::new(vec!["localhost".to_owned()]).expect("parameters");
+    let cert = params.signed_by(&key, &issuer).expect("server certificate");
+    let paths = (
+        dir.join("ca.crt"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).expect("write CA");
+    std::fs::write(&paths.1, cert.pem()).expect("write certificate");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
+    paths
 }
