@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tern_codec::{ConnAck, Decoder, Packet, ReasonCode};
-use tern_core::{BrokerConfig, RateExceeded, RateLimit, TokenBucket};
+use tern_core::{Broker, BrokerConfig, RateExceeded, RateLimit, TokenBucket};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -268,10 +268,11 @@ impl Gate {
         let deadline = REFUSAL_DEADLINE.min(refusal.connect_timeout);
         let reason = refusal.reason;
         let cancel = refusal.cancel.clone();
+        let broker = refusal.broker.clone();
         refusal.tracker.spawn(async move {
             tokio::select! {
                 () = cancel.cancelled() => {}
-                () = answer_refused(stream, reason, deadline) => {}
+                () = answer_refused(stream, reason, deadline, &broker) => {}
             }
             drop(slot);
         });
@@ -293,6 +294,8 @@ pub(crate) struct Refusal<'a> {
     pub(crate) cancel: &'a CancellationToken,
     /// The server's tasks, so that shutdown waits for refusals too.
     pub(crate) tracker: &'a TaskTracker,
+    /// Whose counters the refusal's packets count in, as the packets of admitted connections.
+    pub(crate) broker: &'a Broker,
 }
 
 /// A counted connection; dropping it frees its place.
@@ -318,7 +321,7 @@ impl Drop for Admitted {
 
 /// Reads the client's CONNECT (within `deadline`) and answers it with a CONNACK carrying
 /// `reason`, then closes. Anything other than a CONNECT is closed without an answer.
-async fn answer_refused<S>(stream: S, reason: ReasonCode, deadline: Duration)
+async fn answer_refused<S>(stream: S, reason: ReasonCode, deadline: Duration, broker: &Broker)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -328,7 +331,12 @@ where
     let version = tokio::time::timeout(deadline, async {
         loop {
             match decoder.decode(&mut buf) {
-                Ok(Some(Packet::Connect(c))) => return Some(c.protocol),
+                Ok(Some(Packet::Connect(c))) => {
+                    broker
+                        .metrics()
+                        .record_packet_received(tern_codec::PacketType::Connect);
+                    return Some(c.protocol);
+                }
                 Ok(Some(_)) | Err(_) => return None,
                 Ok(None) => {}
             }
@@ -350,6 +358,9 @@ where
     if connack.encode(version, &mut out).is_err() {
         return;
     }
+    let metrics = broker.metrics();
+    metrics.record_packet_sent(tern_codec::PacketType::ConnAck);
+    metrics.record_connack_refused(reason);
     let _ = tokio::time::timeout(deadline, async {
         writer.write_all(&out).await?;
         writer.shutdown().await

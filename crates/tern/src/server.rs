@@ -873,6 +873,7 @@ impl AcceptContext {
             connect_timeout: self.broker.config().connect_timeout,
             cancel: &self.cancel,
             tracker: &self.tracker,
+            broker: &self.broker,
         };
         self.gate
             .refuse(stream, PeerName(remote, &spec.bind), refusal);

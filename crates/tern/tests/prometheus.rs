@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use tern_codec::{ConnectProperties, ProtocolVersion, QoS, ReasonCode};
+use tern_codec::{ConnectProperties, Packet, ProtocolVersion, QoS, ReasonCode};
 
 const CONFIG: &str = "sys_interval = 0\n\
     [admin]\n\
@@ -271,4 +271,40 @@ async fn metrics_need_credentials_unless_anonymous_scrapes_are_allowed() {
     assert_eq!(status, 200);
     let s = samples(&body);
     assert_eq!(get(&s, "tern_connections"), 0.0);
+}
+
+/// A connection refused by `[limits]` at accept (before the protocol state machine) counts like
+/// any other refusal: its CONNECT, its CONNACK and the CONNACK's reason.
+#[tokio::test]
+async fn connections_refused_by_limits_are_counted() {
+    let tern = Tern::start_config(
+        &format!("{CONFIG}\n[limits]\nmax_connections_per_ip = 1\n"),
+        "toml",
+    );
+    let auth = basic_auth("ops", "s3cret-s3cret");
+    let _first = RawClient::connect(tern.addr, ProtocolVersion::V5, "first").await;
+    let mut second = RawClient::open(tern.addr, ProtocolVersion::V5).await;
+    second
+        .send(&Packet::Connect(Box::new(connect_packet(
+            ProtocolVersion::V5,
+            "second",
+            true,
+        ))))
+        .await;
+    match second.recv().await {
+        Packet::ConnAck(c) => assert_eq!(c.reason, ReasonCode::QUOTA_EXCEEDED),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    let (status, _, body) = scrape(&tern, Some(&auth)).await;
+    assert_eq!(status, 200);
+    let s = samples(&body);
+    assert_eq!(
+        get(&s, "tern_connack_refused_total{reason=\"quota_exceeded\"}"),
+        1.0
+    );
+    assert_eq!(
+        get(&s, "tern_packets_received_total{type=\"connect\"}"),
+        2.0
+    );
+    assert_eq!(get(&s, "tern_packets_sent_total{type=\"connack\"}"), 2.0);
 }
