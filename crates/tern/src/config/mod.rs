@@ -2,6 +2,7 @@
 //! [`Config`]. Every error names the file, the line and the key.
 
 mod admin;
+mod bridge;
 mod duration;
 mod listener;
 mod mosquitto;
@@ -20,6 +21,9 @@ use crate::auth::password_file::PasswordFile;
 
 pub use admin::{
     AdminConfig, AdminListen, ApiKeyConfig, ApiSecret, DEFAULT_ADMIN_LISTEN, DEFAULT_TOKEN_TTL,
+};
+pub use bridge::{
+    BridgeAddress, BridgeConfig, BridgeDirection, BridgeStart, BridgeTls, BridgeTopic,
 };
 pub use duration::parse_duration;
 pub use listener::ListenerSettings;
@@ -59,6 +63,8 @@ pub struct Config {
     pub limits: crate::limits::ConnectionLimits,
     /// The admin REST API (`[admin]`).
     pub admin: AdminConfig,
+    /// Bridges to other brokers (`[[bridges]]`, mosquitto.conf `connection`).
+    pub bridges: Vec<BridgeConfig>,
     /// Where the configuration came from, for messages.
     pub source: Option<PathBuf>,
     /// Warnings about directives that were accepted but have no effect, each as
@@ -82,6 +88,7 @@ impl Default for Config {
             persistence: PersistenceConfig::default(),
             limits: crate::limits::ConnectionLimits::default(),
             admin: AdminConfig::default(),
+            bridges: Vec::new(),
             source: None,
             warnings: Vec::new(),
         }
