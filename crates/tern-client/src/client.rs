@@ -9,7 +9,7 @@ use tern_codec::{
     PublishView, QoS, ReasonCode, SubAck, Subscribe, SubscribeProperties, SubscriptionOptions,
     UnsubAck, Unsubscribe,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::tls::Stream;
@@ -23,7 +23,9 @@ const FLUSH_AT: usize = 64 * 1024;
 /// Something the broker sent that the caller should know about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// An application message (already acknowledged as its QoS requires).
+    /// An application message, already acknowledged as its QoS requires, or, with
+    /// [`ConnectOptions::manual_acks`], waiting for the caller's [`Client::ack`] when it is
+    /// QoS 1/2.
     Message(Publish),
     /// An outgoing QoS 1/2 message is complete: PUBACK, PUBCOMP, or a failed PUBREC.
     Acked {
@@ -48,11 +50,15 @@ enum Awaiting {
 }
 
 /// What a client must remember between connections of a persistent session (MQTT §4.1): the
-/// incoming QoS 2 identifiers it has answered with PUBREC, and its own unacknowledged QoS 1/2
-/// messages. Taken with [`Client::session_state`] and given back to [`Client::resume`].
+/// incoming QoS 2 identifiers it has answered with PUBREC, the incoming messages handed over
+/// and not yet acknowledged by the caller ([`ConnectOptions::manual_acks`]), and its own
+/// unacknowledged QoS 1/2 messages. Taken with [`Client::session_state`] and given back to
+/// [`Client::resume`].
 #[derive(Debug, Clone, Default)]
 pub struct SessionState {
     incoming_qos2: HashSet<u16>,
+    /// Incoming QoS 1/2 messages delivered to the caller and not yet acknowledged.
+    pending_acks: HashMap<u16, QoS>,
     /// Outgoing messages in send order: the PUBLISH to re-send, or `None` once PUBREL is due.
     outgoing: Vec<(PacketId, Option<Publish>)>,
     next_packet_id: u16,
@@ -63,6 +69,25 @@ impl SessionState {
     #[must_use]
     pub fn unacknowledged(&self) -> usize {
         self.outgoing.len()
+    }
+
+    /// The incoming QoS 1/2 messages delivered to the caller and not yet acknowledged with
+    /// [`Client::ack`] ([`ConnectOptions::manual_acks`]), by packet identifier, in no order.
+    #[must_use]
+    pub fn pending_acks(&self) -> Vec<PacketId> {
+        self.pending_acks
+            .keys()
+            .filter_map(|id| PacketId::new(*id))
+            .collect()
+    }
+
+    /// Forgets the incoming messages the caller has not acknowledged, so that the broker's
+    /// re-sends of them after [`Client::resume`] are delivered again (as new [`Event::Message`]s)
+    /// instead of waiting for an [`Client::ack`] of the copy the caller had. For a caller that
+    /// lost those messages; one that still holds them acknowledges them on the resumed client
+    /// instead, which keeps QoS 2 exactly once.
+    pub fn redeliver_pending(&mut self) {
+        self.pending_acks.clear();
     }
 }
 
@@ -86,6 +111,10 @@ pub struct Client {
     /// The broker's Maximum Packet Size.
     max_packet_size: u32,
     incoming_qos2: HashSet<u16>,
+    /// Whether incoming QoS 1/2 messages wait for [`Client::ack`].
+    manual_acks: bool,
+    /// Incoming QoS 1/2 messages delivered and not yet acknowledged by the caller.
+    pending_acks: HashMap<u16, QoS>,
     inbound_aliases: HashMap<u16, ByteString>,
     events: VecDeque<Event>,
     /// An error met while events were still queued, returned once they are taken.
@@ -112,6 +141,27 @@ impl Client {
             None => Stream::Tcp(tcp),
             Some(tls) => Stream::tls(tcp, tls, &options.host).await?,
         };
+        Self::handshake(stream, options).await
+    }
+
+    /// Sends CONNECT over an already connected stream (an in-process pipe such as
+    /// [`tokio::io::duplex`], a Unix socket, a stream the caller secured itself...) and waits
+    /// for a successful CONNACK, within [`ConnectOptions::connect_timeout`]. The host, port,
+    /// local address and TLS settings of `options` are not used.
+    pub async fn connect_stream<S>(stream: S, options: &ConnectOptions) -> Result<Self, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let timeout = options.connect_timeout;
+        tokio::time::timeout(
+            timeout,
+            Self::handshake(Stream::Other(Box::new(stream)), options),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    async fn handshake(stream: Stream, options: &ConnectOptions) -> Result<Self, ClientError> {
         let mut client = Self {
             stream,
             version: options.version,
@@ -125,6 +175,8 @@ impl Client {
             send_window: usize::from(u16::MAX),
             max_packet_size: u32::MAX,
             incoming_qos2: HashSet::new(),
+            manual_acks: options.manual_acks,
+            pending_acks: HashMap::new(),
             inbound_aliases: HashMap::new(),
             events: VecDeque::new(),
             failed: None,
@@ -157,17 +209,46 @@ impl Client {
     /// from `state`: incoming QoS 2 identifiers are still recognised, and unacknowledged
     /// messages are re-sent with DUP and their identifiers, PUBREL where PUBREC came
     /// (MQTT-4.4.0-1). Without a session on the broker the state is dropped (MQTT-3.2.2-5).
+    ///
+    /// With [`ConnectOptions::manual_acks`], the messages the caller received and had not
+    /// acknowledged ([`SessionState::pending_acks`]) are acknowledged on the new client with
+    /// [`Client::ack`]; the broker's re-sends of them are not delivered a second time (see
+    /// [`SessionState::redeliver_pending`] for a caller that lost them). Without a session on
+    /// the broker, such acknowledgements are ignored.
     pub async fn resume(
         options: &ConnectOptions,
         state: SessionState,
     ) -> Result<Self, ClientError> {
         let mut options = options.clone();
         options.clean_start = false;
-        let mut client = Self::connect(&options).await?;
+        Self::connect(&options).await?.carry_on(state).await
+    }
+
+    /// [`Client::resume`] over an already connected stream (see [`Client::connect_stream`]).
+    pub async fn resume_stream<S>(
+        stream: S,
+        options: &ConnectOptions,
+        state: SessionState,
+    ) -> Result<Self, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut options = options.clone();
+        options.clean_start = false;
+        Self::connect_stream(stream, &options)
+            .await?
+            .carry_on(state)
+            .await
+    }
+
+    /// Takes over `state` when the broker kept the session.
+    async fn carry_on(self, state: SessionState) -> Result<Self, ClientError> {
+        let mut client = self;
         if !client.connack.session_present {
             return Ok(client);
         }
         client.incoming_qos2 = state.incoming_qos2;
+        client.pending_acks = state.pending_acks;
         client.next_packet_id = state.next_packet_id.max(1);
         for (id, publish) in state.outgoing {
             match publish {
@@ -211,6 +292,7 @@ impl Client {
         );
         SessionState {
             incoming_qos2: self.incoming_qos2.clone(),
+            pending_acks: self.pending_acks.clone(),
             outgoing,
             next_packet_id: self.next_packet_id,
         }
@@ -408,6 +490,60 @@ impl Client {
         self.events.pop_front()
     }
 
+    /// Acknowledges a message received with [`ConnectOptions::manual_acks`]: PUBACK for QoS 1,
+    /// PUBREC for QoS 2 (the PUBREL that follows is answered by the client). Returns `false`,
+    /// sending nothing, when there is nothing to acknowledge under its packet identifier: a
+    /// QoS 0 message, one acknowledged already, or one of a session the broker did not keep.
+    /// Acknowledgements may be given in any order. Written at once unless
+    /// [`Client::auto_flush`] is off.
+    pub async fn ack(&mut self, publish: &Publish) -> Result<bool, ClientError> {
+        match publish.packet_id {
+            Some(id) if publish.qos != QoS::AtMostOnce => {
+                self.ack_with(id, ReasonCode::SUCCESS).await
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Like [`Client::ack`] by packet identifier, with a reason code for MQTT 5 (dropped on
+    /// 3.x). A QoS 2 message acknowledged with an error code (0x80 and above) ends there: the
+    /// broker sends no PUBREL for it (MQTT 5 only).
+    pub async fn ack_with(
+        &mut self,
+        packet_id: PacketId,
+        reason: ReasonCode,
+    ) -> Result<bool, ClientError> {
+        let Some(qos) = self.pending_acks.remove(&packet_id.get()) else {
+            return Ok(false);
+        };
+        let ack = Ack {
+            reason: if self.version.is_v5() {
+                reason
+            } else {
+                ReasonCode::SUCCESS
+            },
+            ..Ack::new(packet_id)
+        };
+        if qos == QoS::AtLeastOnce {
+            self.queue(&Packet::PubAck(ack))?;
+        } else {
+            if !ack.reason.is_error() {
+                self.incoming_qos2.insert(packet_id.get());
+            }
+            self.queue(&Packet::PubRec(ack))?;
+        }
+        if self.auto_flush || self.wbuf.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(true)
+    }
+
+    /// How many incoming QoS 1/2 messages were delivered and wait for [`Client::ack`].
+    #[must_use]
+    pub fn pending_acks(&self) -> usize {
+        self.pending_acks.len()
+    }
+
     /// Waits until every outgoing QoS 1/2 message is acknowledged, keeping the other events.
     pub async fn wait_acknowledged(&mut self) -> Result<(), ClientError> {
         self.flush().await?;
@@ -434,8 +570,9 @@ impl Client {
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         if !self.wbuf.is_empty() {
             self.stream.write_all_buf(&mut self.wbuf).await?;
-            if let Stream::Tls(_) = self.stream {
-                // TLS may keep encrypted records buffered when the socket was full.
+            if !matches!(self.stream, Stream::Tcp(_)) {
+                // TLS may keep encrypted records buffered when the socket was full; a
+                // caller's stream may buffer too.
                 self.stream.flush().await?;
             }
             self.last_sent = Instant::now();
@@ -558,14 +695,27 @@ impl Client {
             }
         }
         match (p.qos, p.packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => self.queue(&Packet::PubAck(Ack::new(id)))?,
-            (QoS::ExactlyOnce, Some(id)) => {
-                self.queue(&Packet::PubRec(Ack::new(id)))?;
-                if !self.incoming_qos2.insert(id.get()) {
-                    return Ok(()); // a resend before PUBREL: delivered already
+            (QoS::AtMostOnce, _) | (_, None) => {}
+            (qos, Some(id)) => {
+                if qos == QoS::ExactlyOnce && self.incoming_qos2.contains(&id.get()) {
+                    // A resend before PUBREL, answered already: delivered already.
+                    return self.queue(&Packet::PubRec(Ack::new(id)));
+                }
+                if self.manual_acks {
+                    // The broker uses an identifier again only once it is acknowledged: this
+                    // is a resend (after a reconnection) of a message the caller holds, which
+                    // its acknowledgement will answer.
+                    if self.pending_acks.contains_key(&id.get()) {
+                        return Ok(());
+                    }
+                    self.pending_acks.insert(id.get(), qos);
+                } else if qos == QoS::AtLeastOnce {
+                    self.queue(&Packet::PubAck(Ack::new(id)))?;
+                } else {
+                    self.queue(&Packet::PubRec(Ack::new(id)))?;
+                    self.incoming_qos2.insert(id.get());
                 }
             }
-            _ => {}
         }
         self.events.push_back(Event::Message(p));
         Ok(())

@@ -6,7 +6,12 @@
 //! small tasks of the caller's making and nothing more. The client answers the broker on its
 //! own (PUBACK/PUBREC/PUBREL/PUBCOMP for incoming messages, PINGREQ on keep-alive), keeps its
 //! outgoing QoS 1/2 messages within the broker's Receive Maximum, and hands everything else to
-//! the caller as [`Event`]s.
+//! the caller as [`Event`]s. With [`ConnectOptions::manual_acks`] the caller acknowledges
+//! incoming QoS 1/2 messages itself ([`Client::ack`]), once it has done what it must with them
+//! (a bridge: once the other broker has them).
+//!
+//! It connects over TCP or TLS ([`Client::connect`]), or over any stream the caller already
+//! has ([`Client::connect_stream`]: an in-process pipe to the broker, for instance).
 //!
 //! It does not reconnect by itself: a caller that needs to (a bridge, a test harness) takes the
 //! [`SessionState`] of a lost connection and gives it to [`Client::resume`], which re-sends what

@@ -51,6 +51,17 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// TLS over the TCP connection; `None` for plain MQTT.
     pub tls: Option<TlsOptions>,
+    /// Leave the acknowledgement of incoming QoS 1/2 messages to the caller: no PUBACK or
+    /// PUBREC goes out until [`crate::Client::ack`] is called for the message (a bridge
+    /// acknowledges a message once the other side has it). Off by default: the client
+    /// acknowledges on receipt.
+    pub manual_acks: bool,
+    /// Announce a bridge: the bridge bit (0x80) of the MQTT 3.1/3.1.1 protocol level, as
+    /// Mosquitto's `try_private` does, which Tern and Mosquitto answer by not sending back the
+    /// bridge's own messages and keeping their retain flag. Ignored for MQTT 5 (a bridge
+    /// subscribes with No Local and Retain As Published instead). A broker that does not know
+    /// the bit refuses the connection with an unsupported protocol version.
+    pub bridge: bool,
 }
 
 impl ConnectOptions {
@@ -83,6 +94,8 @@ impl ConnectOptions {
             user_properties: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             tls: None,
+            manual_acks: false,
+            bridge: false,
         }
     }
 
@@ -116,7 +129,10 @@ impl ConnectOptions {
                 ..ConnectProperties::default()
             }
         } else {
-            ConnectProperties::default()
+            ConnectProperties {
+                bridge: self.bridge,
+                ..ConnectProperties::default()
+            }
         };
         let mut will = self.will.clone();
         if !v5 && let Some(w) = &mut will {

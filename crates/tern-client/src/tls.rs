@@ -242,7 +242,14 @@ impl ServerCertVerifier for AnyServerName {
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// A stream of the caller's making ([`crate::Client::connect_stream`]).
+    Other(Box<dyn AnyStream>),
 }
+
+/// Any byte stream a client can run over.
+pub(crate) trait AnyStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AnyStream for T {}
 
 impl Stream {
     /// Runs the TLS handshake over `tcp`.
@@ -269,6 +276,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Other(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -282,6 +290,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Other(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -289,6 +298,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_flush(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Other(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -296,6 +306,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Other(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -417,10 +417,14 @@ impl Decoder {
     fn decode_connect(&mut self, r: &mut Reader) -> Result<Packet, DecodeError> {
         let name = r.binary()?;
         let level = r.u8()?;
-        let version = match (&name[..], level) {
-            (b"MQTT", 4) => ProtocolVersion::V311,
-            (b"MQTT", 5) => ProtocolVersion::V5,
-            (b"MQIsdp", 3) => ProtocolVersion::V31,
+        // The high bit of a 3.x level marks a bridge (Mosquitto's `try_private`); MQTT 5
+        // bridges use No Local instead, and 0x85 is no level of any version.
+        let (version, bridge) = match (&name[..], level) {
+            (b"MQTT", 4) => (ProtocolVersion::V311, false),
+            (b"MQTT", 0x84) => (ProtocolVersion::V311, true),
+            (b"MQTT", 5) => (ProtocolVersion::V5, false),
+            (b"MQIsdp", 3) => (ProtocolVersion::V31, false),
+            (b"MQIsdp", 0x83) => (ProtocolVersion::V31, true),
             (b"MQTT" | b"MQIsdp", _) => return Err(DecodeError::UnsupportedProtocolLevel(level)),
             _ => return Err(DecodeError::UnknownProtocolName),
         };
@@ -455,7 +459,10 @@ impl Decoder {
         let properties = if version.is_v5() {
             ConnectProperties::decode(r)?
         } else {
-            Default::default()
+            ConnectProperties {
+                bridge,
+                ..ConnectProperties::default()
+            }
         };
         let client_id = r.string()?;
         let will = if will_flag {

@@ -257,7 +257,8 @@ impl Packet {
         match self {
             Self::Connect(c) => {
                 put_str(s, c.protocol.protocol_name());
-                s.put_u8(c.protocol.level());
+                let bridge = c.properties.bridge && !c.protocol.is_v5();
+                s.put_u8(c.protocol.level() | if bridge { 0x80 } else { 0 });
                 let mut flags = u8::from(c.clean_start) << 1;
                 if let Some(w) = &c.will {
                     flags |= 0x04 | (w.qos as u8) << 3 | u8::from(w.retain) << 5;

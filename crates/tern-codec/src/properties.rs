@@ -177,7 +177,7 @@ fn put_user_properties<S: Sink + ?Sized>(props: &UserProperties, s: &mut S) {
     }
 }
 
-/// Properties of CONNECT.
+/// Properties of CONNECT (MQTT 5), and the bridge bit of an MQTT 3.x CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConnectProperties {
     /// Session Expiry Interval in seconds; absent means 0.
@@ -198,6 +198,11 @@ pub struct ConnectProperties {
     pub authentication_method: Option<ByteString>,
     /// Authentication Data.
     pub authentication_data: Option<Bytes>,
+    /// Not a property: the bridge bit of an MQTT 3.1/3.1.1 CONNECT, the high bit of its
+    /// protocol level (0x83, 0x84), with which Mosquitto's bridges (`try_private`) tell the
+    /// broker they are bridges. Kept here because MQTT 3.x CONNECT has no properties; never
+    /// set by decoding an MQTT 5 CONNECT and not encoded in one.
+    pub bridge: bool,
 }
 
 impl ConnectProperties {

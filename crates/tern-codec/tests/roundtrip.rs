@@ -146,6 +146,7 @@ fn connect_properties() -> impl Strategy<Value = ConnectProperties> {
                 // Authentication Data requires an Authentication Method.
                 authentication_data: method.as_ref().and(data),
                 authentication_method: method,
+                bridge: false,
             }
         })
 }
@@ -274,11 +275,23 @@ fn connect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
         option::of(will(version)),
         option::of(text(8)),
         option::of(binary(8)),
+        any::<bool>(),
     )
         .prop_map(
-            move |(clean_start, keep_alive, properties, client_id, will, username, password)| {
+            move |(
+                clean_start,
+                keep_alive,
+                mut properties,
+                client_id,
+                will,
+                username,
+                password,
+                bridge,
+            )| {
                 // MQTT 3.x forbids a password without a user name (MQTT-3.1.2-22).
                 let password = password.filter(|_| version.is_v5() || username.is_some());
+                // The bridge bit of the protocol level exists in 3.x only.
+                properties.bridge = bridge && !version.is_v5();
                 Packet::Connect(Box::new(Connect {
                     protocol: version,
                     clean_start,

@@ -1765,6 +1765,76 @@ fn mqtt311_3_1_2_2_unsupported_level_gets_return_code_1() {
 }
 
 #[test]
+fn mqtt311_3_1_2_2_bridge_bit_0x84_is_mqtt311_from_a_bridge() {
+    // Mosquitto's bridges (`try_private`) set the high bit of the level.
+    connect_vector(
+        "10 0f 00 04 4d 51 54 54 84 02 00 3c 00 03 61 62 63",
+        &Connect {
+            properties: ConnectProperties {
+                bridge: true,
+                ..ConnectProperties::default()
+            },
+            ..connect(V311, "abc")
+        },
+    );
+}
+
+#[test]
+fn mqtt31_s3_1_bridge_bit_0x83_is_mqtt31_from_a_bridge() {
+    connect_vector(
+        "10 11 00 06 4d 51 49 73 64 70 83 02 00 1e 00 03 61 62 63",
+        &Connect {
+            keep_alive: 30,
+            properties: ConnectProperties {
+                bridge: true,
+                ..ConnectProperties::default()
+            },
+            ..connect(V31, "abc")
+        },
+    );
+}
+
+#[test]
+fn mqtt311_3_1_2_2_bridge_bit_on_another_level_is_unsupported() {
+    // 0x85: MQTT 5 has no bridge bit (bridges use No Local); 0x83 is not a level of `MQTT`.
+    for (name, level) in [
+        ("MQTT", 0x85u8),
+        ("MQTT", 0x83),
+        ("MQTT", 0x80),
+        ("MQIsdp", 0x84),
+    ] {
+        let e = decode_server(&pkt(
+            0x10,
+            &format!("<'{name}'> {level:02x} 02 00 3c <'a'>"),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::UnsupportedProtocolLevel(level),
+            "{name} {level:#x}"
+        );
+    }
+}
+
+#[test]
+fn mqtt5_connect_never_carries_the_bridge_bit() {
+    // An MQTT 5 CONNECT marked as a bridge is encoded with level 5: the mark is 3.x only.
+    let c = Connect {
+        properties: ConnectProperties {
+            bridge: true,
+            ..ConnectProperties::default()
+        },
+        ..connect(V5, "abc")
+    };
+    let bytes = encode(&Packet::Connect(Box::new(c)), V5);
+    assert_eq!(bytes[8], 0x05, "protocol level byte");
+    let Ok(Packet::Connect(back)) = decode_server(&bytes) else {
+        panic!("level 5 CONNECT rejected");
+    };
+    assert!(!back.properties.bridge);
+}
+
+#[test]
 fn mqtt5_3_1_2_2_level_6_is_unsupported_protocol_version() {
     let e = decode_server(&pkt(0x10, "<'MQTT'> 06 02 00 3c [] <'a'>")).unwrap_err();
     assert_eq!(e, DecodeError::UnsupportedProtocolLevel(6));

@@ -123,6 +123,9 @@ pub struct Connection {
     client_topic_alias_max: u16,
     /// Whether Reason Strings may go on acknowledgements (MQTT-3.1.2-29).
     request_problem_information: bool,
+    /// An MQTT 3.x bridge (the bridge bit of its protocol level): its subscriptions are No
+    /// Local and Retain As Published, as Mosquitto makes them, so bridged brokers do not loop.
+    bridge: bool,
     /// Topic aliases in both directions, allocated once the first one is used (most
     /// connections never use any).
     aliases: Option<Box<TopicAliases>>,
@@ -166,6 +169,7 @@ impl Connection {
             client_max_packet_size: u32::MAX,
             client_topic_alias_max: 0,
             request_problem_information: true,
+            bridge: false,
             aliases: None,
         }
     }
@@ -465,7 +469,7 @@ impl Connection {
             if w.retain && !cfg.retain_available {
                 return self.refuse(ReasonCode::RETAIN_NOT_SUPPORTED); // MQTT-3.2.2-13
             }
-            if is_sys_topic(&w.topic) {
+            if is_sys_topic(&w.topic) && !is_bridge_state_topic(&w.topic) {
                 return self.refuse(ReasonCode::NOT_AUTHORIZED);
             }
             if topic_levels(&w.topic) > cfg.max_topic_levels || w.topic.len() > cfg.max_topic_length
@@ -774,6 +778,7 @@ impl Connection {
         self.client_max_packet_size = c.properties.maximum_packet_size.unwrap_or(u32::MAX);
         self.client_topic_alias_max = c.properties.topic_alias_maximum.unwrap_or(0);
         self.request_problem_information = c.properties.request_problem_information.unwrap_or(true);
+        self.bridge = !v5 && c.properties.bridge;
 
         let mut properties = ConnAckProperties::default();
         if v5 {
@@ -810,7 +815,7 @@ impl Connection {
             properties,
         }));
         self.phase = Phase::Connected;
-        tracing::debug!(client = %self.client_id, version = %self.version, peer = ?self.info.remote_addr, "connected");
+        tracing::debug!(client = %self.client_id, version = %self.version, bridge = self.bridge, peer = ?self.info.remote_addr, "connected");
     }
 
     /// Ends the connection for a protocol violation: MQTT 5 clients get DISCONNECT with the
@@ -980,8 +985,8 @@ impl Connection {
             }
         }
 
-        let refused = if is_sys_topic(&p.topic) {
-            // Clients may not publish into the broker's own tree.
+        let refused = if is_sys_topic(&p.topic) && !is_bridge_state_topic(&p.topic) {
+            // Clients may not publish into the broker's own tree, bar bridge states.
             metrics.record_acl(AclAction::Publish, false);
             Some("publishing to $SYS is not allowed")
         } else if !self.acl_allows(Access::Write, &self.client_id, &p.topic) {
@@ -1179,6 +1184,12 @@ impl Connection {
                     "[MQTT-3.8.3-4] No Local on a shared subscription",
                     now,
                 );
+            }
+            if self.bridge && !shared {
+                // What Mosquitto does for a bridge of 3.x, which cannot ask for them itself:
+                // its own messages are not sent back, and their retain flag is kept.
+                options.no_local = true;
+                options.retain_as_published = true;
             }
             if !self.acl_allows_subscribe(&filter) {
                 reasons.push(if v5 {
@@ -1662,6 +1673,16 @@ fn mounted_filter(mount_point: &str, filter: &str) -> ByteString {
 /// Whether `topic` is in the broker's own `$SYS` tree.
 fn is_sys_topic(topic: &str) -> bool {
     topic == "$SYS" || topic.starts_with("$SYS/")
+}
+
+/// Whether `topic` matches `$SYS/broker/connection/+/state`: where bridges publish their
+/// connection state (and set it as their Will), the one place of `$SYS` clients may write,
+/// subject to the access rules like any topic (as in Mosquitto).
+fn is_bridge_state_topic(topic: &str) -> bool {
+    topic
+        .strip_prefix("$SYS/broker/connection/")
+        .and_then(|rest| rest.strip_suffix("/state"))
+        .is_some_and(|name| !name.contains('/'))
 }
 
 /// An AUTH packet of the enhanced authentication exchange.

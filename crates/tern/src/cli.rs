@@ -19,6 +19,8 @@ use arc_swap::ArcSwap;
 /// The listener of a broker started without any listener configured: loopback only, like
 /// Mosquitto 2.
 const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
+/// How long start-up waits for the bridges' sessions on this broker before serving clients.
+const BRIDGES_PREPARED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -242,8 +244,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_reloader(running.reloader.clone())
             .start(&config.admin, args.admin_listen.as_deref(), &server)
             .await?;
+        let bridges = crate::bridge::start(&server, &config, &running.reloader);
+        bridges.prepared(BRIDGES_PREPARED_TIMEOUT).await;
         crate::process::notify_ready();
-        server.run(admin.until(shutdown)).await;
+        server.run(bridges.until(admin.until(shutdown))).await;
         crate::process::notify_stopping();
         drop(running);
         anyhow::Ok(())

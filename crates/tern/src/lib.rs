@@ -7,6 +7,7 @@
 mod admin;
 pub mod auth;
 pub mod bench;
+mod bridge;
 pub mod cli;
 pub mod config;
 mod connection;

@@ -135,6 +135,8 @@ pub(crate) struct MetricsSnapshot {
     pub(crate) inflight_bytes: u64,
     /// Latency of the store's commits.
     pub(crate) store_commit: HistogramSnapshot,
+    /// The bridges to other brokers, in name order.
+    pub(crate) bridges: Vec<crate::bridge::BridgeSnapshot>,
 }
 
 /// Reads every counter and gauge of `broker` now.
@@ -188,6 +190,7 @@ pub(crate) fn snapshot(broker: &Broker) -> MetricsSnapshot {
         inflight_messages: inflight_messages as u64,
         inflight_bytes: inflight_bytes as u64,
         store_commit: m.store_commit.snapshot(),
+        bridges: crate::bridge::snapshots(broker),
     }
 }
 
@@ -294,6 +297,23 @@ impl MetricsSnapshot {
             put(&format!("authorization.{}.{result}", action.label()), *n);
         }
         put("protocol.errors", self.protocol_errors);
+        put("bridges.count", self.bridges.len() as u64);
+        put(
+            "bridges.connected",
+            self.bridges.iter().filter(|b| b.connected()).count() as u64,
+        );
+        put(
+            "bridges.messages.out",
+            self.bridges.iter().map(|b| b.forwarded_out).sum(),
+        );
+        put(
+            "bridges.messages.in",
+            self.bridges.iter().map(|b| b.forwarded_in).sum(),
+        );
+        put(
+            "bridges.messages.dropped",
+            self.bridges.iter().map(|b| b.dropped).sum(),
+        );
         put("store.commit.count", self.store_commit.count);
         out.push((
             "store.commit.seconds.sum".to_owned(),

@@ -92,6 +92,81 @@ impl Out {
     }
 }
 
+/// The `tern_bridge_*` families: one sample per bridge (label `bridge`, its name); none
+/// without bridges (a family has at least one sample).
+fn render_bridges(o: &mut Out, bridges: &[crate::bridge::BridgeSnapshot]) {
+    if bridges.is_empty() {
+        return;
+    }
+    o.family(
+        "tern_bridge_connected",
+        Kind::Gauge,
+        None,
+        "Whether the bridge is connected to its remote broker (1) or not (0).",
+    );
+    for b in bridges {
+        o.sample(
+            "tern_bridge_connected",
+            &[("bridge", &b.name)],
+            u8::from(b.connected()),
+        );
+    }
+    o.family(
+        "tern_bridge_messages_forwarded",
+        Kind::Counter,
+        None,
+        "Messages a bridge carried, by direction: out (to the remote broker) and in (from it).",
+    );
+    for b in bridges {
+        for (direction, n) in [("out", b.forwarded_out), ("in", b.forwarded_in)] {
+            o.sample(
+                "tern_bridge_messages_forwarded_total",
+                &[("bridge", &b.name), ("direction", direction)],
+                n,
+            );
+        }
+    }
+    o.family(
+        "tern_bridge_messages_dropped",
+        Kind::Counter,
+        None,
+        "Messages a bridge dropped: refused by the other side, or matching none of its topics.",
+    );
+    for b in bridges {
+        o.sample(
+            "tern_bridge_messages_dropped_total",
+            &[("bridge", &b.name)],
+            b.dropped,
+        );
+    }
+    o.family(
+        "tern_bridge_queued_messages",
+        Kind::Gauge,
+        None,
+        "Messages waiting on this broker for a bridge's remote side (queued and in flight).",
+    );
+    for b in bridges {
+        o.sample(
+            "tern_bridge_queued_messages",
+            &[("bridge", &b.name)],
+            b.queued,
+        );
+    }
+    o.family(
+        "tern_bridge_connects",
+        Kind::Counter,
+        None,
+        "Connections a bridge made to its remote broker.",
+    );
+    for b in bridges {
+        o.sample(
+            "tern_bridge_connects_total",
+            &[("bridge", &b.name)],
+            b.connects,
+        );
+    }
+}
+
 /// Escapes a label value (backslash, double quote, line feed).
 fn escape(value: &str) -> String {
     value
@@ -294,6 +369,8 @@ pub(crate) fn render_snapshot(s: &MetricsSnapshot) -> String {
         s.inflight_bytes,
     );
 
+    render_bridges(&mut o, &s.bridges);
+
     let h = &s.store_commit;
     o.family(
         "tern_store_commit_seconds",
@@ -441,6 +518,64 @@ mod tests {
             .find(|(n, l, _)| n == name && l.iter().cloned().collect::<HashSet<_>>() == wanted)
             .map(|(_, _, v)| *v)
             .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+    }
+
+    #[test]
+    fn bridges_have_their_state_and_counters_by_name() {
+        let h = Harness::new();
+        let mut s = crate::metrics_view::snapshot(&h.broker);
+        s.bridges = crate::bridge::testing_snapshots();
+        let text = render_snapshot(&s);
+        let families = parse(&text);
+        assert_eq!(
+            value(&families, "tern_bridge_connected", &[("bridge", "up")]),
+            1.0
+        );
+        assert_eq!(
+            value(&families, "tern_bridge_connected", &[("bridge", "down")]),
+            0.0
+        );
+        let out = [("bridge", "up"), ("direction", "out")];
+        let inbound = [("bridge", "up"), ("direction", "in")];
+        assert_eq!(
+            value(&families, "tern_bridge_messages_forwarded_total", &out),
+            7.0
+        );
+        assert_eq!(
+            value(&families, "tern_bridge_messages_forwarded_total", &inbound),
+            3.0
+        );
+        assert_eq!(
+            value(
+                &families,
+                "tern_bridge_messages_dropped_total",
+                &[("bridge", "up")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &families,
+                "tern_bridge_queued_messages",
+                &[("bridge", "down")]
+            ),
+            42.0
+        );
+        assert_eq!(
+            value(&families, "tern_bridge_connects_total", &[("bridge", "up")]),
+            2.0
+        );
+        let entries = s.entries();
+        let get = |name: &str| {
+            entries
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        use crate::metrics_view::Value;
+        assert_eq!(get("bridges.count"), Some(Value::Int(2)));
+        assert_eq!(get("bridges.connected"), Some(Value::Int(1)));
+        assert_eq!(get("bridges.messages.out"), Some(Value::Int(7)));
     }
 
     #[test]

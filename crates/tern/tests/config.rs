@@ -376,7 +376,7 @@ const MQTT_KEYS: &str = "`max_packet_size`, `max_inflight_messages`, `receive_ma
      `connect_timeout`";
 
 /// Every top-level key, in the order the error message lists them.
-const TOP_LEVEL_KEYS: &str = "`allow_anonymous`, `sys_interval`, `acl_file`, `password_file`, `log`, `listeners`, `mqtt`, `persistence`, `limits`, `auth`, `admin`, `pid_file`, `user`";
+const TOP_LEVEL_KEYS: &str = "`allow_anonymous`, `sys_interval`, `acl_file`, `password_file`, `log`, `listeners`, `mqtt`, `persistence`, `limits`, `auth`, `admin`, `bridges`, `pid_file`, `user`";
 
 /// Every key of `[persistence]`, in the order the error message lists them.
 const PERSISTENCE_KEYS: &str = "`enabled`, `data_dir`, `durability`, `commit_window`, `max_batch`";
@@ -1909,9 +1909,14 @@ fn mosquitto_security_directives_are_errors() {
 }
 
 #[test]
-fn mosquitto_bridge_directives_are_errors() {
+fn mosquitto_bridge_directives_need_a_connection_block() {
+    // The bridge directives themselves are covered by tests/bridge_config.rs.
+    assert_eq!(
+        mosq_err("connection cloud\n"),
+        "mosquitto.conf:1: `connection`: the bridge `cloud` has no `address` line: it needs the \
+         remote broker's address"
+    );
     for line in [
-        "connection cloud",
         "address broker.example.com:1883",
         "addresses a:1883 b:1883",
         "topic sensors/# out 1",
@@ -1936,7 +1941,10 @@ fn mosquitto_bridge_directives_are_errors() {
         let name = line.split(' ').next().unwrap_or_default();
         assert_eq!(
             mosq_err(&format!("{line}\n")),
-            format!("mosquitto.conf:1: `{name}`: bridges are not supported yet"),
+            format!(
+                "mosquitto.conf:1: `{name}`: must follow a `connection NAME` line: it configures \
+                 the bridge above it (in the same file), and there is none"
+            ),
             "line {line:?}"
         );
     }

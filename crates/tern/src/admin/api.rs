@@ -132,6 +132,7 @@ pub(crate) async fn dispatch(
             let items = (state.hooks.listeners)();
             Ok(list(items, call.paging()?))
         }
+        Route::Bridges => Ok(list(crate::bridge::statuses(broker), call.paging()?)),
         Route::Config => Ok(json(StatusCode::OK, &(state.hooks.config)())),
         Route::Reload => reload(state).await,
         Route::Events => Ok(super::events::response(

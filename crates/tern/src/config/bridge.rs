@@ -12,19 +12,20 @@ pub struct BridgeConfig {
     /// The bridge's name (`connection NAME`): its local client id is derived from it, and its
     /// state is published on `$SYS/broker/connection/NAME/state`.
     pub name: String,
-    /// Remote addresses, tried in order (`address`/`addresses`, `host[:port]`, default port
-    /// 1883, or 8883 with TLS).
+    /// Remote addresses, tried in order (`address`/`addresses`, `host[:port]`), never empty.
+    /// Default port 1883; 8883 for a TOML bridge with `tls` (a mosquitto.conf keeps 1883, as
+    /// Mosquitto does).
     pub addresses: Vec<BridgeAddress>,
     /// With several addresses: go back to the first one when it is up again (`round_robin
     /// false`, Mosquitto's default), or stay on the one that works (`round_robin true`).
     pub round_robin: bool,
-    /// The topics carried, in the file's order.
+    /// The topics carried, in the file's order; never empty.
     pub topics: Vec<BridgeTopic>,
     /// The client id on the remote broker (`remote_clientid`; default `HOSTNAME.NAME`, as
     /// Mosquitto).
     pub remote_client_id: Option<String>,
     /// The client id of the bridge's session on this broker (`local_clientid`; default
-    /// `local.HOSTNAME.NAME`, as Mosquitto).
+    /// `local.` and the remote client id, as Mosquitto).
     pub local_client_id: Option<String>,
     /// `remote_username`.
     pub remote_username: Option<String>,
@@ -53,8 +54,9 @@ pub struct BridgeConfig {
     pub notification_topic: Option<String>,
     /// When the bridge connects (`start_type`).
     pub start_type: BridgeStart,
-    /// Reconnection backoff (`restart_timeout BASE [CAP]`; default 5 s base, 30 s cap, with
-    /// jitter, as Mosquitto 2).
+    /// Reconnection backoff (`restart_timeout BASE CAP`; default 5 s base, 30 s cap, with
+    /// jitter, as Mosquitto 2). `restart_timeout N` (one value) is Mosquitto's constant delay:
+    /// then `restart_base == restart_cap`, to be waited without jitter.
     pub restart_base: Duration,
     /// The longest wait between two attempts.
     pub restart_cap: Duration,
@@ -65,7 +67,8 @@ pub struct BridgeConfig {
     pub idle_timeout: Duration,
     /// Largest number of messages kept for the remote side while it is down, beyond which new
     /// ones are dropped and counted (the bridge's session queue limit; default: the broker's
-    /// `max_queued_messages`).
+    /// `max_queued_messages`). `Some(0)` means no limit, as `max_queued_messages = 0` does.
+    /// TOML only: Mosquitto has no such directive.
     pub max_queued_messages: Option<usize>,
     /// TLS to the remote broker (`bridge_cafile`, `bridge_capath`, `bridge_certfile`,
     /// `bridge_keyfile`, `bridge_insecure`, `bridge_tls_version`, `bridge_alpn`); `None`: plain TCP.
@@ -123,8 +126,10 @@ pub enum BridgeStart {
 /// TLS settings of a bridge's connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeTls {
-    /// CA file or directory to verify the remote broker's certificate with (`None`: the
-    /// system's roots are not used; one of them is required unless `insecure`).
+    /// CA file to verify the remote broker's certificate with. At least one of `cafile` and
+    /// `capath` is always set (the configuration readers refuse TLS settings without a CA, and
+    /// `bridge_tls_use_os_certs true` sets `capath` to the system's CA directory), and every
+    /// file named here was read and checked when the configuration was.
     pub cafile: Option<PathBuf>,
     /// A directory of CA certificates (`bridge_capath`).
     pub capath: Option<PathBuf>,
@@ -132,9 +137,11 @@ pub struct BridgeTls {
     pub certfile: Option<PathBuf>,
     /// Its private key (`bridge_keyfile`).
     pub keyfile: Option<PathBuf>,
-    /// Do not check the remote's host name against its certificate (`bridge_insecure`).
+    /// Do not check the remote's host name against its certificate (`bridge_insecure`); the
+    /// chain is still verified against the CAs, as `tern_client::TlsFiles::insecure`.
     pub insecure: bool,
-    /// `bridge_tls_version` (`tlsv1.2`, `tlsv1.3`): the lowest version offered.
+    /// `bridge_tls_version` (`tlsv1.2`, `tlsv1.3`, or Mosquitto's older names, which mean
+    /// TLS 1.2): the lowest version offered.
     pub min_version: Option<String>,
     /// `bridge_alpn`.
     pub alpn: Option<String>,

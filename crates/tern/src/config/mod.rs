@@ -3,6 +3,7 @@
 
 mod admin;
 mod bridge;
+mod bridge_parse;
 mod duration;
 mod listener;
 mod mosquitto;
@@ -25,6 +26,7 @@ pub use admin::{
 pub use bridge::{
     BridgeAddress, BridgeConfig, BridgeDirection, BridgeStart, BridgeTls, BridgeTopic,
 };
+pub use bridge_parse::{DEFAULT_BRIDGE_PORT, DEFAULT_BRIDGE_TLS_PORT};
 pub use duration::parse_duration;
 pub use listener::ListenerSettings;
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tern_codec::{MAX_PACKET_SIZE, QoS};
 
+use super::bridge_parse::{self, ConfBridge};
 use super::duration::parse_mosquitto_duration;
 use crate::tls::{CertificateIdentity, ParseVersionError, TlsConfig, TlsKey, TlsVersion};
 use crate::websocket::WebSocketSettings;
@@ -73,20 +74,20 @@ impl Location {
 }
 
 /// A directive: its name and the rest of the line.
-struct Directive<'a> {
-    file: &'a Path,
-    line: usize,
-    name: &'a str,
+pub(super) struct Directive<'a> {
+    pub(super) file: &'a Path,
+    pub(super) line: usize,
+    pub(super) name: &'a str,
     /// Everything after the name, without surrounding blanks.
-    rest: &'a str,
+    pub(super) rest: &'a str,
 }
 
 impl Directive<'_> {
-    fn error(&self, message: impl Into<String>) -> ConfigError {
+    pub(super) fn error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError::at(self.file, self.line, self.name, message)
     }
 
-    fn warning(&self, message: impl Into<String>) -> String {
+    pub(super) fn warning(&self, message: impl Into<String>) -> String {
         self.error(message).to_string()
     }
 
@@ -101,7 +102,7 @@ impl Directive<'_> {
     /// The one value of the directive. A trailing `# comment` is tolerated, as Mosquitto
     /// ignores anything after the value; anything else after it is an error, because it means
     /// the line does not say what its author thinks.
-    fn value(&self) -> Result<&str, ConfigError> {
+    pub(super) fn value(&self) -> Result<&str, ConfigError> {
         let mut tokens = self.rest.split_ascii_whitespace();
         let value = tokens.next().ok_or_else(|| self.error("missing value"))?;
         if value.starts_with('=') {
@@ -120,7 +121,7 @@ impl Directive<'_> {
     }
 
     /// The rest of the line, for values that may contain spaces (paths, prefixes).
-    fn text(&self) -> Result<&str, ConfigError> {
+    pub(super) fn text(&self) -> Result<&str, ConfigError> {
         if self.rest.is_empty() {
             Err(self.error("missing value"))
         } else {
@@ -128,7 +129,7 @@ impl Directive<'_> {
         }
     }
 
-    fn bool(&self) -> Result<bool, ConfigError> {
+    pub(super) fn bool(&self) -> Result<bool, ConfigError> {
         match self.value()? {
             "true" | "1" => Ok(true),
             "false" | "0" => Ok(false),
@@ -137,7 +138,7 @@ impl Directive<'_> {
     }
 
     /// Any integer; what it means is up to the directive.
-    fn int(&self) -> Result<i64, ConfigError> {
+    pub(super) fn int(&self) -> Result<i64, ConfigError> {
         self.int_described("an integer")
     }
 
@@ -148,7 +149,7 @@ impl Directive<'_> {
     }
 
     /// An integer in `lo..=hi`, converted to the field's type.
-    fn int_in<T: TryFrom<i64>>(&self, lo: i64, hi: i64) -> Result<T, ConfigError> {
+    pub(super) fn int_in<T: TryFrom<i64>>(&self, lo: i64, hi: i64) -> Result<T, ConfigError> {
         let expected = format!("an integer between {lo} and {hi}");
         let n = self.int_described(&expected)?;
         if !(lo..=hi).contains(&n) {
@@ -378,6 +379,8 @@ struct Reader {
     log_dests: Option<Vec<LogDest>>,
     /// The `log_facility` line, once seen.
     log_facility_at: Option<Location>,
+    /// The bridges (`connection` blocks), in the order of the files.
+    bridges: Vec<ConfBridge>,
 }
 
 impl Reader {
@@ -385,6 +388,8 @@ impl Reader {
     fn read_file(&mut self, path: &Path, text: &str, included: bool) -> Result<(), ConfigError> {
         // As in Mosquitto, each file starts in the general section, included ones too.
         let mut section = Section::General;
+        // Likewise, a file's bridge directives belong to its own `connection` lines.
+        let mut bridge: Option<usize> = None;
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -399,7 +404,7 @@ impl Reader {
                 name,
                 rest: rest.trim(),
             };
-            self.directive(&directive, &mut section, included)?;
+            self.directive(&directive, &mut section, &mut bridge, included)?;
         }
         Ok(())
     }
@@ -408,6 +413,7 @@ impl Reader {
         &mut self,
         d: &Directive<'_>,
         section: &mut Section,
+        bridge: &mut Option<usize>,
         included: bool,
     ) -> Result<(), ConfigError> {
         if d.name == "include_dir" {
@@ -415,6 +421,25 @@ impl Reader {
         }
         if d.name == "listener" {
             *section = Section::Listener(self.listener(d)?);
+            if let Some(b) = bridge.and_then(|i| self.bridges.get_mut(i)) {
+                b.interrupt(d);
+            }
+            return Ok(());
+        }
+        // A bridge's settings run from its `connection` line to the next one or the end of the
+        // file; other directives among them keep their own meaning, as in Mosquitto.
+        if d.name == "connection" {
+            let new = ConfBridge::start(d, &self.bridges)?;
+            self.bridges.push(new);
+            *bridge = Some(self.bridges.len() - 1);
+            return Ok(());
+        }
+        if bridge_parse::is_conf_directive(d.name) {
+            let Some(b) = bridge.and_then(|i| self.bridges.get_mut(i)) else {
+                return Err(d.error(bridge_parse::OUTSIDE_BRIDGE));
+            };
+            let warnings = b.directive(d)?;
+            self.config.warnings.extend(warnings);
             return Ok(());
         }
         if self.listener_option(d, *section)?
@@ -928,6 +953,8 @@ impl Reader {
         }
         self.apply_message_size_limit();
         self.warn_autosave();
+        let bridges = std::mem::take(&mut self.bridges);
+        self.config.bridges = bridge_parse::finish_conf(bridges, &mut self.config.warnings)?;
         self.config.log.level = self.log_types.level();
         self.config.log.dest = self.log_dests.take();
         if let Some(at) = &self.log_facility_at {
@@ -1378,33 +1405,6 @@ const PLUGINS: &str = "plugins are not supported yet; Tern refuses to start rath
                        without the checks the plugin would make";
 const CLIENT_IDS: &str = "not supported yet; Tern refuses to start rather than accept client \
                           ids this directive would refuse";
-const BRIDGES: &str = "bridges are not supported yet";
-
-/// Bridge directives; all of them also start with `bridge_`.
-const BRIDGE_DIRECTIVES: &[&str] = &[
-    "connection",
-    "address",
-    "addresses",
-    "topic",
-    "cleansession",
-    "local_cleansession",
-    "local_clientid",
-    "local_password",
-    "local_username",
-    "remote_clientid",
-    "remote_password",
-    "remote_username",
-    "keepalive_interval",
-    "idle_timeout",
-    "notifications",
-    "notification_topic",
-    "notifications_local_only",
-    "restart_timeout",
-    "round_robin",
-    "start_type",
-    "threshold",
-    "try_private",
-];
 
 fn unsupported(name: &str) -> Option<Unsupported> {
     use Unsupported::{Error, Warning};
@@ -1420,7 +1420,6 @@ fn unsupported(name: &str) -> Option<Unsupported> {
             "not supported yet; write the interface's address in `listener PORT ADDRESS` \
              instead, or Tern would listen on every interface",
         ),
-        n if n.starts_with("bridge_") || BRIDGE_DIRECTIVES.contains(&n) => Error(BRIDGES),
         "http_dir" => Warning("ignored: Tern does not serve files over HTTP"),
         "websockets_log_level" => {
             Warning("ignored: Tern logs WebSocket upgrades with its other connection messages")

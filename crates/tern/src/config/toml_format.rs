@@ -65,6 +65,7 @@ struct RawConfig {
     limits: Option<Table<RawLimits>>,
     auth: Option<Table<RawAuth>>,
     admin: Option<Table<super::admin::RawAdmin>>,
+    bridges: Option<Vec<Spanned<Table<super::bridge_parse::RawBridge>>>>,
     pid_file: Option<Spanned<String>>,
     user: Option<Spanned<String>>,
 }
@@ -235,7 +236,7 @@ struct RawPersistence {
 /// A TOML table deserialized into `T`. Serde's derived structs also accept arrays, matched to
 /// fields by position, which would make `mqtt = [1024]` a `max_packet_size` and `[[mqtt]]` an
 /// error about sizes; only tables are accepted here.
-struct Table<T>(T);
+pub(super) struct Table<T>(pub(super) T);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -259,16 +260,16 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for TableVisitor<T> {
 
 /// A TOML integer. Deserialized through its own visitor so that a type error says "an integer"
 /// rather than Rust's "i64".
-struct Int(i64);
+pub(super) struct Int(pub(super) i64);
 
 /// An integer or a string, the two ways to write a duration or a size.
-enum Scalar {
+pub(super) enum Scalar {
     Int(i64),
     Text(String),
 }
 
 /// A duration: whole seconds, or a string for [`parse_duration`].
-struct DurationValue(Scalar);
+pub(super) struct DurationValue(pub(super) Scalar);
 
 /// A size: bytes, or a string with a unit for [`parse_size`].
 struct SizeValue(Scalar);
@@ -463,6 +464,10 @@ impl RawConfig {
         }
         if let Some(Table(admin)) = self.admin {
             config.admin = admin.validate(doc.path, doc.text)?;
+        }
+        if let Some(bridges) = self.bridges {
+            config.bridges =
+                super::bridge_parse::validate_toml(doc, bridges, &mut config.warnings)?;
         }
         Ok(config)
     }
@@ -1468,14 +1473,14 @@ fn validate_http_hook(
 // Locating errors.
 
 /// The document being read, to turn byte offsets into lines.
-struct Doc<'a> {
-    path: &'a Path,
-    text: &'a str,
+pub(super) struct Doc<'a> {
+    pub(super) path: &'a Path,
+    pub(super) text: &'a str,
 }
 
 impl Doc<'_> {
     /// The 1-based line of a byte offset.
-    fn line(&self, offset: usize) -> usize {
+    pub(super) fn line(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
         self.text.as_bytes()[..end]
             .iter()
@@ -1484,13 +1489,18 @@ impl Doc<'_> {
             + 1
     }
 
-    fn error<T>(&self, value: &Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn error<T>(
+        &self,
+        value: &Spanned<T>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::at(self.path, self.line(value.span().start), key, message)
     }
 
     /// An integer in `lo..=hi`, converted to the field's type; `message` describes the range
     /// for a value outside it.
-    fn ranged<T: TryFrom<i64>>(
+    pub(super) fn ranged<T: TryFrom<i64>>(
         &self,
         value: &Spanned<Int>,
         key: &str,
@@ -1555,7 +1565,11 @@ impl Doc<'_> {
         Ok(Some(RateLimit { burst, ..limit }))
     }
 
-    fn duration(&self, value: &Spanned<DurationValue>, key: &str) -> Result<Duration, ConfigError> {
+    pub(super) fn duration(
+        &self,
+        value: &Spanned<DurationValue>,
+        key: &str,
+    ) -> Result<Duration, ConfigError> {
         match &value.get_ref().0 {
             Scalar::Int(n) => u64::try_from(*n)
                 .map(Duration::from_secs)
