@@ -35,7 +35,9 @@ pub(crate) struct LinkInfo {
     /// The keep-alive in force, in seconds (0: none).
     pub(crate) keep_alive: u16,
     pub(crate) clean_start: bool,
-    pub(crate) connected_at: Instant,
+    /// When it connected ([`Broker::compact_instant`]: 8 bytes rather than 16, which keeps
+    /// this allocation in the next smaller size class).
+    pub(crate) connected_at: u64,
     /// Set when an administrator disconnects the client: the connection sends DISCONNECT 0x98
     /// (MQTT 5) and closes, as for any server-side close (its will is published).
     pub(crate) kicked: bool,
@@ -145,7 +147,7 @@ impl fmt::Display for AdminError {
 
 impl std::error::Error for AdminError {}
 
-fn describe(session: &Session) -> Option<SessionInfo> {
+fn describe(broker: &Broker, session: &Session) -> Option<SessionInfo> {
     let st = session.lock();
     if st.ended {
         return None;
@@ -161,7 +163,7 @@ fn describe(session: &Session) -> Option<SessionInfo> {
                 protocol: info.protocol,
                 keep_alive: info.keep_alive,
                 clean_start: info.clean_start,
-                connected_at: info.connected_at,
+                connected_at: broker.instant_of(info.connected_at),
             }
         }),
         expiry_interval: st.expiry_interval,
@@ -204,7 +206,7 @@ impl Broker {
         let mut all: Vec<SessionInfo> = self
             .session_handles()
             .iter()
-            .filter_map(|s| describe(s))
+            .filter_map(|s| describe(self, s))
             .collect();
         all.sort_unstable_by(|a, b| a.client_id.cmp(&b.client_id));
         all
@@ -213,7 +215,7 @@ impl Broker {
     /// The session of `client_id`.
     #[must_use]
     pub fn session(&self, client_id: &str) -> Option<SessionInfo> {
-        describe(&*self.session_handle(client_id)?)
+        describe(self, &*self.session_handle(client_id)?)
     }
 
     /// The subscriptions of `client_id`'s session, sorted by filter; `None` if there is no
@@ -508,6 +510,69 @@ mod tests {
         let size = std::mem::size_of::<Connection>();
         assert!(size <= 336, "Connection is {size} bytes");
         assert_eq!(std::mem::size_of::<crate::session::Link>(), 32);
+    }
+
+    #[test]
+    fn what_an_idle_connection_keeps_stays_small() {
+        // 56 bytes requested keeps the box in a 64-byte allocator chunk (an `Instant` for
+        // `connected_at` made it 64, in 80).
+        let link_info = std::mem::size_of::<LinkInfo>();
+        assert!(link_info <= 56, "LinkInfo is {link_info} bytes");
+        // The registry holds a pointer per session, not a copy of its client id too.
+        assert_eq!(std::mem::size_of::<crate::session::Registered>(), 8);
+    }
+
+    #[test]
+    fn connected_at_is_kept_exactly() {
+        let broker = Broker::new(BrokerConfig::default());
+        let now = Instant::now() + std::time::Duration::from_nanos(123_456_789);
+        let _c = connect(&broker, "a", ProtocolVersion::V5, now);
+        let conn = broker.session("a").unwrap().connection.unwrap();
+        assert_eq!(conn.connected_at, now);
+    }
+
+    #[test]
+    fn the_session_does_not_keep_the_connect_buffer_alive() {
+        let broker = Broker::new(BrokerConfig::default());
+        let now = Instant::now();
+        // As the decoder hands them over: slices of the buffer the packet was read into.
+        let buffer = Bytes::from(b"client-1user-1will/topicwill payload".to_vec());
+        let inside = |p: *const u8| buffer.as_ptr_range().contains(&p);
+        let mut connect = connect_packet(ProtocolVersion::V311, "", None);
+        connect.clean_start = false;
+        connect.client_id = ByteString::try_from(buffer.slice(0..8)).unwrap();
+        connect.username = Some(ByteString::try_from(buffer.slice(8..14)).unwrap());
+        connect.will = Some(tern_codec::LastWill {
+            topic: ByteString::try_from(buffer.slice(14..24)).unwrap(),
+            payload: buffer.slice(24..),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: tern_codec::WillProperties::default(),
+        });
+        let mut c = Connection::new(
+            broker.clone(),
+            ConnectionInfo::default(),
+            Arc::new(Nop),
+            now,
+        );
+        c.handle_packet(Packet::Connect(Box::new(connect)), now);
+        assert!(c.is_connected());
+        assert_eq!(c.client_id(), "client-1");
+        assert!(!inside(c.client_id().as_ptr()));
+        assert!(!inside(c.username().unwrap().as_ptr()));
+        let session = broker.session_handle("client-1").unwrap();
+        assert!(!inside(session.client_id.as_ptr()));
+        let st = session.lock();
+        assert_eq!(st.username.as_deref(), Some("user-1"));
+        assert!(!inside(st.username.as_ref().unwrap().as_ptr()));
+        let will = st.will.as_ref().unwrap();
+        assert_eq!(&*will.topic, "will/topic");
+        assert_eq!(&will.payload[..], b"will payload");
+        assert!(!inside(will.topic.as_ptr()));
+        assert!(!inside(will.payload.as_ptr()));
+        drop(st);
+        // Nothing else holds a handle on the buffer: the connection and the session let go.
+        assert!(buffer.is_unique());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! skip levels but never takes an earlier lock while holding a later one, and no lock is held
 //! while publishing a will or another message (which takes `subscriptions` and session locks).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -21,7 +21,7 @@ use crate::metrics::{DropReason, Metrics, inc, is_broker_sys};
 use crate::persistence::Persistence;
 use crate::retained::RetainedStore;
 use crate::session::{
-    Awaiting, Delivery, Enqueued, Inflight, Link, QueueBudget, Session, SessionState,
+    Awaiting, Delivery, Enqueued, Inflight, Link, QueueBudget, Registered, Session, SessionState,
     SubscriptionRecord,
 };
 use crate::store::{DeliveryState, Lsn, Snapshot, Store, StoreOp, WillRecord};
@@ -53,7 +53,8 @@ struct Inner {
     /// The listeners' own rules (see [`Broker::listener_acl`]), which a session recovered
     /// from the store must satisfy too, as long as its listener is not known.
     listener_acls: RwLock<Vec<Arc<AclSlot>>>,
-    sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
+    /// The sessions by client id (a set keyed by each session's own id: see [`Registered`]).
+    sessions: Mutex<HashSet<Registered>>,
     subscriptions: RwLock<SubscriptionTree>,
     retained: RwLock<RetainedStore>,
     timers: Mutex<Timers>,
@@ -63,6 +64,9 @@ struct Inner {
     id_hasher: RandomState,
     persistence: Persistence,
     queue_budget: Arc<QueueBudget>,
+    /// When the broker was made: instants kept per connection are stored as an offset from
+    /// it, in 8 bytes rather than an `Instant`'s 16 (see [`Broker::compact_instant`]).
+    epoch: Instant,
 }
 
 /// A will to publish, with the client it is published for.
@@ -198,9 +202,22 @@ impl Broker {
                 queue_budget: Arc::new(QueueBudget::new(config.max_total_queued_bytes)),
                 acl: Arc::new(AclSlot::new(config.acl.clone())),
                 listener_acls: RwLock::default(),
+                epoch: Instant::now(),
                 config,
             }),
         }
+    }
+
+    /// `at` as nanoseconds since the broker was made (an earlier instant counts as that
+    /// moment): an instant in 8 bytes, for per-connection state. Undone by
+    /// [`Self::instant_of`].
+    pub(crate) fn compact_instant(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.inner.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant [`Self::compact_instant`] stored.
+    pub(crate) fn instant_of(&self, compact: u64) -> Instant {
+        self.inner.epoch + Duration::from_nanos(compact)
     }
 
     /// The settings in force.
@@ -355,7 +372,7 @@ impl Broker {
         {
             let mut sessions = lock(&self.inner.sessions);
             for id in due {
-                let Some(session) = sessions.get(&id).cloned() else {
+                let Some(session) = sessions.get(&*id).map(Registered::session) else {
                     continue;
                 };
                 let mut st = session.lock();
@@ -375,7 +392,7 @@ impl Broker {
                 }
                 if expired {
                     inc(&self.inner.metrics.sessions_expired, 1);
-                    sessions.remove(&id);
+                    sessions.remove(&*id);
                     after.ended.push(self.end_locked(&session, &mut st));
                 } else if will_due {
                     self.persist_session(&session, &mut st);
@@ -456,6 +473,17 @@ impl Broker {
             inc(&self.inner.metrics.publish_no_subscribers, 1);
         }
         routed
+    }
+
+    /// The number of subscriptions `topic` matches (a shared group counts once), found as
+    /// [`Self::publish`] finds them but delivering nothing: the cost of the subscription index
+    /// lookup alone, for the benchmarks.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn count_matches(&self, topic: &str) -> usize {
+        let mut n = 0;
+        self.subs().for_each_match(topic, |_| n += 1);
+        n
     }
 
     /// Publishes a message on behalf of the broker itself (no publisher client id).
@@ -753,7 +781,7 @@ impl Broker {
                     self.schedule(at, record.client_id.clone());
                 }
             }
-            sessions.insert(record.client_id, session);
+            sessions.replace(Registered(session));
         }
     }
 
@@ -783,7 +811,7 @@ impl Broker {
         loop {
             let n = self.inner.generation.fetch_add(1, Ordering::Relaxed);
             let id = format!("{prefix}{:016x}", self.inner.id_hasher.hash_one(n));
-            if !sessions.contains_key(id.as_str()) {
+            if !sessions.contains(id.as_str()) {
                 return ByteString::from(id);
             }
         }
@@ -809,7 +837,7 @@ impl Broker {
         let mut replaced_live = false;
         let attached = {
             let mut sessions = lock(&self.inner.sessions);
-            let existing = sessions.get(&client_id).cloned();
+            let existing = sessions.get(&*client_id).map(Registered::session);
             if let Some(session) = &existing {
                 let st = session.lock();
                 let same_user = st.username == owner.username;
@@ -838,7 +866,7 @@ impl Broker {
                     }
                     if expired {
                         inc(&self.inner.metrics.sessions_expired, 1);
-                        sessions.remove(&client_id);
+                        sessions.remove(&*client_id);
                         after.ended.push(self.end_locked(&session, &mut st));
                         return None;
                     }
@@ -860,7 +888,7 @@ impl Broker {
                 // A session with expiry 0 (3.x CleanSession = 1) ends with the connection just
                 // taken over: it is not resumed either (MQTT-3.1.2-6).
                 if clean_start || st.expiry_interval == 0 {
-                    sessions.remove(&client_id);
+                    sessions.remove(&*client_id);
                     after.ended.push(self.end_locked(&session, &mut st));
                     None
                 } else {
@@ -877,7 +905,7 @@ impl Broker {
                     expiry_interval,
                     self.inner.queue_budget.clone(),
                 ));
-                sessions.insert(client_id.clone(), s.clone());
+                sessions.replace(Registered(s.clone()));
                 s
             });
             {
@@ -953,10 +981,10 @@ impl Broker {
             }
             if ends_now {
                 if sessions
-                    .get(&session.client_id)
-                    .is_some_and(|s| Arc::ptr_eq(s, session))
+                    .get(&*session.client_id)
+                    .is_some_and(|s| Arc::ptr_eq(&s.0, session))
                 {
-                    sessions.remove(&session.client_id);
+                    sessions.remove(&*session.client_id);
                 }
                 after.ended.push(self.end_locked(session, &mut st));
             } else {
@@ -1208,12 +1236,17 @@ fn split_key(key: &str) -> (Option<&str>, &str) {
 impl Broker {
     /// Every session, connected or not (the registry lock is held only to copy the handles).
     pub(crate) fn session_handles(&self) -> Vec<Arc<Session>> {
-        lock(&self.inner.sessions).values().cloned().collect()
+        lock(&self.inner.sessions)
+            .iter()
+            .map(Registered::session)
+            .collect()
     }
 
     /// The session of `client_id`.
     pub(crate) fn session_handle(&self, client_id: &str) -> Option<Arc<Session>> {
-        lock(&self.inner.sessions).get(client_id).cloned()
+        lock(&self.inner.sessions)
+            .get(client_id)
+            .map(Registered::session)
     }
 
     /// Runs `f` on the retained messages (read lock held).
@@ -1245,7 +1278,7 @@ impl Broker {
         let mut after = Aftermath::default();
         let outcome = {
             let mut sessions = lock(&self.inner.sessions);
-            let Some(session) = sessions.get(client_id).cloned() else {
+            let Some(session) = sessions.get(client_id).map(Registered::session) else {
                 return crate::AdminDisconnect::NoSession;
             };
             let mut st = session.lock();

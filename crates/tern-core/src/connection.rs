@@ -68,6 +68,12 @@ struct AuthExchange {
     reauthenticating: bool,
 }
 
+/// A copy of `s` in its own allocation. Strings decoded from a packet are slices of the read
+/// buffer the packet came in: one kept for the life of a session would keep that whole buffer.
+fn owned(s: &ByteString) -> ByteString {
+    ByteString::from(&**s)
+}
+
 /// Client-sendable DISCONNECT reason codes (Table 3-10, sender C or C/S).
 const CLIENT_DISCONNECT_CODES: &[u8] = &[
     0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99,
@@ -695,7 +701,10 @@ impl Connection {
         let v5 = c.protocol.is_v5();
         let cfg = self.broker.config().clone();
         let assigned = c.client_id.is_empty();
-        self.username = grant.username.clone().or_else(|| c.username.clone());
+        // What the session keeps for its life gets its own small allocation: a slice of the
+        // CONNECT would keep the whole read buffer it was decoded from alive.
+        let client_id = owned(&client_id);
+        self.username = grant.username.as_ref().or(c.username.as_ref()).map(owned);
         self.apply_grant_rules(&grant);
         if let Some(w) = &c.will {
             // The Will is published on the client's behalf: it needs write access to its topic.
@@ -734,8 +743,8 @@ impl Connection {
         self.connect_session_expiry = expiry;
         let will = c.will.map(|w| {
             Box::new(WillRecord {
-                topic: w.topic,
-                payload: w.payload,
+                topic: owned(&w.topic),
+                payload: bytes::Bytes::copy_from_slice(&w.payload),
                 qos: w.qos,
                 retain: w.retain,
                 delay_interval: w.properties.will_delay_interval.unwrap_or(0),
@@ -751,7 +760,7 @@ impl Connection {
                 protocol: c.protocol,
                 keep_alive,
                 clean_start: c.clean_start,
-                connected_at: now,
+                connected_at: self.broker.compact_instant(now),
                 kicked: false,
             }),
         };

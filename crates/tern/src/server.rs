@@ -29,8 +29,9 @@ use crate::tls::TlsAcceptor;
 
 /// How long connections get to say goodbye at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Connections waiting to be accepted on a TCP listener, as tokio's own listeners.
-const BACKLOG: i32 = 1024;
+/// Connections waiting to be accepted on a TCP listener: as many as the system allows (Linux
+/// caps the backlog at `net.core.somaxconn`, so that setting governs it).
+const BACKLOG: i32 = 65_535;
 
 /// A listener to bind.
 #[derive(Debug, Clone)]
