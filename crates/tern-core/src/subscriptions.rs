@@ -68,10 +68,14 @@ pub(crate) enum Match<'a> {
 
 #[derive(Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
-    subscribers: HashMap<ByteString, Subscriber>,
-    shared: HashMap<Box<str>, SharedGroup>,
+    children: FastMap<Box<str>, Node>,
+    subscribers: FastMap<ByteString, Subscriber>,
+    shared: FastMap<Box<str>, SharedGroup>,
 }
+
+/// The trie's maps: keyed by topic levels and client ids that clients choose, hashed with a
+/// randomly seeded fast hasher.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 impl Node {
     fn is_empty(&self) -> bool {
