@@ -8,6 +8,7 @@
 //! printed in words), when nothing answers at the URL, or when a file cannot be used; 2 for bad
 //! flags and when the API does not accept the credentials (401), with a hint about keys.
 
+use super::file_replace::write_atomically;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -1291,7 +1292,7 @@ fn run_apikey(command: &ApikeyCommand) -> anyhow::Result<ExitCode> {
                         );
                     }
                     lines.push(format!("{}:{}", created.key, created.hash));
-                    write_atomically(file, lines.text().as_bytes())?;
+                    write_atomically("ctl", file, lines.text().as_bytes())?;
                     println!("key:    {}", created.key);
                     println!("secret: {}", created.secret);
                     println!(
@@ -1347,7 +1348,7 @@ fn run_apikey(command: &ApikeyCommand) -> anyhow::Result<ExitCode> {
             if removed.is_empty() {
                 bail!("{} has no key named `{}`", file.display(), printable(name));
             }
-            write_atomically(file, lines.text().as_bytes())?;
+            write_atomically("ctl", file, lines.text().as_bytes())?;
             for key in removed {
                 println!("deleted {}", printable(&key));
             }
@@ -1503,54 +1504,6 @@ impl KeyFile {
         }
         text
     }
-}
-
-/// Replaces `file` with `contents` atomically (a temporary file in the same directory, synced,
-/// renamed over it). An existing file keeps its permissions; a new one gets mode 0600.
-fn write_atomically(file: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let target = match std::fs::canonicalize(file) {
-        Ok(path) => path,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => file.to_path_buf(),
-        Err(e) => return Err(e).with_context(|| format!("cannot open {}", file.display())),
-    };
-    let dir = match target.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let existing = std::fs::metadata(&target).ok();
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tern-apikeys-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    let write_error = || format!("cannot write a temporary file in {}", dir.display());
-    temp.write_all(contents).with_context(write_error)?;
-    match &existing {
-        Some(meta) => temp
-            .as_file()
-            .set_permissions(meta.permissions())
-            .with_context(write_error)?,
-        None => set_private(temp.as_file()).with_context(write_error)?,
-    }
-    temp.as_file().sync_all().with_context(write_error)?;
-    temp.persist(&target)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", file.display()))?;
-    if let Ok(dir) = std::fs::File::open(&dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn set_private(file: &std::fs::File) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-}
-
-#[cfg(not(unix))]
-fn set_private(_file: &std::fs::File) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 mod common;
 mod ctl;
+mod file_replace;
 mod format;
 mod passwd;
 mod properties;
