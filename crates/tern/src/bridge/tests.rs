@@ -82,13 +82,7 @@ fn topic(
     local: &str,
     remote: &str,
 ) -> BridgeTopic {
-    BridgeTopic {
-        pattern: pattern.to_owned(),
-        direction,
-        qos,
-        local_prefix: local.to_owned(),
-        remote_prefix: remote.to_owned(),
-    }
+    BridgeTopic::new(pattern, direction, qos, local, remote)
 }
 
 async fn client(addr: SocketAddr, id: &str) -> Client {

@@ -98,13 +98,7 @@ mod tests {
     use super::*;
 
     fn topic(pattern: &str, direction: BridgeDirection, local: &str, remote: &str) -> BridgeTopic {
-        BridgeTopic {
-            pattern: pattern.to_owned(),
-            direction,
-            qos: QoS::AtLeastOnce,
-            local_prefix: local.to_owned(),
-            remote_prefix: remote.to_owned(),
-        }
+        BridgeTopic::new(pattern, direction, QoS::AtLeastOnce, local, remote)
     }
 
     #[test]

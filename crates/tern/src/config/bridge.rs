@@ -112,6 +112,27 @@ pub struct BridgeTopic {
     pub remote_prefix: String,
 }
 
+impl BridgeTopic {
+    /// A topic carried `direction` at `qos`, `local` + pattern here being `remote` + pattern
+    /// there.
+    #[must_use]
+    pub fn new(
+        pattern: &str,
+        direction: BridgeDirection,
+        qos: tern_codec::QoS,
+        local: &str,
+        remote: &str,
+    ) -> Self {
+        Self {
+            pattern: pattern.to_owned(),
+            direction,
+            qos,
+            local_prefix: local.to_owned(),
+            remote_prefix: remote.to_owned(),
+        }
+    }
+}
+
 /// When a bridge connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BridgeStart {

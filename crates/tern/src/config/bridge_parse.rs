@@ -1485,13 +1485,7 @@ mod tests {
         local: &str,
         remote: &str,
     ) -> BridgeTopic {
-        BridgeTopic {
-            pattern: pattern.to_owned(),
-            direction,
-            qos,
-            local_prefix: local.to_owned(),
-            remote_prefix: remote.to_owned(),
-        }
+        BridgeTopic::new(pattern, direction, qos, local, remote)
     }
 
     use BridgeDirection::{Both, In, Out};
