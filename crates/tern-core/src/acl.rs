@@ -55,10 +55,11 @@
 //! closed). Mosquitto substitutes `%c`/`%u` anywhere in the filter text, and so does Tern; since
 //! a safe value contains no `/`, `+` or `#`, it can only ever be part of one level.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use tern_codec::split_shared;
+
+use crate::FastMap;
 
 /// What a client wants to do with a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -380,7 +381,7 @@ impl Rules {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Acl {
     anonymous: Rules,
-    users: HashMap<Box<str>, Rules>,
+    users: FastMap<Box<str>, Rules>,
     patterns: Rules,
 }
 

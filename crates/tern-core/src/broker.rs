@@ -6,7 +6,6 @@
 //! skip levels but never takes an earlier lock while holding a later one, and no lock is held
 //! while publishing a will or another message (which takes `subscriptions` and session locks).
 
-use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -15,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tern_codec::{ByteString, PublishProperties, QoS, RetainHandling, SubscriptionOptions};
 
+use crate::FastSet;
 use crate::acl::{Access, Acl, Identity};
 use crate::message::Message;
 use crate::metrics::{DropReason, Metrics, inc, is_broker_sys};
@@ -54,7 +54,7 @@ struct Inner {
     /// from the store must satisfy too, as long as its listener is not known.
     listener_acls: RwLock<Vec<Arc<AclSlot>>>,
     /// The sessions by client id (a set keyed by each session's own id: see [`Registered`]).
-    sessions: Mutex<HashSet<Registered>>,
+    sessions: Mutex<FastSet<Registered>>,
     subscriptions: RwLock<SubscriptionTree>,
     retained: RwLock<RetainedStore>,
     timers: Mutex<Timers>,

@@ -1,6 +1,7 @@
 //! The limits and options the broker logic needs.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -206,30 +207,45 @@ impl std::fmt::Debug for ProtocolVersions {
 /// Access rules that can be replaced while connections use them (on reload): the broker's
 /// own, or one listener's. Two slots are equal only if they are the same slot.
 #[derive(Default)]
-pub struct AclSlot(ArcSwapOption<Acl>);
+pub struct AclSlot {
+    rules: ArcSwapOption<Acl>,
+    /// Whether `rules` holds any: read first, so that a broker without ACLs, the default,
+    /// pays one relaxed load per check rather than an `ArcSwap` guard (7 % of the CPU time
+    /// of QoS 0 fan-out, where every delivery is checked).
+    in_force: AtomicBool,
+}
 
 impl AclSlot {
     /// A slot holding `acl` (`None`: everything is allowed).
     #[must_use]
     pub fn new(acl: Option<Arc<Acl>>) -> Self {
-        Self(ArcSwapOption::new(acl))
+        Self {
+            in_force: AtomicBool::new(acl.is_some()),
+            rules: ArcSwapOption::new(acl),
+        }
     }
 
     /// The rules in force.
     #[must_use]
     pub fn get(&self) -> Option<Arc<Acl>> {
-        self.0.load_full()
+        self.rules.load_full()
     }
 
-    /// Replaces the rules; every later check uses the new ones.
+    /// Replaces the rules; every later check uses the new ones. (A check racing with the
+    /// replacement may still see the previous rules, as if it came just before.)
     pub fn set(&self, acl: Option<Arc<Acl>>) {
-        self.0.store(acl);
+        let in_force = acl.is_some();
+        self.rules.store(acl);
+        self.in_force.store(in_force, Ordering::Release);
     }
 
     /// Runs `f` with the rules in force, without touching their reference count (it runs on
     /// every publish, subscribe and delivery).
     pub(crate) fn with<R>(&self, f: impl FnOnce(Option<&Acl>) -> R) -> R {
-        f(self.0.load().as_deref())
+        if !self.in_force.load(Ordering::Acquire) {
+            return f(None);
+        }
+        f(self.rules.load().as_deref())
     }
 }
 
@@ -243,7 +259,7 @@ impl Eq for AclSlot {}
 
 impl std::fmt::Debug for AclSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let rules = if self.0.load().is_some() {
+        let rules = if self.rules.load().is_some() {
             "rules"
         } else {
             "none"

@@ -1,6 +1,6 @@
 //! The protocol state machine of one network connection.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use tern_codec::{
     Unsubscribe, is_valid_topic_filter, split_shared,
 };
 
+use crate::FastMap;
 use crate::acl::{Access, Identity};
 use crate::auth::{AuthDecision, AuthRequest, AuthStage, Grant};
 use crate::broker::{Broker, Owner, Wake};
@@ -141,9 +142,9 @@ pub struct Connection {
 #[derive(Default)]
 struct TopicAliases {
     /// Set by the client.
-    inbound: HashMap<u16, ByteString>,
+    inbound: FastMap<u16, ByteString>,
     /// Assigned by the server.
-    outbound: HashMap<ByteString, u16>,
+    outbound: FastMap<ByteString, u16>,
 }
 
 impl Connection {
@@ -1625,7 +1626,7 @@ impl Connection {
         if let Some(alias) = outbound.and_then(|o| o.get(topic)) {
             return (false, Some(*alias), false);
         }
-        match u16::try_from(outbound.map_or(0, HashMap::len) + 1) {
+        match u16::try_from(outbound.map_or(0, FastMap::len) + 1) {
             Ok(alias) if alias <= self.client_topic_alias_max => (true, Some(alias), true),
             _ => (true, None, false),
         }

