@@ -56,7 +56,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 class Scenario:
     key: str
     title: str
-    kind: str  # "throughput", "latency" or "conn"
+    kind: str  # "throughput", "latency", "conn" or "subs"
     args: list[str]
     quick: list[str]
     # The brokers' settings variant (a key of SETTINGS): what differs from bench/<broker>'s
@@ -252,10 +252,35 @@ SCENARIOS = [
          "--drain", "2s"],
     ),
     Scenario(
+        "churn",
+        "latency: QoS 1 point-to-point at 2k msg/s while 10 clients subscribe and unsubscribe",
+        "latency",
+        ["churn", "-q", "1", "-c", "10", "--inflight", "16", "--rate", "200", "-n", "1000",
+         "-d", "10s", "--drain", "5s", "--churners", "10", "--churn-rate", "1000"],
+        ["churn", "-q", "1", "-c", "10", "--inflight", "16", "--rate", "200", "-n", "60",
+         "-d", "3s", "--drain", "2s", "--churners", "2", "--churn-rate", "200"],
+        headline=["p50_us", "p99_us", "cpu_us", "churn_ops_s", "lost_pct"],
+        plain="lat-p2p-q1",
+    ),
+    Scenario(
         "conn-10k", "10k idle connections", "conn",
         ["conn", "-c", "10000", "--duration", "4s", "--connect-timeout", "30s",
          "--source", SOURCES],
         ["conn", "-c", "300", "--duration", "1500ms", "--source", SOURCES],
+    ),
+    # As many connections as the 20,000 descriptors per process allow, with room for the
+    # broker's listeners, log and store and the load generator's own descriptors.
+    Scenario(
+        "conn-max", "19.9k idle connections (the file-descriptor limit is 20k)", "conn",
+        ["conn", "-c", "19900", "--duration", "4s", "--connect-timeout", "30s",
+         "--source", SOURCES],
+        ["conn", "-c", "500", "--duration", "1500ms", "--source", SOURCES],
+    ),
+    Scenario(
+        "subs-setup", "subscription set-up: 10 clients × 10k filters, 16 SUBSCRIBEs in flight",
+        "subs",
+        ["subscribe", "-c", "10", "--filters", "10000", "--inflight", "16"],
+        ["subscribe", "-c", "3", "--filters", "200", "--inflight", "16"],
     ),
     # Security: the plain scenario's flags plus TLS, a password or an ACL.
     Scenario(
@@ -840,6 +865,9 @@ class Figure:
     digits: int = 2
     # Only in scenarios whose settings measure the disk (the durability figures).
     settings_only: bool = False
+    # Only in the details of scenarios where some broker has it (churn's rate, not in the
+    # other latency scenarios).
+    when_present: bool = False
 
 
 FIGURES = [
@@ -864,6 +892,17 @@ FIGURES = [
     Figure("cpu_us_conn", "broker CPU per connect", "µs", True, ("conn",), 1),
     Figure("connect_failed", "failed connects", "", True, ("conn",), 0),
     Figure("loadgen_s", "load generator CPU", "s", True, ("conn",), 2),
+    Figure("churn_ops_s", "churn subscribe/unsubscribe/s", "/s", False, ("latency",), 0,
+           when_present=True),
+    Figure("subs_s", "subscriptions/s", "/s", False, ("subs",), 0),
+    Figure("suback_p50_us", "SUBACK p50", "µs", True, ("subs",), 0),
+    Figure("suback_p99_us", "SUBACK p99", "µs", True, ("subs",), 0),
+    Figure("cpu_us_sub", "broker CPU per subscription", "µs", True, ("subs",), 2),
+    Figure("unsubs_s", "unsubscriptions/s", "/s", False, ("subs",), 0),
+    Figure("unsuback_p99_us", "UNSUBACK p99", "µs", True, ("subs",), 0),
+    Figure("cpu_us_unsub", "broker CPU per unsubscription", "µs", True, ("subs",), 2),
+    Figure("sub_failed", "refused (un)subscriptions", "", True, ("subs",), 0),
+    Figure("loadgen_us_sub", "load generator CPU per subscription", "µs", True, ("subs",), 2),
 ]
 FIG = {f.key: f for f in FIGURES}
 
@@ -871,6 +910,21 @@ FIG = {f.key: f for f in FIGURES}
 def figures_of(record: dict) -> dict[str, float]:
     r = record["bench"]
     out: dict[str, float] = {}
+    if r["scenario"] == "subscribe":
+        out["subs_s"] = r["subscriptions_per_s"]
+        out["suback_p50_us"] = r["suback_latency_us"]["p50"]
+        out["suback_p99_us"] = r["suback_latency_us"]["p99"]
+        if r.get("broker_cpu_us_per_subscription") is not None:
+            out["cpu_us_sub"] = r["broker_cpu_us_per_subscription"]
+        out["unsubs_s"] = r["unsubscribe_per_s"]
+        out["unsuback_p99_us"] = r["unsuback_latency_us"]["p99"]
+        if r.get("broker_cpu_us_per_unsubscription") is not None:
+            out["cpu_us_unsub"] = r["broker_cpu_us_per_unsubscription"]
+        out["sub_failed"] = r["failures"] + r["unsubscribe_failures"]
+        ops = r["subscriptions"] + r["failures"] + r["unsubscribe_ops"]
+        if ops:
+            out["loadgen_us_sub"] = r["loadgen_cpu_s"] * 1e6 / ops
+        return out
     if r["scenario"] == "conn":
         c = r["connect"]
         if "rss_per_connection_b" in record:
@@ -896,6 +950,8 @@ def figures_of(record: dict) -> dict[str, float]:
         out["p99_us"] = lat["p99"]
     if received:
         out["loadgen_us"] = r["loadgen_cpu_s"] * 1e6 / received
+    if r.get("churners"):
+        out["churn_ops_s"] = r["churn_ops_per_s"]
     # fsyncs and disk writes are counted from the broker's start of the bench to its end
     # (connections included), a little longer than the bench's own measured phase.
     fsyncs = record.get("fsyncs")
@@ -999,6 +1055,7 @@ HEADLINE = {
     "throughput": ["cpu_us", "deliveries_s", "lost_pct"],
     "latency": ["p50_us", "p99_us", "cpu_us", "lost_pct"],
     "conn": ["rss_per_conn", "connects_s", "connect_p99_ms"],
+    "subs": ["subs_s", "suback_p99_us", "cpu_us_sub", "unsubs_s"],
 }
 
 
@@ -1042,18 +1099,24 @@ def headline_table(summary: dict, labels: list[str], pairs: list[tuple[str, str]
     return lines
 
 
+# The figures of the detailed tables that get a column of ratios to the baseline broker.
+RATIO_COLUMNS = ("cpu_us", "deliveries_s", "p99_us", "rss_per_conn", "connects_s",
+                 "connect_p99_ms", "subs_s", "suback_p99_us", "cpu_us_sub", "unsubs_s")
+
+
 def detail_tables(summary: dict, labels: list[str], baseline: str | None) -> list[str]:
     out = []
     for s in SCENARIOS:
         if s.key not in summary:
             continue
         figs = [f for f in FIGURES
-                if s.kind in f.kinds and (not f.settings_only or SETTINGS[s.settings].disk)]
+                if s.kind in f.kinds and (not f.settings_only or SETTINGS[s.settings].disk)
+                and (not f.when_present
+                     or any(f.key in summary[s.key][l]["figures"] for l in labels))]
         head = ["broker", "runs"]
         for f in figs:
             head.append(f"{f.label} ({f.unit})" if f.unit else f.label)
-            if baseline and f.key in ("cpu_us", "deliveries_s", "p99_us", "rss_per_conn",
-                                      "connects_s", "connect_p99_ms"):
+            if baseline and f.key in RATIO_COLUMNS:
                 head.append(f"÷ {baseline}")
         head.append("other load %")
         out.append(f"### {s.title} (`{s.key}`)")
@@ -1070,14 +1133,14 @@ def detail_tables(summary: dict, labels: list[str], baseline: str | None) -> lis
                 if st is None:
                     cell = "–"
                 elif st["n"] > 1 and f.key in ("cpu_us", "deliveries_s", "lost_pct",
-                                               "rss_per_conn", "connects_s", "p99_us"):
+                                               "rss_per_conn", "connects_s", "p99_us",
+                                               "subs_s", "cpu_us_sub", "suback_p99_us"):
                     cell = (f"{fmt(st['median'], f.digits)} "
                             f"({fmt(st['min'], f.digits)}–{fmt(st['max'], f.digits)})")
                 else:
                     cell = fmt(st["median"], f.digits)
                 row.append(cell)
-                if baseline and f.key in ("cpu_us", "deliveries_s", "p99_us", "rss_per_conn",
-                                          "connects_s", "connect_p99_ms"):
+                if baseline and f.key in RATIO_COLUMNS:
                     row.append(ratio(median_of(summary, s.key, l, f.key),
                                      median_of(summary, s.key, baseline, f.key)))
             row.append(fmt(p["other_load_pct_max"], 0))
@@ -1198,7 +1261,8 @@ def chart(summary: dict, labels: list[str], path: Path, title: str) -> str | Non
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed: no chart"
-    keys = [s for s in SCENARIOS if s.key in summary and s.kind != "conn"]
+    # Scenarios that deliver messages (conn and subs have no CPU per delivery).
+    keys = [s for s in SCENARIOS if s.key in summary and s.kind in ("throughput", "latency")]
     if not keys:
         return "no message scenario: no chart"
     fig, ax = plt.subplots(figsize=(12, 5.5))
@@ -1475,6 +1539,10 @@ def one_line(rec: dict) -> str:
     if rec["bench"]["scenario"] == "conn":
         brief = (f"{fmt(f.get('rss_per_conn'), 0)} B/conn, {fmt(f.get('connects_s'), 0)} conn/s, "
                  f"p99 {fmt(f.get('connect_p99_ms'), 2)} ms")
+    elif rec["bench"]["scenario"] == "subscribe":
+        brief = (f"{fmt(f.get('subs_s'), 0)} subs/s, SUBACK p99 "
+                 f"{fmt(f.get('suback_p99_us'), 0)} µs, {fmt(f.get('cpu_us_sub'), 2)} µs/sub, "
+                 f"{fmt(f.get('unsubs_s'), 0)} unsubs/s, refused {fmt(f.get('sub_failed'), 0)}")
     else:
         brief = (f"{fmt(f.get('cpu_us'), 2)} µs/delivery, {fmt(f.get('deliveries_s'), 0)}/s, "
                  f"lost {fmt(f.get('lost_pct'), 3)} %, p50/p99 {fmt(f.get('p50_us'), 0)}/"
@@ -1482,6 +1550,8 @@ def one_line(rec: dict) -> str:
         if "fsyncs_s" in f or "disk_b" in f:
             brief += (f", {fmt(f.get('fsyncs_s'), 0)} fsyncs/s, "
                       f"{fmt(f.get('disk_b'), 0)} B written/delivery")
+        if "churn_ops_s" in f:
+            brief += f", churn {fmt(f.get('churn_ops_s'), 0)} (un)subscribes/s"
     return f"{brief}  {status}"
 
 
@@ -1490,6 +1560,7 @@ COST_FIGURES = {
     "throughput": ["cpu_us", "deliveries_s", "p99_us"],
     "latency": ["cpu_us", "p50_us", "p99_us"],
     "conn": ["cpu_us_conn", "connects_s", "connect_p99_ms", "rss_per_conn"],
+    "subs": ["cpu_us_sub", "subs_s", "suback_p99_us", "unsubs_s"],
 }
 
 

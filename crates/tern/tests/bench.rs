@@ -823,3 +823,208 @@ async fn security_flags_that_cannot_work_exit_2() {
         assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
     }
 }
+
+/// `subscribe`: every filter of every client gets exactly one SUBACK, then one UNSUBACK, and
+/// the figures agree with each other.
+#[tokio::test]
+async fn subscribe_counts_every_suback_and_unsuback() {
+    let tern = Tern::start();
+    let pid = tern.pid().to_string();
+    for version in ["5", "3.1.1"] {
+        let v = bench(
+            tern.addr,
+            &[
+                "subscribe",
+                "-c",
+                "3",
+                "--filters",
+                "50",
+                "--inflight",
+                "8",
+                "-V",
+                version,
+                "--broker-pid",
+                &pid,
+                "--json",
+            ],
+        )
+        .await
+        .json();
+        assert_eq!(v["scenario"], "subscribe");
+        assert_eq!(v["protocol"], version);
+        assert_eq!(
+            (
+                u(&v, "clients"),
+                u(&v, "filters_per_client"),
+                u(&v, "inflight")
+            ),
+            (3, 50, 8)
+        );
+        assert_eq!((u(&v, "subscriptions"), u(&v, "failures")), (150, 0), "{v}");
+        assert_eq!(
+            (u(&v, "unsubscribe_ops"), u(&v, "unsubscribe_failures")),
+            (150, 0),
+            "{v}"
+        );
+        assert_eq!(u(&v["suback_latency_us"], "count"), 150, "{v}");
+        assert_eq!(u(&v["unsuback_latency_us"], "count"), 150, "{v}");
+        let c = &v["connect"];
+        assert_eq!(
+            (u(c, "attempted"), u(c, "connected"), u(c, "failed")),
+            (3, 3, 0)
+        );
+        assert_eq!(u(&v, "errors"), 0, "{v}");
+        assert_eq!(v["passed"], true);
+        for (rate, seconds, ops) in [
+            ("subscriptions_per_s", "seconds", 150.0),
+            ("unsubscribe_per_s", "unsubscribe_seconds", 150.0),
+        ] {
+            let (rate, seconds) = (v[rate].as_f64(), v[seconds].as_f64());
+            let (Some(rate), Some(seconds)) = (rate, seconds) else {
+                panic!("rates and durations are numbers: {v}");
+            };
+            assert!(rate > 0.0, "{v}");
+            // The rate is the count over the measured time (both rounded).
+            if seconds >= 0.01 {
+                assert!((rate * seconds - ops).abs() / ops < 0.2, "{v}");
+            }
+        }
+        for key in [
+            "broker_cpu_s",
+            "broker_cpu_us_per_subscription",
+            "unsubscribe_broker_cpu_s",
+            "broker_cpu_us_per_unsubscription",
+        ] {
+            assert!(
+                v[key].is_f64() || v[key].is_u64(),
+                "`{key}` with --broker-pid: {v}"
+            );
+        }
+        let l = &v["suback_latency_us"];
+        assert!(
+            u(l, "p50") <= u(l, "p99") && u(l, "p99") <= u(l, "max"),
+            "{v}"
+        );
+    }
+}
+
+/// A SUBACK failure code counts as a failure and makes the run exit with status 1: the broker
+/// allows 15 subscriptions per session (`max_subscriptions`), each client asks for 20.
+#[tokio::test]
+async fn subscribe_counts_refused_filters_and_fails() {
+    let tern = Tern::start_config("[mqtt]\nmax_subscriptions = 15\n", "toml");
+    let run = bench(
+        tern.addr,
+        &["subscribe", "-c", "2", "--filters", "20", "--json"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("10 of 40 subscriptions refused"),
+        "{}",
+        run.stderr
+    );
+    let v: Value = serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", run.stdout));
+    assert_eq!((u(&v, "subscriptions"), u(&v, "failures")), (30, 10), "{v}");
+    // Unsubscribing from a filter that was refused is no error (MQTT 5: 0x11, no
+    // subscription existed); every UNSUBSCRIBE is answered.
+    assert_eq!(
+        (u(&v, "unsubscribe_ops"), u(&v, "unsubscribe_failures")),
+        (40, 0),
+        "{v}"
+    );
+    assert_eq!(v["passed"], false);
+}
+
+/// `churn`: p2p QoS 1 counts exactly while the churners subscribe and unsubscribe.
+#[tokio::test]
+async fn churn_loses_nothing_while_filters_change() {
+    let tern = Tern::start();
+    let v = bench(
+        tern.addr,
+        &[
+            "churn",
+            "-q",
+            "1",
+            "-c",
+            "3",
+            "--rate",
+            "200",
+            "-n",
+            "100",
+            "--churners",
+            "2",
+            "--inflight",
+            "8",
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(v["scenario"], "churn");
+    assert_exact(&v, 300, 300);
+    assert_eq!(u(&v, "churners"), 2);
+    assert!(u(&v, "churn_ops") > 0, "{v}");
+    assert_eq!(u(&v, "churn_failures"), 0, "{v}");
+    assert!(v["churn_ops_per_s"].as_f64() > Some(0.0), "{v}");
+    assert_eq!(u(&v["latency_us"], "count"), 300, "{v}");
+    // Churners connect next to the three pairs.
+    assert_eq!(u(&v, "connections"), 8, "{v}");
+    assert_eq!(v["passed"], true);
+}
+
+/// `--churn-rate` paces each churner: two churners at 100 requests/s for at most about 1.5 s
+/// of publishing (300 messages at 200/s per pair) answer far fewer than unpaced churners
+/// would, and still some.
+#[tokio::test]
+async fn churn_rate_paces_the_churners() {
+    let tern = Tern::start();
+    let v = bench(
+        tern.addr,
+        &[
+            "churn",
+            "-q",
+            "1",
+            "-c",
+            "3",
+            "--rate",
+            "200",
+            "-n",
+            "100",
+            "--churners",
+            "2",
+            "--churn-rate",
+            "100",
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_exact(&v, 300, 300);
+    let ops = u(&v, "churn_ops");
+    let seconds = v["duration_s"].as_f64().expect("duration_s");
+    // Two churners at 100/s, plus one request each at the start of every second's slot.
+    let bound = (2.0 * 100.0 * (seconds + 1.0)).ceil() as u64;
+    assert!(
+        ops > 0 && ops <= bound,
+        "{ops} churn ops in {seconds} s (bound {bound}): {v}"
+    );
+    assert_eq!(u(&v, "churn_failures"), 0, "{v}");
+}
+
+/// The subscription scenarios choose their own topics and filters.
+#[tokio::test]
+async fn subscribe_and_churn_refuse_fixed_topics() {
+    for (args, message) in [
+        (&["subscribe", "-f", "a/+"][..], "fixed topics"),
+        (&["churn", "-t", "a"][..], "fixed topics"),
+    ] {
+        let mut full: Vec<String> = vec!["bench".into()];
+        full.extend(args.iter().map(|a| (*a).to_owned()));
+        full.extend(["--port".into(), "1".into(), "--quiet".into()]);
+        let run = run_tern(full).await;
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+    }
+}

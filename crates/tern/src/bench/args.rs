@@ -32,6 +32,12 @@ pub enum Scenario {
     /// S subscribers on `dev/<i>/+` plus K non-matching wildcard filters each; P publishers
     /// rotating over the topics `dev/<i>/x`.
     Wildcard,
+    /// N clients each subscribe to --filters filters (one per SUBSCRIBE, --inflight in
+    /// flight), then unsubscribe from them all: set-up and tear-down rate, SUBACK latency.
+    Subscribe,
+    /// p2p while --churners extra clients subscribe and unsubscribe without pause, on filters
+    /// shaped like the p2p topics that match none of them.
+    Churn,
 }
 
 impl Scenario {
@@ -46,6 +52,8 @@ impl Scenario {
             Self::P2p => "p2p",
             Self::Shared => "shared",
             Self::Wildcard => "wildcard",
+            Self::Subscribe => "subscribe",
+            Self::Churn => "churn",
         }
     }
 }
@@ -92,7 +100,8 @@ pub struct BenchArgs {
     pub source: Vec<IpAddr>,
 
     /// The scenario's client count N: connections (conn), publishers (pub, fanin, p2p,
-    /// shared), subscribers (sub, fanout, wildcard).
+    /// shared), subscribers (sub, fanout, wildcard), subscribing clients (subscribe), pairs
+    /// (churn).
     #[arg(short, long, value_name = "N")]
     pub clients: Option<usize>,
 
@@ -139,7 +148,8 @@ pub struct BenchArgs {
     #[arg(short, long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
 
-    /// Outgoing QoS 1/2 messages in flight per publisher.
+    /// Outgoing QoS 1/2 messages in flight per publisher; subscribe and churn: SUBSCRIBE and
+    /// UNSUBSCRIBE packets in flight per client.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub inflight: u16,
 
@@ -164,6 +174,20 @@ pub struct BenchArgs {
     /// Non-matching wildcard filters per subscriber (wildcard).
     #[arg(long, default_value_t = 20)]
     pub wildcard_filters: usize,
+
+    /// Filters per client (subscribe): one SUBSCRIBE each, a mix of exact filters and
+    /// wildcards under `bench/sub/<client>/`.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub filters: u64,
+
+    /// Clients that subscribe and unsubscribe continuously while p2p runs (churn).
+    #[arg(long, default_value_t = 10)]
+    pub churners: usize,
+
+    /// SUBSCRIBE and UNSUBSCRIBE requests per second per churner (churn; default: as fast as
+    /// the broker answers, within --inflight). A fixed rate puts the same churn on every broker.
+    #[arg(long, value_name = "PER_S", value_parser = parse_rate)]
+    pub churn_rate: Option<f64>,
 
     /// Keep-alive in seconds.
     #[arg(short, long, default_value_t = 60)]
@@ -252,6 +276,12 @@ pub(crate) struct Plan {
     pub filter: String,
     pub group: String,
     pub wildcard_filters: usize,
+    /// Filters per client (subscribe).
+    pub filters: usize,
+    /// Subscribe/unsubscribe clients next to the p2p pairs (churn).
+    pub churners: usize,
+    /// Requests per second per churner (`None`: unpaced).
+    pub churn_rate: Option<f64>,
     pub keep_alive: u16,
     pub persistent: bool,
     pub session_expiry: u32,
@@ -273,6 +303,7 @@ impl Plan {
         let n = a.clients;
         let (publishers, subscribers) = match a.scenario {
             Conn => (0, 0),
+            Subscribe => (0, n.or(a.subscribers).unwrap_or(10)),
             Pub => (a.publishers.or(n).unwrap_or(1), 0),
             Sub => (0, a.subscribers.or(n).unwrap_or(1)),
             Fanin => (a.publishers.or(n).unwrap_or(8), a.subscribers.unwrap_or(1)),
@@ -280,7 +311,7 @@ impl Plan {
                 a.publishers.unwrap_or(1),
                 a.subscribers.or(n).unwrap_or(100),
             ),
-            P2p => {
+            P2p | Churn => {
                 let pairs = n.or(a.publishers).or(a.subscribers).unwrap_or(10);
                 if a.publishers.is_some_and(|p| p != pairs)
                     || a.subscribers.is_some_and(|s| s != pairs)
@@ -299,15 +330,16 @@ impl Plan {
                 a.subscribers.or(n).unwrap_or(1000),
             ),
         };
+        let churners = if a.scenario == Churn { a.churners } else { 0 };
         let connections = if a.scenario == Conn {
             n.unwrap_or(100)
         } else {
-            publishers + subscribers
+            publishers + subscribers + churners
         };
         if connections == 0 {
             return Err("nothing to run: the client count is 0".into());
         }
-        if a.scenario != Conn && a.scenario != Sub && publishers == 0 {
+        if !matches!(a.scenario, Conn | Sub | Subscribe) && publishers == 0 {
             return Err(format!(
                 "{} needs at least one publisher",
                 a.scenario.name()
@@ -321,12 +353,18 @@ impl Plan {
         }
         let (default_topic, default_filter) = match a.scenario {
             Fanout => ("bench/fanout", "bench/fanout"),
-            P2p => ("bench/%i", "bench/%i"),
+            P2p | Churn => ("bench/%i", "bench/%i"),
             Sub => ("bench/%i", "bench/#"),
             _ => ("bench/%i", "bench/+"),
         };
         if a.scenario == Wildcard && (a.topic.is_some() || a.filter.is_some()) {
             return Err("wildcard uses fixed topics (dev/<i>/x) and filters (dev/<i>/+)".into());
+        }
+        if matches!(a.scenario, Subscribe | Churn) && (a.topic.is_some() || a.filter.is_some()) {
+            return Err(format!(
+                "{} uses fixed topics and filters (see `tern bench --help`)",
+                a.scenario.name()
+            ));
         }
         let topic = a.topic.unwrap_or_else(|| default_topic.to_owned());
         let filter = a.filter.unwrap_or_else(|| default_filter.to_owned());
@@ -354,6 +392,12 @@ impl Plan {
             return Err("--users needs `%i` in --username".into());
         }
         let tls = tls_options(&a.tls)?;
+        if tls.is_some() && matches!(a.scenario, Subscribe | Churn) {
+            return Err(format!(
+                "{} runs over plain TCP only: no --cafile or --capath",
+                a.scenario.name()
+            ));
+        }
         Ok(Self {
             scenario: a.scenario,
             host: a.host,
@@ -380,6 +424,9 @@ impl Plan {
             filter,
             group: a.group,
             wildcard_filters: a.wildcard_filters,
+            filters: usize::try_from(a.filters).unwrap_or(usize::MAX),
+            churners,
+            churn_rate: a.churn_rate.filter(|r| *r > 0.0),
             keep_alive: a.keep_alive,
             persistent: a.persistent,
             session_expiry: a.session_expiry,

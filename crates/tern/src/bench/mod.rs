@@ -1,7 +1,9 @@
 //! `tern bench`: a load generator that counts exactly.
 //!
-//! Scenarios (see [`Scenario`]): `conn` opens and holds connections; `pub` and `sub` are one
-//! side each; `fanin`, `fanout`, `p2p`, `shared` and `wildcard` run both sides in this process,
+//! Scenarios (see [`Scenario`]): `conn` opens and holds connections; `subscribe` measures
+//! subscription set-up and tear-down; `pub` and `sub` are one side each; `fanin`, `fanout`,
+//! `p2p`, `churn` (p2p while other clients subscribe and unsubscribe), `shared` and `wildcard`
+//! run both sides in this process,
 //! so that every message can be accounted for: each payload starts with the publisher's index,
 //! a sequence number and the send time on the run's monotonic clock, and every subscriber
 //! knows from the topic rules which messages it should receive. The report gives sent,
@@ -20,7 +22,8 @@
 //!
 //! Module map: [`args`] (flags and their validation), `scenarios` (clients and phases),
 //! `counting` (sequence sets, expected deliveries, errors), `latency` (histograms),
-//! `progress` (the live line), [`report`] (table and JSON), `payload` (clock and header).
+//! `progress` (the live line), [`report`] (table and JSON), `payload` (clock and header),
+//! `subscribe` (the `subscribe` scenario and the churners of `churn`, with their own JSON).
 
 use std::process::ExitCode;
 
@@ -31,6 +34,7 @@ mod payload;
 mod progress;
 pub mod report;
 mod scenarios;
+mod subscribe;
 
 pub use args::{BenchArgs, Scenario};
 
@@ -46,16 +50,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let cpu_before = CpuTime::now();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = plan.threads {
-        builder.worker_threads(threads);
+    if plan.scenario == Scenario::Subscribe {
+        return subscribe::run(&plan);
     }
-    let runtime = builder
-        .enable_all()
-        .thread_name("tern-bench")
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let cpu_before = CpuTime::now();
+    let runtime = runtime(&plan)?;
     let outcome = runtime.block_on(scenarios::run(plan.clone()))?;
     drop(runtime);
     let cpu = CpuTime::now().since(cpu_before);
@@ -73,4 +72,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The load generator's runtime: `--threads` workers, or one per core.
+fn runtime(plan: &Plan) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = plan.threads {
+        builder.worker_threads(threads);
+    }
+    builder
+        .enable_all()
+        .thread_name("tern-bench")
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
 }

@@ -7,7 +7,7 @@
 //!
 //! | field | meaning |
 //! | --- | --- |
-//! | `scenario` | `conn`, `pub`, `sub`, `fanin`, `fanout`, `p2p`, `shared`, `wildcard` |
+//! | `scenario` | `conn`, `pub`, `sub`, `fanin`, `fanout`, `p2p`, `churn`, `shared`, `wildcard` (`subscribe` has a report of its own: see the `subscribe` module) |
 //! | `protocol` | `"3.1"`, `"3.1.1"` or `"5"` |
 //! | `tls` | every connection over TLS (`--cafile`/`--capath`) |
 //! | `username` | the `--username` pattern (`%i` = client index), `null` without |
@@ -41,6 +41,10 @@
 //! | `loadgen_cpu_user_s`, `loadgen_cpu_system_s` | its two parts |
 //! | `broker_cpu_s` | with `--broker-pid`: the broker's CPU time (user + system, from `/proc/PID/stat`) over the measured phase, from the start of publishing to the end of the drain (conn: from the first connection attempt to the last CONNACK); `null` otherwise |
 //! | `broker_cpu_us_per_delivery` | `broker_cpu_s` per received message, in µs; `null` without `--broker-pid` or deliveries |
+//! | `churners` | churn: clients subscribing and unsubscribing next to the p2p pairs (0 elsewhere) |
+//! | `churn_ops` | churn: SUBSCRIBE and UNSUBSCRIBE packets (one filter each) answered from the start of publishing to its end |
+//! | `churn_failures` | churn: of those, answered with a failure code |
+//! | `churn_ops_per_s` | churn: `churn_ops` / (last answer − start of publishing) |
 //! | `passed` | the `--fail-on-loss` criteria hold: no loss at QoS ≥ 1, no duplicates at QoS 2, nothing unexpected (reported with or without the flag) |
 
 use std::collections::BTreeMap;
@@ -104,6 +108,10 @@ pub(crate) struct Report {
     pub loadgen_cpu_system_s: f64,
     pub broker_cpu_s: Option<f64>,
     pub broker_cpu_us_per_delivery: Option<f64>,
+    pub churners: usize,
+    pub churn_ops: u64,
+    pub churn_failures: u64,
+    pub churn_ops_per_s: f64,
     pub passed: bool,
 }
 
@@ -198,6 +206,7 @@ impl Report {
             .iter()
             .map(|p| &p.errors)
             .chain(o.subscribers.iter().map(|s| &s.errors))
+            .chain(o.churn.iter().map(|c| &c.errors))
         {
             for (k, v) in &e.0 {
                 *errors_by_kind.entry(*k).or_default() += v;
@@ -278,6 +287,16 @@ impl Report {
                 .broker_cpu_s
                 .filter(|_| received > 0)
                 .map(|s| round3(s * 1e6 / received as f64)),
+            churners: o.churn.as_ref().map_or(0, |c| c.churners),
+            churn_ops: o.churn.as_ref().map_or(0, |c| c.ops),
+            churn_failures: o.churn.as_ref().map_or(0, |c| c.failures),
+            churn_ops_per_s: o.churn.as_ref().map_or(0.0, |c| {
+                if c.seconds > 0.0 {
+                    (c.ops as f64 / c.seconds * 10.0).round() / 10.0
+                } else {
+                    0.0
+                }
+            }),
             passed,
         }
     }
@@ -373,6 +392,15 @@ impl Report {
                 ),
             );
         }
+        if self.churners > 0 {
+            row(
+                "churn",
+                format!(
+                    "{} clients: {} subscribe/unsubscribe answered ({:.0}/s), {} refused",
+                    self.churners, self.churn_ops, self.churn_ops_per_s, self.churn_failures
+                ),
+            );
+        }
         let c = &self.connect;
         row(
             "connections",
@@ -381,19 +409,7 @@ impl Report {
                 c.connected, c.attempted, c.failed, c.per_s, c.p50_ms, c.p99_ms, c.max_ms
             ),
         );
-        let kinds: Vec<_> = self
-            .errors_by_kind
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        row(
-            "errors",
-            if kinds.is_empty() {
-                "0".to_owned()
-            } else {
-                format!("{} ({})", self.errors, kinds.join(", "))
-            },
-        );
+        row("errors", errors_cell(self.errors, &self.errors_by_kind));
         if let (Some(cpu), per) = (self.broker_cpu_s, self.broker_cpu_us_per_delivery) {
             row(
                 "broker CPU",
@@ -413,6 +429,15 @@ impl Report {
         );
         t
     }
+}
+
+/// The "errors" cell of a table: the total and its kinds.
+pub(crate) fn errors_cell(total: u64, by_kind: &BTreeMap<&'static str, u64>) -> String {
+    if by_kind.is_empty() {
+        return "0".to_owned();
+    }
+    let kinds: Vec<_> = by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!("{total} ({})", kinds.join(", "))
 }
 
 #[cfg(test)]

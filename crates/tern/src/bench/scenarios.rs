@@ -60,6 +60,8 @@ pub(crate) struct Outcome {
     pub end_ns: u64,
     /// The broker's CPU time over the measured phase (`--broker-pid`).
     pub broker_cpu_s: Option<f64>,
+    /// churn: what the churners did while publishing ran.
+    pub churn: Option<super::subscribe::ChurnOutcome>,
 }
 
 /// What every task of a run shares.
@@ -125,7 +127,7 @@ fn domain_of(plan: &Plan, i: usize) -> usize {
 
 fn routing(plan: &Plan) -> Routing {
     match plan.scenario {
-        Scenario::P2p => Routing::Pair,
+        Scenario::P2p | Scenario::Churn => Routing::Pair,
         Scenario::Wildcard => Routing::Rotate {
             publishers: plan.publishers,
             domains: plan.subscribers,
@@ -271,6 +273,14 @@ async fn run_messages(ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
         return abandon(ctx, subscribers, publishers, "no publisher could connect").await;
     }
 
+    // churn: the churners connect and take their first subscriptions, then churn from the
+    // start of publishing to its end.
+    let churners = if plan.churners > 0 {
+        Some(super::subscribe::Churners::start(plan, ctx.clock, ctx.start.clone()).await)
+    } else {
+        None
+    };
+
     ctx.live.set_phase(Phase::Settling);
     tokio::time::sleep(plan.settle).await;
     ctx.sample_broker_cpu();
@@ -280,6 +290,10 @@ async fn run_messages(ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
     ctx.start.cancel();
 
     let publishers = join_all(publishers).await?;
+    let churn = match churners {
+        Some(c) => Some(c.finish(t0).await),
+        None => None,
+    };
     ctx.live.set_phase(Phase::Draining);
 
     // What each domain should get, now that every publisher is done.
@@ -330,6 +344,7 @@ async fn run_messages(ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
         .collect();
     let mut outcome = finish(ctx, publishers, subscribers, expected, counts);
     outcome.broker_cpu_s = broker_cpu;
+    outcome.churn = churn;
     Ok(outcome)
 }
 
@@ -392,6 +407,7 @@ fn finish(
         t0_ns: ctx.t0_ns.load(Relaxed),
         end_ns: ctx.clock.now_ns(),
         broker_cpu_s: None,
+        churn: None,
     }
 }
 
