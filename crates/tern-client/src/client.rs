@@ -739,6 +739,14 @@ async fn open(options: &ConnectOptions) -> Result<TcpStream, ClientError> {
             TcpSocket::new_v6()?
         };
         if let Some(local) = options.local_addr {
+            // Let connect() pick the port, per destination, rather than bind() reserve one
+            // for all of them (best effort: without it the bind still works).
+            #[cfg(target_os = "linux")]
+            let _ = nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::IpBindAddressNoPort,
+                &true,
+            );
             socket.bind(std::net::SocketAddr::new(local, 0))?;
         }
         match socket.connect(addr).await {
@@ -755,4 +763,32 @@ async fn open(options: &ConnectOptions) -> Result<TcpStream, ClientError> {
         },
         ClientError::Io,
     ))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use nix::sys::socket::{getsockopt, sockopt::IpBindAddressNoPort};
+    use tern_codec::ProtocolVersion;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_source_bound_socket_leaves_the_port_to_connect() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut options = ConnectOptions::new("127.0.0.1", port, "c", ProtocolVersion::V311);
+        options.local_addr = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        let stream = open(&options).await.unwrap();
+        assert_eq!(
+            stream.local_addr().unwrap().ip(),
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))
+        );
+        assert!(getsockopt(&stream, IpBindAddressNoPort).unwrap());
+        // Without a source address there is no bind, and the option stays off.
+        options.local_addr = None;
+        let stream = open(&options).await.unwrap();
+        assert!(!getsockopt(&stream, IpBindAddressNoPort).unwrap());
+    }
 }
