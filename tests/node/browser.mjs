@@ -11,7 +11,7 @@
 // The browser is $CHROMIUM, else /usr/bin/chromium.
 
 import process from "node:process";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [url, expectedText, flag, timeoutText] = process.argv.slice(2);
 const expected = Number(expectedText);
@@ -35,22 +35,7 @@ const console_lines = [];
 let browser;
 let code = 0;
 try {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    timeout,
-    // No network but loopback: keep Chromium from calling home.
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--disable-dev-shm-usage",
-    ],
-  });
+  browser = await launchChromium(timeout);
   const page = await browser.newPage();
   page.on("console", (m) => console_lines.push(`${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => console_lines.push(`pageerror: ${e.message}`));

@@ -26,7 +26,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import process from "node:process";
 import mqtt from "mqtt";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [adminUrl, mqttAddr, key, secret, artifactDir, flag, timeoutText] = process.argv.slice(2);
 const timeout = flag === "--timeout" ? Number(timeoutText) : 20000;
@@ -73,22 +73,7 @@ let ticker;
 let code = 0;
 try {
   mkdirSync(artifactDir, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    timeout,
-    // No network but loopback: keep Chromium from calling home.
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--disable-dev-shm-usage",
-    ],
-  });
+  browser = await launchChromium(timeout);
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   page.setDefaultTimeout(timeout);
