@@ -1510,27 +1510,11 @@ impl KeyFile {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use clap::{CommandFactory, FromArgMatches, Parser};
-
     use super::*;
     use crate::auth::password_file::PasswordFile;
 
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: CtlArgs,
-    }
-
     fn parse_args(args: &[&str]) -> Result<CtlArgs, clap::Error> {
-        let mut argv = vec!["ctl"];
-        argv.extend_from_slice(args);
-        let matches = Cli::command().try_get_matches_from(argv)?;
-        Cli::from_arg_matches(&matches).map(|cli| cli.args)
-    }
-
-    #[test]
-    fn flags_are_consistent() {
-        Cli::command().debug_assert();
+        crate::tools::parse_flags("ctl", args)
     }
 
     #[test]

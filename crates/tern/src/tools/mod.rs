@@ -26,15 +26,28 @@ pub use subscribe::{SubArgs, run as run_sub};
 /// The TLS flags, also used by `tern bench`.
 pub(crate) use common::{TlsArgs, TlsFlagError};
 
+/// Parses `args` as the flags of one subcommand (`name`), for the tools' unit tests.
+#[cfg(test)]
+pub(crate) fn parse_flags<A: clap::Args + clap::FromArgMatches>(
+    name: &'static str,
+    args: &[&str],
+) -> Result<A, clap::Error> {
+    let matches = A::augment_args(clap::Command::new(name))
+        .try_get_matches_from(std::iter::once(name).chain(args.iter().copied()))?;
+    A::from_arg_matches(&matches)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{Args, Command};
 
-    use super::{PubArgs, SubArgs};
+    use super::{CtlArgs, PasswdArgs, PubArgs, SubArgs};
 
     #[test]
     fn flags_are_consistent() {
         PubArgs::augment_args(Command::new("pub")).debug_assert();
         SubArgs::augment_args(Command::new("sub")).debug_assert();
+        CtlArgs::augment_args(Command::new("ctl")).debug_assert();
+        PasswdArgs::augment_args(Command::new("passwd")).debug_assert();
     }
 }

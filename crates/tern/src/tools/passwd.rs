@@ -453,27 +453,11 @@ fn read_password() -> anyhow::Result<Vec<u8>> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use clap::{CommandFactory, FromArgMatches, Parser};
-
     use super::*;
     use crate::auth::password_file::PasswordFile;
 
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: PasswdArgs,
-    }
-
     fn parse(args: &[&str]) -> Result<PasswdArgs, clap::Error> {
-        let mut argv = vec!["passwd"];
-        argv.extend_from_slice(args);
-        let matches = Cli::command().try_get_matches_from(argv)?;
-        Cli::from_arg_matches(&matches).map(|cli| cli.args)
-    }
-
-    #[test]
-    fn flags_are_consistent() {
-        Cli::command().debug_assert();
+        crate::tools::parse_flags("passwd", args)
     }
 
     #[test]
