@@ -503,24 +503,56 @@ impl Remote {
     }
 }
 
-async fn local_inflight(broker: &Broker, local_id: &str) -> usize {
+fn local_inflight(broker: &Broker, local_id: &str) -> usize {
     broker.session(local_id).map_or(0, |s| s.inflight)
+}
+
+/// A broker bridging `a/#` out at QoS 2 to a raw remote this test plays, connected.
+struct RawRemote {
+    local: Broker,
+    local_addr: SocketAddr,
+    /// The bridge's client id on the local broker.
+    local_id: String,
+    bridges: Bridges,
+    listener: TcpListener,
+    remote: Remote,
+}
+
+impl RawRemote {
+    async fn bridge(name: &str) -> Self {
+        let (local, local_addr) = broker().await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let config = bridge(
+            name,
+            listener.local_addr().expect("address"),
+            vec![topic("a/#", BridgeDirection::Out, QoS::ExactlyOnce, "", "")],
+        );
+        let local_id = super::runtime::client_ids(&config).0;
+        let bridges = Bridges::new(local.clone());
+        bridges.apply(std::slice::from_ref(&config));
+        let remote = Remote::accept(&listener, false).await;
+        connected(&local, name).await;
+        Self {
+            local,
+            local_addr,
+            local_id,
+            bridges,
+            listener,
+            remote,
+        }
+    }
 }
 
 #[tokio::test]
 async fn a_local_message_is_acknowledged_only_once_the_remote_acknowledged_it() {
-    let (local, local_addr) = broker().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let config = bridge(
-        "ack",
-        listener.local_addr().expect("address"),
-        vec![topic("a/#", BridgeDirection::Out, QoS::ExactlyOnce, "", "")],
-    );
-    let local_id = super::runtime::client_ids(&config).0;
-    let bridges = Bridges::new(local.clone());
-    bridges.apply(std::slice::from_ref(&config));
-    let mut remote = Remote::accept(&listener, false).await;
-    connected(&local, "ack").await;
+    let RawRemote {
+        local,
+        local_addr,
+        local_id,
+        bridges,
+        listener,
+        mut remote,
+    } = RawRemote::bridge("ack").await;
 
     let mut p = client(local_addr, "p").await;
     p.publish(message("a/1", "one", QoS::AtLeastOnce))
@@ -533,7 +565,7 @@ async fn a_local_message_is_acknowledged_only_once_the_remote_acknowledged_it() 
     );
     // Not acknowledged by the remote: still in flight in the bridge's session here.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(local_inflight(&local, &local_id).await, 1);
+    assert_eq!(local_inflight(&local, &local_id), 1);
     remote
         .send(&Packet::PubAck(Ack::new(got.packet_id.expect("id"))))
         .await;
@@ -553,7 +585,7 @@ async fn a_local_message_is_acknowledged_only_once_the_remote_acknowledged_it() 
     assert_eq!(remote.recv().await, Packet::PubRel(Ack::new(id)));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        local_inflight(&local, &local_id).await,
+        local_inflight(&local, &local_id),
         1,
         "PUBREC awaits the PUBCOMP"
     );
@@ -567,18 +599,14 @@ async fn a_local_message_is_acknowledged_only_once_the_remote_acknowledged_it() 
 
 #[tokio::test]
 async fn what_the_remote_did_not_acknowledge_is_sent_again_after_a_reconnection() {
-    let (local, local_addr) = broker().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let config = bridge(
-        "again",
-        listener.local_addr().expect("address"),
-        vec![topic("a/#", BridgeDirection::Out, QoS::ExactlyOnce, "", "")],
-    );
-    let local_id = super::runtime::client_ids(&config).0;
-    let bridges = Bridges::new(local.clone());
-    bridges.apply(std::slice::from_ref(&config));
-    let mut remote = Remote::accept(&listener, false).await;
-    connected(&local, "again").await;
+    let RawRemote {
+        local,
+        local_addr,
+        local_id,
+        bridges,
+        listener,
+        mut remote,
+    } = RawRemote::bridge("again").await;
     let mut p = client(local_addr, "p").await;
     p.publish(message("a/1", "one", QoS::AtLeastOnce))
         .await
@@ -614,7 +642,7 @@ async fn what_the_remote_did_not_acknowledge_is_sent_again_after_a_reconnection(
             .collect::<Vec<_>>(),
         vec![(first.packet_id, true), (second.packet_id, true)]
     );
-    assert_eq!(local_inflight(&local, &local_id).await, 2);
+    assert_eq!(local_inflight(&local, &local_id), 2);
     drop(remote);
 
     // It lost the session: sent again as new messages.
