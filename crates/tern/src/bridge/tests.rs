@@ -550,7 +550,7 @@ async fn a_local_message_is_acknowledged_only_once_the_remote_acknowledged_it() 
         local_addr,
         local_id,
         bridges,
-        listener,
+        listener: _listener,
         mut remote,
     } = RawRemote::bridge("ack").await;
 
