@@ -380,15 +380,7 @@ async fn client_over_a_callers_stream_as_a_mqtt311_bridge() {
         .expect("subscribe");
     // Its own message does not come back; another client's does, retain flag kept.
     bridge
-        .publish(tern_codec::Publish {
-            dup: false,
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            topic: "b/own".into(),
-            packet_id: None,
-            properties: Default::default(),
-            payload: bytes::Bytes::from_static(b"own"),
-        })
+        .publish(publish_of("b/own", b"own", QoS::AtLeastOnce))
         .await
         .expect("publish");
     let mut other = RawClient::connect(tern.addr, V311, "other").await;
@@ -416,16 +408,21 @@ async fn client_over_a_callers_stream_as_a_mqtt311_bridge() {
         .await
         .expect("subscribe");
     plain
-        .publish(tern_codec::Publish {
-            dup: false,
-            qos: QoS::AtMostOnce,
-            retain: false,
-            topic: "p/own".into(),
-            packet_id: None,
-            properties: Default::default(),
-            payload: bytes::Bytes::from_static(b"own"),
-        })
+        .publish(publish_of("p/own", b"own", QoS::AtMostOnce))
         .await
         .expect("publish");
     assert_eq!(&next_message(&mut plain).await.topic[..], "p/own");
+}
+
+/// A PUBLISH for `tern_client::Client::publish` (no retain, no properties).
+fn publish_of(topic: &str, payload: &'static [u8], qos: QoS) -> tern_codec::Publish {
+    tern_codec::Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        packet_id: None,
+        properties: Default::default(),
+        payload: bytes::Bytes::from_static(payload),
+    }
 }
