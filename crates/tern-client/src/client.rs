@@ -1,6 +1,7 @@
 //! The client: one connection, driven by its owner.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -122,6 +123,10 @@ pub struct Client {
     keep_alive: Option<Duration>,
     last_sent: Instant,
     ping_outstanding: bool,
+    /// Fires when a PINGREQ may be due: kept from one wait to the next (a timer made for every
+    /// wait cost more than reading a message), and moved on, when it fires early, to the
+    /// keep-alive after the last send.
+    ping_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     connack: ConnAck,
 }
 
@@ -182,6 +187,7 @@ impl Client {
             failed: None,
             keep_alive: None,
             last_sent: Instant::now(),
+            ping_timer: None,
             ping_outstanding: false,
             connack: ConnAck::default(),
         };
@@ -605,20 +611,39 @@ impl Client {
             if self.handle_buffered()? {
                 return Ok(());
             }
-            let ping_at = self.keep_alive.map(|ka| self.last_sent + ka);
+            let Some(keep_alive) = self.keep_alive else {
+                if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                    return Err(ClientError::Closed(None));
+                }
+                continue;
+            };
+            let due = self.last_sent + keep_alive;
+            let timer = self
+                .ping_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
             tokio::select! {
                 read = self.stream.read_buf(&mut self.rbuf) => {
                     if read? == 0 {
                         return Err(ClientError::Closed(None));
                     }
                 }
-                () = sleep_until(ping_at) => {
+                () = timer.as_mut() => {
+                    if Instant::now() < due {
+                        // Something was sent since the timer was set.
+                        timer.as_mut().reset(due);
+                        continue;
+                    }
                     if self.ping_outstanding {
-                        return Err(ClientError::Timeout(self.keep_alive.unwrap_or_default()));
+                        return Err(ClientError::Timeout(keep_alive));
                     }
                     self.ping_outstanding = true;
                     self.queue(&Packet::PingReq)?;
-                    return self.flush().await;
+                    self.flush().await?;
+                    let next = self.last_sent + keep_alive;
+                    if let Some(timer) = &mut self.ping_timer {
+                        timer.as_mut().reset(next);
+                    }
+                    return Ok(());
                 }
             }
         }
@@ -719,13 +744,6 @@ impl Client {
         }
         self.events.push_back(Event::Message(p));
         Ok(())
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -504,3 +504,65 @@ async fn bridge_option_sets_the_high_bit_of_the_3x_protocol_level() {
         assert!(connecting.await.expect("joined").is_err());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Keep-alive, on a paused clock: the test's peer answers (or not) and time jumps ahead.
+
+/// The next packet the client sends, however long it takes (the clock is paused: it jumps).
+async fn next_sent(client: &mut Client, peer: &mut Peer) -> Packet {
+    tokio::select! {
+        event = client.next_event() => panic!("unexpected event: {event:?}"),
+        packet = peer.recv_inner() => packet,
+    }
+}
+
+/// A client with a keep-alive of 10 s, connected at the returned instant.
+async fn keeping_alive(version: ProtocolVersion) -> (Client, Peer, tokio::time::Instant) {
+    let mut o = options(version, false);
+    o.keep_alive = 10;
+    let (client, peer) = connected(&o).await;
+    (client, peer, tokio::time::Instant::now())
+}
+
+/// The client's next packet is a PINGREQ, `secs` after `start`.
+async fn expect_ping_at(
+    client: &mut Client,
+    peer: &mut Peer,
+    start: tokio::time::Instant,
+    secs: u64,
+) {
+    let packet = next_sent(client, peer).await;
+    assert!(matches!(packet, Packet::PingReq), "{packet:?}");
+    assert_eq!(start.elapsed(), Duration::from_secs(secs));
+}
+
+#[tokio::test(start_paused = true)]
+async fn mqtt5_3_1_2_20_an_idle_client_pings_once_per_keep_alive_and_a_send_postpones_it() {
+    let (mut client, mut peer, start) = keeping_alive(ProtocolVersion::V5).await;
+    expect_ping_at(&mut client, &mut peer, start, 10).await;
+    peer.send(Packet::PingResp).await;
+    expect_ping_at(&mut client, &mut peer, start, 20).await;
+    peer.send(Packet::PingResp).await;
+
+    // A message sent at 25 s: the next PINGREQ is due 10 s after it, not at 30 s.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    client
+        .send_publish(publish("t", b"x", QoS::AtMostOnce, None))
+        .await
+        .expect("publish");
+    let packet = next_sent(&mut client, &mut peer).await;
+    assert!(matches!(packet, Packet::Publish(_)), "{packet:?}");
+    expect_ping_at(&mut client, &mut peer, start, 35).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_whose_pingreq_goes_unanswered_fails_after_another_keep_alive() {
+    let (mut client, mut peer, start) = keeping_alive(ProtocolVersion::V311).await;
+    expect_ping_at(&mut client, &mut peer, start, 10).await;
+    let error = client.next_event().await.expect_err("no PINGRESP");
+    assert!(
+        matches!(error, tern_client::ClientError::Timeout(d) if d == Duration::from_secs(10)),
+        "{error:?}"
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(20));
+}

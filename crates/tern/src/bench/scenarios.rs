@@ -606,10 +606,13 @@ async fn subscriber(ctx: Arc<Ctx>, i: usize, ready: Ready) -> SubscriberOutcome 
     let external = ctx.routing == Routing::External;
     let mut latency = ctx.latency.recorder(i);
     let mut unique = 0u64;
+    // Waited on across the loop: made anew for each message, it cost the token's lock twice.
+    let stop = ctx.stop.cancelled();
+    tokio::pin!(stop);
     let killed = 'run: loop {
         let mut event = tokio::select! {
             biased;
-            () = ctx.stop.cancelled() => break 'run false,
+            () = &mut stop => break 'run false,
             event = client.next_event() => event,
         };
         // Everything already decoded arrived together: one receive time for the batch, and the
