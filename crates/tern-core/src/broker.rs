@@ -6,6 +6,7 @@
 //! skip levels but never takes an earlier lock while holding a later one, and no lock is held
 //! while publishing a will or another message (which takes `subscriptions` and session locks).
 
+use std::borrow::Borrow;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -108,6 +109,22 @@ pub struct Routed {
     /// A QoS 1/2 copy could not be queued for some subscriber (queue limits): MQTT 5
     /// publishers get 0x97 (Quota exceeded).
     pub quota_exceeded: bool,
+    /// Some copy went into the empty queue of a connected session and woke its connection.
+    pub woke: bool,
+}
+
+/// The subscriptions whose copies of a message [`Broker::publish_first`] left to queue, as
+/// they were when the message was matched (those of one session adjacent).
+pub(crate) struct RemainingCopies {
+    message: Arc<Message>,
+    subscriptions: Vec<Subscriber>,
+    /// How many of them have their copy queued.
+    next: usize,
+}
+
+/// Whether two subscriptions are the same session's.
+fn same_session(a: &Subscriber, b: &Subscriber) -> bool {
+    Arc::ptr_eq(&a.session, &b.session)
 }
 
 /// Work decided under locks and carried out after they are released.
@@ -421,6 +438,52 @@ impl Broker {
         // Everything one message changes is committed together: a crash never keeps some of
         // its copies and not others.
         let _group = self.inner.persistence.atomic();
+        self.route(message, now, usize::MAX).0
+    }
+
+    /// Like [`Self::publish`], but queues the copies of at most `first` subscribing sessions
+    /// (besides those of shared subscriptions) and returns the others, for
+    /// [`Self::publish_rest`] to queue later, if those first copies woke connections: they can
+    /// start writing before a large fan-out has been queued in full.
+    ///
+    /// Copies queued in two steps are not committed together: only for a message none of
+    /// whose copies is kept in the store (QoS 0, or a broker without store).
+    pub(crate) fn publish_first(
+        &self,
+        message: Arc<Message>,
+        now: Instant,
+        first: usize,
+    ) -> (Routed, Option<RemainingCopies>) {
+        debug_assert!(message.qos == QoS::AtMostOnce || !self.inner.persistence.is_enabled());
+        let _group = self.inner.persistence.atomic();
+        self.route(message, now, first)
+    }
+
+    /// Queues the copies of the next `n` sessions that [`Self::publish_first`] left, adding to
+    /// what it routed; whether any are left.
+    pub(crate) fn publish_rest(
+        &self,
+        rest: &mut RemainingCopies,
+        n: usize,
+        routed: &mut Routed,
+    ) -> bool {
+        let left = &rest.subscriptions[rest.next..];
+        for same_session in left.chunk_by(same_session).take(n) {
+            rest.next += same_session.len();
+            let delivery = Self::copy_for(same_session, &rest.message, None);
+            self.enqueue(&same_session[0].session, delivery, routed);
+        }
+        rest.next < rest.subscriptions.len()
+    }
+
+    /// Routes `message`, queuing the copies of the first `first` sessions among those of its
+    /// plain subscriptions and returning the others if those woke connections.
+    fn route(
+        &self,
+        message: Arc<Message>,
+        now: Instant,
+        first: usize,
+    ) -> (Routed, Option<RemainingCopies>) {
         let mut routed = Routed::default();
         // The broker's own `$SYS` messages are kept in memory only (the next start publishes
         // them again) and are not client traffic: they count in no metric.
@@ -442,11 +505,11 @@ impl Broker {
         }
         if message.is_expired(now) {
             self.inner.metrics.record_drop(DropReason::Expired);
-            return routed;
+            return (routed, None);
         }
         let tree = self.subs();
         let mut direct: Vec<&Subscriber> = Vec::new();
-        tree.for_each_match(&message.topic, |m| {
+        let filters = tree.for_each_match(&message.topic, |m| {
             routed.matched += 1;
             match m {
                 Match::Direct(sub) => {
@@ -458,21 +521,37 @@ impl Broker {
                 }
                 Match::Shared(group) => {
                     if let Some(sub) = group.pick() {
-                        self.deliver(&[sub], &message, Some(&group.key), &mut routed);
+                        self.deliver_shared(sub, &message, &group.key, &mut routed);
                     }
                 }
             }
         });
-        if direct.len() > 1 {
+        // A session that matched through several filters gets one copy: sorted by session,
+        // its subscriptions are adjacent.
+        if filters > 1 && direct.len() > 1 {
             direct.sort_unstable_by_key(|s| Arc::as_ptr(&s.session));
         }
-        for same_session in direct.chunk_by(|a, b| Arc::ptr_eq(&a.session, &b.session)) {
-            self.deliver(same_session, &message, None, &mut routed);
+        let mut queued = 0;
+        for (i, same_session) in direct.chunk_by(|a, b| same_session(a, b)).enumerate() {
+            // Only when the first copies woke connections is there anything to wait for: busy
+            // ones are served at once.
+            if i == first && routed.woke {
+                break;
+            }
+            queued += same_session.len();
+            let delivery = Self::copy_for(same_session, &message, None);
+            self.enqueue(&same_session[0].session, delivery, &mut routed);
         }
         if routed.matched == 0 && !sys {
             inc(&self.inner.metrics.publish_no_subscribers, 1);
         }
-        routed
+        // Owned, so that the index can be unlocked before they are queued.
+        let rest = (queued < direct.len()).then(|| RemainingCopies {
+            subscriptions: direct[queued..].iter().map(|s| (*s).clone()).collect(),
+            message,
+            next: 0,
+        });
+        (routed, rest)
     }
 
     /// The number of subscriptions `topic` matches (a shared group counts once), found as
@@ -507,30 +586,38 @@ impl Broker {
         self.publish(Arc::new(message), now)
     }
 
-    /// Queues one copy of `message` for the session of `subs` (all of the same session), merging
-    /// their QoS, RETAIN and identifiers.
-    fn deliver(
+    /// Queues a copy of `message` for the member of shared subscription `key` chosen for it.
+    fn deliver_shared(
         &self,
-        subs: &[&Subscriber],
+        member: &Subscriber,
         message: &Arc<Message>,
-        shared: Option<&ByteString>,
+        key: &ByteString,
         routed: &mut Routed,
     ) {
-        let Some(first) = subs.first() else { return };
-        let granted = subs
-            .iter()
+        let delivery = Self::copy_for(&[member], message, Some(key));
+        self.enqueue(&member.session, delivery, routed);
+    }
+
+    /// The one copy of `message` for the session of `subs` (all of the same session), merging
+    /// their QoS, RETAIN and identifiers.
+    fn copy_for<S: Borrow<Subscriber>>(
+        subs: &[S],
+        message: &Arc<Message>,
+        shared: Option<&ByteString>,
+    ) -> Delivery {
+        let subs = || subs.iter().map(Borrow::borrow);
+        let granted = subs()
             .map(|s| s.options.qos)
             .max()
             .unwrap_or(QoS::AtMostOnce);
-        let delivery = Delivery {
+        Delivery {
             message: message.clone(),
             qos: message.qos.min(granted),
-            retain: message.retain && subs.iter().any(|s| s.options.retain_as_published),
-            subscription_identifiers: subs.iter().filter_map(|s| s.identifier).collect(),
+            retain: message.retain && subs().any(|s| s.options.retain_as_published),
+            subscription_identifiers: subs().filter_map(|s| s.identifier).collect(),
             shared: shared.cloned(),
             seq: 0,
-        };
-        self.enqueue(&first.session, delivery, routed);
+        }
     }
 
     /// Queues a delivery for a session, if the session may read its topic (checked here, when
@@ -603,6 +690,7 @@ impl Broker {
             && let Some(link) = &st.link
         {
             link.waker.wake();
+            routed.woke = true;
         }
     }
 
@@ -1167,7 +1255,7 @@ impl Broker {
             if let Some(sub) = group.pick_other(from)
                 && !d.message.is_expired(now)
             {
-                self.deliver(&[sub], &d.message, Some(&group.key), &mut Routed::default());
+                self.deliver_shared(sub, &d.message, &group.key, &mut Routed::default());
             }
         }
     }

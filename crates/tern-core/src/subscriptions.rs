@@ -78,7 +78,9 @@ impl Node {
         self.children.is_empty() && self.subscribers.is_empty() && self.shared.is_empty()
     }
 
-    fn emit<'a>(&'a self, f: &mut impl FnMut(Match<'a>)) {
+    /// Reports the node's subscriptions; counts in `sets` a node with plain ones.
+    fn emit<'a>(&'a self, sets: &mut usize, f: &mut impl FnMut(Match<'a>)) {
+        *sets += usize::from(!self.subscribers.is_empty());
         for s in self.subscribers.values() {
             f(Match::Direct(s));
         }
@@ -87,31 +89,44 @@ impl Node {
         }
     }
 
-    fn walk<'a>(&'a self, topic: &str, first: bool, dollar: bool, f: &mut impl FnMut(Match<'a>)) {
+    fn walk<'a>(
+        &'a self,
+        topic: &str,
+        first: bool,
+        dollar: bool,
+        sets: &mut usize,
+        f: &mut impl FnMut(Match<'a>),
+    ) {
         let (level, rest) = split_level(topic);
         let wildcards_allowed = !(first && dollar);
         if let Some(child) = self.children.get(level) {
-            child.visit(rest, dollar, f);
+            child.visit(rest, dollar, sets, f);
         }
         if wildcards_allowed {
             if let Some(child) = self.children.get("+") {
-                child.visit(rest, dollar, f);
+                child.visit(rest, dollar, sets, f);
             }
             if let Some(child) = self.children.get("#") {
-                child.emit(f);
+                child.emit(sets, f);
             }
         }
     }
 
     /// Called on the node reached by consuming one level; `rest` is what is left of the topic.
-    fn visit<'a>(&'a self, rest: Option<&str>, dollar: bool, f: &mut impl FnMut(Match<'a>)) {
+    fn visit<'a>(
+        &'a self,
+        rest: Option<&str>,
+        dollar: bool,
+        sets: &mut usize,
+        f: &mut impl FnMut(Match<'a>),
+    ) {
         match rest {
-            Some(rest) => self.walk(rest, false, dollar, f),
+            Some(rest) => self.walk(rest, false, dollar, sets, f),
             None => {
-                self.emit(f);
+                self.emit(sets, f);
                 // `a/#` also matches `a` (MQTT §4.7.1.2).
                 if let Some(hash) = self.children.get("#") {
-                    hash.emit(f);
+                    hash.emit(sets, f);
                 }
             }
         }
@@ -191,9 +206,14 @@ impl SubscriptionTree {
         removed
     }
 
-    /// Calls `f` for every subscription matching `topic`.
-    pub(crate) fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(Match<'a>)) {
-        self.root.walk(topic, true, topic.starts_with('$'), &mut f);
+    /// Calls `f` for every subscription matching `topic`. Returns how many filters the plain
+    /// ones came through: a session has one subscription per filter, so with one filter no
+    /// session matched twice.
+    pub(crate) fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(Match<'a>)) -> usize {
+        let mut sets = 0;
+        self.root
+            .walk(topic, true, topic.starts_with('$'), &mut sets, &mut f);
+        sets
     }
 
     /// The shared group for a full `$share/...` key, if it exists.

@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::SharedAuthenticator;
 use crate::config::ListenAddr;
-use crate::connection;
+use crate::connection::{self, Closing};
 use crate::limits::{Admitted, ConnectionLimits, Gate, Refusal};
 use crate::proxy_protocol::{self, ProxyProtocol};
 use crate::tls::TlsAcceptor;
@@ -206,6 +206,8 @@ struct Running {
     slots: Arc<Slots>,
     /// Stops its accept loop and closes its connections.
     cancel: CancellationToken,
+    /// Closes its established connections once the accept loop has stopped.
+    closing: Arc<Closing>,
     /// Cancelled once its socket is closed.
     stopped: CancellationToken,
     /// The socket, until the accept loop takes it.
@@ -334,6 +336,7 @@ impl Listeners {
                 let new = self.inner.listener(
                     old.spec.clone(),
                     &r.cancel,
+                    &r.closing,
                     *log_connections,
                     authenticator,
                 );
@@ -357,9 +360,9 @@ impl Listeners {
         } = &mut *state;
         for r in running.iter_mut() {
             let old = r.current.load_full();
-            let new = self
-                .inner
-                .listener(old.spec.clone(), &r.cancel, on, authenticator);
+            let new =
+                self.inner
+                    .listener(old.spec.clone(), &r.cancel, &r.closing, on, authenticator);
             r.remember(&new);
             r.current.store(new);
         }
@@ -369,9 +372,11 @@ impl Listeners {
     pub(crate) fn add(&self, pending: PendingListener) {
         let mut state = self.lock();
         let cancel = self.inner.cancel.child_token();
+        let closing = Arc::new(Closing::default());
         let listener = self.inner.listener(
             pending.spec,
             &cancel,
+            &closing,
             state.log_connections,
             &state.authenticator,
         );
@@ -380,6 +385,7 @@ impl Listeners {
             slots: Arc::new(Slots::new(listener.spec.max_connections)),
             current: Arc::new(ArcSwap::new(listener.clone())),
             cancel,
+            closing,
             stopped: CancellationToken::new(),
             bound: Some(pending.bound),
             shareds: Vec::new(),
@@ -439,7 +445,7 @@ impl Listeners {
         r.slots.resize(spec.max_connections);
         let new = self
             .inner
-            .listener(spec, &r.cancel, *log_connections, authenticator);
+            .listener(spec, &r.cancel, &r.closing, *log_connections, authenticator);
         r.remember(&new);
         r.current.store(new);
         true
@@ -495,12 +501,14 @@ impl ListenersInner {
         &self,
         spec: ListenerSpec,
         cancel: &CancellationToken,
+        closing: &Arc<Closing>,
         log_connections: bool,
         authenticator: &SharedAuthenticator,
     ) -> Arc<Listener> {
         let shared = Arc::new(connection::Shared {
             broker: self.broker.clone(),
             shutdown: cancel.clone(),
+            closing: closing.clone(),
             log_connections,
             authenticator: spec
                 .authenticator
@@ -537,6 +545,7 @@ impl ListenersInner {
             running.slots.clone(),
             ctx,
             running.stopped.clone(),
+            running.closing.clone(),
         ));
     }
 }
@@ -772,6 +781,7 @@ async fn accept_loop(
     slots: Arc<Slots>,
     ctx: AcceptContext,
     stopped: CancellationToken,
+    closing: Arc<Closing>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -797,6 +807,7 @@ async fn accept_loop(
     // The socket is closed (a Unix socket's file removed) before anyone is told.
     drop(bound);
     stopped.cancel();
+    closing.close();
 }
 
 impl AcceptContext {

@@ -999,3 +999,55 @@ async fn mqtt311_4_6_0_6_each_subscriber_gets_a_publishers_messages_in_order() {
         }
     }
 }
+
+/// A fan-out larger than one turn of queuing (the publisher's connection hands over to its
+/// subscribers' after the first few copies): every subscriber still gets every message of a
+/// pipelined burst, in order, and the publisher's PUBACKs follow in order too.
+async fn large_fan_out_keeps_order(tern: &Tern, qos: QoS) {
+    let mut subs = Vec::new();
+    for i in 0..20 {
+        subs.push(subscriber(tern, &format!("s{i}"), "o7/t", qos).await);
+    }
+    let mut p = RawClient::connect(tern.addr, V311, "p").await;
+    // 30 messages in one write, then a 31st: what comes before the 31st is checked exactly.
+    let mut bytes = Vec::new();
+    for i in 1..=30u16 {
+        let id = (qos != QoS::AtMostOnce).then_some(i);
+        bytes.extend(raw_publish((qos as u8) << 1, b"o7/t", id, &i.to_be_bytes()));
+    }
+    p.send_bytes(&bytes).await;
+    if qos == QoS::AtLeastOnce {
+        for i in 1..=30u16 {
+            expect_puback(&mut p, i).await;
+        }
+    }
+    let id = (qos != QoS::AtMostOnce).then_some(31);
+    p.send_bytes(&raw_publish(
+        (qos as u8) << 1,
+        b"o7/t",
+        id,
+        &31u16.to_be_bytes(),
+    ))
+    .await;
+    for s in &mut subs {
+        let got = recv_acking(s, 31).await;
+        let payloads: Vec<u16> = got
+            .iter()
+            .map(|m| u16::from_be_bytes([m.payload[0], m.payload[1]]))
+            .collect();
+        assert_eq!(payloads, (1..=31).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test]
+async fn mqtt311_4_6_0_6_a_fan_out_to_20_keeps_each_subscribers_order() {
+    let tern = Tern::start();
+    large_fan_out_keeps_order(&tern, QoS::AtMostOnce).await;
+}
+
+#[tokio::test]
+async fn mqtt311_4_6_0_2_a_fan_out_to_20_without_store_acknowledges_in_order() {
+    // Without a store QoS 1 copies are queued in turns too, each PUBACK after the last copy.
+    let tern = Tern::start_args(&["--in-memory"]);
+    large_fan_out_keeps_order(&tern, QoS::AtLeastOnce).await;
+}

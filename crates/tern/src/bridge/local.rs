@@ -28,7 +28,8 @@ const PIPE_BUFFER: usize = 64 * 1024;
 pub(crate) struct LocalSide {
     shared: Arc<Shared>,
     info: ConnectionInfo,
-    /// Ends the connection tasks still running when the bridge is dropped.
+    /// Ends the connection tasks still running when the bridge is dropped (with
+    /// `shared.closing`).
     cancel: CancellationToken,
     /// The user the bridge logs in as.
     pub(crate) username: String,
@@ -38,6 +39,7 @@ pub(crate) struct LocalSide {
 impl Drop for LocalSide {
     fn drop(&mut self) {
         self.cancel.cancel();
+        self.shared.closing.close();
     }
 }
 
@@ -62,6 +64,7 @@ impl LocalSide {
         let shared = Arc::new(Shared {
             broker: broker.clone(),
             shutdown: cancel.clone(),
+            closing: Arc::default(),
             // The bridge logs its own connections.
             log_connections: false,
             authenticator: Arc::new(ArcSwap::from_pointee(authenticator)),
