@@ -482,6 +482,16 @@ impl PublishProperties {
         );
     }
 
+    /// Whether a property other than the per-delivery ones (expiry, alias, identifiers) is
+    /// set: those [`Self::write_with`] writes from `self`.
+    pub(crate) fn has_message_properties(&self) -> bool {
+        self.payload_format_indicator.is_some()
+            || self.response_topic.is_some()
+            || self.correlation_data.is_some()
+            || !self.user_properties.is_empty()
+            || self.content_type.is_some()
+    }
+
     /// Writes these properties with the per-delivery ones replaced.
     pub(crate) fn write_with<S: Sink + ?Sized>(
         &self,
