@@ -35,9 +35,13 @@ impl Run {
 
 /// `tern bench ARGS... --port PORT --quiet`, bounded by [`RUN_LIMIT`].
 async fn bench(addr: SocketAddr, args: &[&str]) -> Run {
+    bench_on_port(addr.port(), args).await
+}
+
+async fn bench_on_port(port: u16, args: &[&str]) -> Run {
     let mut full: Vec<String> = vec!["bench".into()];
     full.extend(args.iter().map(|a| (*a).to_owned()));
-    full.extend(["--port".into(), addr.port().to_string(), "--quiet".into()]);
+    full.extend(["--port".into(), port.to_string(), "--quiet".into()]);
     run_tern(full).await
 }
 
@@ -937,31 +941,32 @@ async fn subscribe_counts_refused_filters_and_fails() {
     assert_eq!(v["passed"], false);
 }
 
+/// The `churn` run of these tests: 3 QoS 1 pairs of 100 messages at 200/s and 2 churners,
+/// then `extra`, with JSON output.
+fn churn<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "churn",
+        "-q",
+        "1",
+        "-c",
+        "3",
+        "--rate",
+        "200",
+        "-n",
+        "100",
+        "--churners",
+        "2",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// `churn`: p2p QoS 1 counts exactly while the churners subscribe and unsubscribe.
 #[tokio::test]
 async fn churn_loses_nothing_while_filters_change() {
     let tern = Tern::start();
-    let v = bench(
-        tern.addr,
-        &[
-            "churn",
-            "-q",
-            "1",
-            "-c",
-            "3",
-            "--rate",
-            "200",
-            "-n",
-            "100",
-            "--churners",
-            "2",
-            "--inflight",
-            "8",
-            "--json",
-        ],
-    )
-    .await
-    .json();
+    let v = bench(tern.addr, &churn(&["--inflight", "8"])).await.json();
     assert_eq!(v["scenario"], "churn");
     assert_exact(&v, 300, 300);
     assert_eq!(u(&v, "churners"), 2);
@@ -980,27 +985,9 @@ async fn churn_loses_nothing_while_filters_change() {
 #[tokio::test]
 async fn churn_rate_paces_the_churners() {
     let tern = Tern::start();
-    let v = bench(
-        tern.addr,
-        &[
-            "churn",
-            "-q",
-            "1",
-            "-c",
-            "3",
-            "--rate",
-            "200",
-            "-n",
-            "100",
-            "--churners",
-            "2",
-            "--churn-rate",
-            "100",
-            "--json",
-        ],
-    )
-    .await
-    .json();
+    let v = bench(tern.addr, &churn(&["--churn-rate", "100"]))
+        .await
+        .json();
     assert_exact(&v, 300, 300);
     let ops = u(&v, "churn_ops");
     let seconds = v["duration_s"].as_f64().expect("duration_s");
@@ -1020,10 +1007,7 @@ async fn subscribe_and_churn_refuse_fixed_topics() {
         (&["subscribe", "-f", "a/+"][..], "fixed topics"),
         (&["churn", "-t", "a"][..], "fixed topics"),
     ] {
-        let mut full: Vec<String> = vec!["bench".into()];
-        full.extend(args.iter().map(|a| (*a).to_owned()));
-        full.extend(["--port".into(), "1".into(), "--quiet".into()]);
-        let run = run_tern(full).await;
+        let run = bench_on_port(1, args).await;
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
     }
