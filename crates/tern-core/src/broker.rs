@@ -113,13 +113,22 @@ pub struct Routed {
     pub woke: bool,
 }
 
-/// The subscriptions whose copies of a message [`Broker::publish_first`] left to queue, as
-/// they were when the message was matched (those of one session adjacent).
+/// The subscriptions a message gets its plain copies through, as they were when it was
+/// matched (those of one session adjacent), and how far their copies are queued: what
+/// [`Broker::publish_first`] leaves to queue.
 pub(crate) struct RemainingCopies {
     message: Arc<Message>,
-    subscriptions: Vec<Subscriber>,
+    /// One filter's list itself, or the sorted union of several.
+    subscriptions: Arc<Vec<Subscriber>>,
     /// How many of them have their copy queued.
     next: usize,
+}
+
+/// Whether a subscription takes a message: not its own publisher's with No Local
+/// (MQTT-3.8.3-3).
+fn takes(subscriber: &Subscriber, message: &Message) -> bool {
+    !(subscriber.options.no_local
+        && message.publisher.as_ref() == Some(&subscriber.session.client_id))
 }
 
 /// Whether two subscriptions are the same session's.
@@ -470,6 +479,12 @@ impl Broker {
         let left = &rest.subscriptions[rest.next..];
         for same_session in left.chunk_by(same_session).take(n) {
             rest.next += same_session.len();
+            // One filter's list is not filtered beforehand: each session is alone in it.
+            if let [subscriber] = same_session
+                && !takes(subscriber, &rest.message)
+            {
+                continue;
+            }
             let delivery = Self::copy_for(same_session, &rest.message, None);
             self.enqueue(&same_session[0].session, delivery, routed);
         }
@@ -508,50 +523,54 @@ impl Broker {
             return (routed, None);
         }
         let tree = self.subs();
-        let mut direct: Vec<&Subscriber> = Vec::new();
-        let filters = tree.for_each_match(&message.topic, |m| {
-            routed.matched += 1;
-            match m {
-                Match::Direct(sub) => {
-                    if !(sub.options.no_local
-                        && message.publisher.as_ref() == Some(&sub.session.client_id))
-                    {
-                        direct.push(sub);
-                    }
-                }
-                Match::Shared(group) => {
-                    if let Some(sub) = group.pick() {
-                        self.deliver_shared(sub, &message, &group.key, &mut routed);
-                    }
+        let mut lists: Vec<&Arc<Vec<Subscriber>>> = Vec::new();
+        tree.for_each_match(&message.topic, |m| match m {
+            Match::Plain(list) => {
+                routed.matched += list.len();
+                lists.push(list);
+            }
+            Match::Shared(group) => {
+                routed.matched += 1;
+                if let Some(sub) = group.pick() {
+                    self.deliver_shared(sub, &message, &group.key, &mut routed);
                 }
             }
         });
-        // A session that matched through several filters gets one copy: sorted by session,
-        // its subscriptions are adjacent.
-        if filters > 1 && direct.len() > 1 {
-            direct.sort_unstable_by_key(|s| Arc::as_ptr(&s.session));
-        }
-        let mut queued = 0;
-        for (i, same_session) in direct.chunk_by(|a, b| same_session(a, b)).enumerate() {
-            // Only when the first copies woke connections is there anything to wait for: busy
-            // ones are served at once.
-            if i == first && routed.woke {
-                break;
-            }
-            queued += same_session.len();
-            let delivery = Self::copy_for(same_session, &message, None);
-            self.enqueue(&same_session[0].session, delivery, &mut routed);
-        }
         if routed.matched == 0 && !sys {
             inc(&self.inner.metrics.publish_no_subscribers, 1);
         }
-        // Owned, so that the index can be unlocked before they are queued.
-        let rest = (queued < direct.len()).then(|| RemainingCopies {
-            subscriptions: direct[queued..].iter().map(|s| (*s).clone()).collect(),
+        let subscriptions = match lists.as_slice() {
+            [] => return (routed, None),
+            // A session has one subscription per filter: through one filter, none matched
+            // twice, and the copies left for later can keep the list itself.
+            [one] => Arc::clone(one),
+            // A session that matched through several filters gets one copy: sorted by
+            // session, its subscriptions are adjacent.
+            several => {
+                let mut all: Vec<Subscriber> = several
+                    .iter()
+                    .flat_map(|list| list.iter())
+                    .filter(|s| takes(s, &message))
+                    .cloned()
+                    .collect();
+                all.sort_unstable_by_key(|s| Arc::as_ptr(&s.session));
+                Arc::new(all)
+            }
+        };
+        // Still under the index's lock: a publish that matched a subscription queues its first
+        // copies before an unsubscribe can remove it.
+        let mut copies = RemainingCopies {
             message,
+            subscriptions,
             next: 0,
-        });
-        (routed, rest)
+        };
+        let mut more = self.publish_rest(&mut copies, first, &mut routed);
+        // Only when the first copies woke connections is there anything to wait for: busy
+        // ones are served at once.
+        if more && !routed.woke {
+            more = self.publish_rest(&mut copies, usize::MAX, &mut routed);
+        }
+        (routed, more.then_some(copies))
     }
 
     /// The number of subscriptions `topic` matches (a shared group counts once), found as
@@ -561,7 +580,12 @@ impl Broker {
     #[must_use]
     pub fn count_matches(&self, topic: &str) -> usize {
         let mut n = 0;
-        self.subs().for_each_match(topic, |_| n += 1);
+        self.subs().for_each_match(topic, |m| {
+            n += match m {
+                Match::Plain(list) => list.len(),
+                Match::Shared(_) => 1,
+            }
+        });
         n
     }
 

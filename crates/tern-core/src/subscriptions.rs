@@ -5,6 +5,7 @@
 //! subscriptions. Shared subscriptions hang off the node of their filter, one group per share
 //! name.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -62,14 +63,66 @@ impl SharedGroup {
 
 /// What a topic matched.
 pub(crate) enum Match<'a> {
-    Direct(&'a Subscriber),
+    /// The plain subscriptions of one filter: one per session.
+    Plain(&'a Arc<Vec<Subscriber>>),
     Shared(&'a SharedGroup),
+}
+
+/// The plain subscriptions of one filter. The list is shared, copy on write, with the large
+/// fan-outs still queuing their copies (`Broker::publish_first`): they keep the list itself,
+/// not a copy of it.
+#[derive(Default)]
+struct Plain {
+    list: Arc<Vec<Subscriber>>,
+    /// Where each session's subscription is in `list`.
+    position: FastMap<ByteString, usize>,
+}
+
+impl Plain {
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Adds or replaces a session's subscription; returns whether it existed.
+    fn insert(&mut self, subscriber: Subscriber) -> bool {
+        let list = Arc::make_mut(&mut self.list);
+        match self.position.entry(subscriber.session.client_id.clone()) {
+            Entry::Occupied(at) => {
+                list[*at.get()] = subscriber;
+                true
+            }
+            Entry::Vacant(at) => {
+                // Most filters have one subscriber: no room for more until a second comes.
+                if list.capacity() == 0 {
+                    list.reserve_exact(1);
+                }
+                at.insert(list.len());
+                list.push(subscriber);
+                false
+            }
+        }
+    }
+
+    /// Removes a session's subscription; returns whether it existed.
+    fn remove(&mut self, client_id: &str) -> bool {
+        let Some(at) = self.position.remove(client_id) else {
+            return false;
+        };
+        let list = Arc::make_mut(&mut self.list);
+        list.swap_remove(at);
+        if let Some(moved) = list.get(at)
+            && let Some(position) = self.position.get_mut(&*moved.session.client_id)
+        {
+            *position = at;
+        }
+        true
+    }
 }
 
 #[derive(Default)]
 struct Node {
     children: FastMap<Box<str>, Node>,
-    subscribers: FastMap<ByteString, Subscriber>,
+    subscribers: Plain,
     shared: FastMap<Box<str>, SharedGroup>,
 }
 
@@ -78,55 +131,41 @@ impl Node {
         self.children.is_empty() && self.subscribers.is_empty() && self.shared.is_empty()
     }
 
-    /// Reports the node's subscriptions; counts in `sets` a node with plain ones.
-    fn emit<'a>(&'a self, sets: &mut usize, f: &mut impl FnMut(Match<'a>)) {
-        *sets += usize::from(!self.subscribers.is_empty());
-        for s in self.subscribers.values() {
-            f(Match::Direct(s));
+    /// Reports the node's subscriptions.
+    fn emit<'a>(&'a self, f: &mut impl FnMut(Match<'a>)) {
+        if !self.subscribers.is_empty() {
+            f(Match::Plain(&self.subscribers.list));
         }
         for g in self.shared.values() {
             f(Match::Shared(g));
         }
     }
 
-    fn walk<'a>(
-        &'a self,
-        topic: &str,
-        first: bool,
-        dollar: bool,
-        sets: &mut usize,
-        f: &mut impl FnMut(Match<'a>),
-    ) {
+    fn walk<'a>(&'a self, topic: &str, first: bool, dollar: bool, f: &mut impl FnMut(Match<'a>)) {
         let (level, rest) = split_level(topic);
         let wildcards_allowed = !(first && dollar);
         if let Some(child) = self.children.get(level) {
-            child.visit(rest, dollar, sets, f);
+            child.visit(rest, dollar, f);
         }
         if wildcards_allowed {
             if let Some(child) = self.children.get("+") {
-                child.visit(rest, dollar, sets, f);
+                child.visit(rest, dollar, f);
             }
             if let Some(child) = self.children.get("#") {
-                child.emit(sets, f);
+                child.emit(f);
             }
         }
     }
 
     /// Called on the node reached by consuming one level; `rest` is what is left of the topic.
-    fn visit<'a>(
-        &'a self,
-        rest: Option<&str>,
-        dollar: bool,
-        sets: &mut usize,
-        f: &mut impl FnMut(Match<'a>),
-    ) {
+    fn visit<'a>(&'a self, rest: Option<&str>, dollar: bool, f: &mut impl FnMut(Match<'a>)) {
         match rest {
-            Some(rest) => self.walk(rest, false, dollar, sets, f),
+            Some(rest) => self.walk(rest, false, dollar, f),
             None => {
-                self.emit(sets, f);
+                self.emit(f);
                 // `a/#` also matches `a` (MQTT §4.7.1.2).
                 if let Some(hash) = self.children.get("#") {
-                    hash.emit(sets, f);
+                    hash.emit(f);
                 }
             }
         }
@@ -159,10 +198,7 @@ impl SubscriptionTree {
     ) -> bool {
         let node = self.node_mut(filter);
         let existed = match share {
-            None => node
-                .subscribers
-                .insert(subscriber.session.client_id.clone(), subscriber)
-                .is_some(),
+            None => node.subscribers.insert(subscriber),
             Some(name) => {
                 let group = node
                     .shared
@@ -206,14 +242,10 @@ impl SubscriptionTree {
         removed
     }
 
-    /// Calls `f` for every subscription matching `topic`. Returns how many filters the plain
-    /// ones came through: a session has one subscription per filter, so with one filter no
-    /// session matched twice.
-    pub(crate) fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(Match<'a>)) -> usize {
-        let mut sets = 0;
-        self.root
-            .walk(topic, true, topic.starts_with('$'), &mut sets, &mut f);
-        sets
+    /// Calls `f` for the plain subscriptions of every filter matching `topic`, and for every
+    /// matching shared group.
+    pub(crate) fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(Match<'a>)) {
+        self.root.walk(topic, true, topic.starts_with('$'), &mut f);
     }
 
     /// The shared group for a full `$share/...` key, if it exists.
@@ -240,7 +272,7 @@ impl SubscriptionTree {
 fn remove_at(node: &mut Node, filter: Option<&str>, share: Option<&str>, client_id: &str) -> bool {
     let Some(filter) = filter else {
         return match share {
-            None => node.subscribers.remove(client_id).is_some(),
+            None => node.subscribers.remove(client_id),
             Some(name) => {
                 let Some(group) = node.shared.get_mut(name) else {
                     return false;
@@ -283,7 +315,7 @@ mod tests {
     fn matched(tree: &SubscriptionTree, topic: &str) -> Vec<String> {
         let mut out = Vec::new();
         tree.for_each_match(topic, |m| match m {
-            Match::Direct(s) => out.push(s.session.client_id.to_string()),
+            Match::Plain(list) => out.extend(list.iter().map(|s| s.session.client_id.to_string())),
             Match::Shared(g) => out.push(g.key.to_string()),
         });
         out.sort();
@@ -328,6 +360,46 @@ mod tests {
         assert!(tree.root.is_empty());
     }
 
+    /// The list a fan-out keeps while queuing its copies.
+    fn plain_list(tree: &SubscriptionTree, topic: &str) -> Arc<Vec<Subscriber>> {
+        let mut list = None;
+        tree.for_each_match(topic, |m| {
+            if let Match::Plain(l) = m {
+                list = Some(Arc::clone(l));
+            }
+        });
+        list.unwrap()
+    }
+
+    fn ids(list: &[Subscriber]) -> Vec<String> {
+        let mut ids: Vec<String> = list
+            .iter()
+            .map(|s| s.session.client_id.to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_kept_list_is_not_changed_by_later_subscriptions() {
+        let mut tree = SubscriptionTree::default();
+        let key = ByteString::new();
+        for id in ["a", "b", "c"] {
+            tree.insert("t", None, &key, subscriber(id));
+        }
+        let kept = plain_list(&tree, "t");
+        assert!(tree.remove("t", None, "a"));
+        tree.insert("t", None, &key, subscriber("d"));
+        assert_eq!(ids(&kept), ["a", "b", "c"]);
+        assert_eq!(matched(&tree, "t"), ["b", "c", "d"]);
+        drop(kept);
+        // Without a kept list, changes are made in place.
+        let before = Arc::as_ptr(&plain_list(&tree, "t"));
+        assert!(tree.remove("t", None, "c"));
+        assert_eq!(Arc::as_ptr(&plain_list(&tree, "t")), before);
+        assert_eq!(matched(&tree, "t"), ["b", "d"]);
+    }
+
     fn level() -> impl Strategy<Value = String> {
         prop_oneof![
             Just("a".to_owned()),
@@ -339,6 +411,30 @@ mod tests {
 
     fn filter_level() -> impl Strategy<Value = String> {
         prop_oneof![level(), Just("+".to_owned())]
+    }
+
+    proptest! {
+        /// Subscribing and unsubscribing sessions on one filter in any order leaves exactly the
+        /// subscribed ones, each once.
+        #[test]
+        fn one_filter_keeps_each_subscribed_session_once(
+            ops in prop::collection::vec((0u8..6, any::<bool>()), 1..60),
+        ) {
+            let mut tree = SubscriptionTree::default();
+            let mut model = std::collections::BTreeSet::new();
+            for (id, subscribe) in ops {
+                let id = id.to_string();
+                if subscribe {
+                    let existed = tree.insert("t", None, &ByteString::new(), subscriber(&id));
+                    prop_assert_eq!(existed, !model.insert(id));
+                } else {
+                    prop_assert_eq!(tree.remove("t", None, &id), model.remove(&id));
+                }
+                let expected: Vec<String> = model.iter().cloned().collect();
+                prop_assert_eq!(matched(&tree, "t"), expected);
+                prop_assert_eq!(tree.len(), model.len());
+            }
+        }
     }
 
     proptest! {
