@@ -259,7 +259,8 @@ SCENARIOS = [
          "-d", "10s", "--drain", "5s", "--churners", "10", "--churn-rate", "1000"],
         ["churn", "-q", "1", "-c", "10", "--inflight", "16", "--rate", "200", "-n", "60",
          "-d", "3s", "--drain", "2s", "--churners", "2", "--churn-rate", "200"],
-        headline=["p50_us", "p99_us", "cpu_us", "churn_ops_s", "lost_pct"],
+        headline=["p50_us", "p99_us", "arrival_p50_us", "arrival_p99_us", "cpu_us",
+                  "churn_ops_s", "lost_pct"],
         plain="lat-p2p-q1",
     ),
     Scenario(
@@ -878,6 +879,12 @@ FIGURES = [
     Figure("duplicates", "duplicates", "", True, ("throughput", "latency"), 0),
     Figure("p50_us", "latency p50", "µs", True, ("throughput", "latency"), 0),
     Figure("p99_us", "latency p99", "µs", True, ("throughput", "latency"), 0),
+    # To the kernel's receive time at the subscriber: the broker's part of the latency,
+    # without the load generator's wake-ups and backlog (plain TCP on Linux).
+    Figure("arrival_p50_us", "arrival p50", "µs", True, ("throughput", "latency"), 0,
+           when_present=True),
+    Figure("arrival_p99_us", "arrival p99", "µs", True, ("throughput", "latency"), 0,
+           when_present=True),
     Figure("loadgen_us", "load generator CPU per delivery", "µs", True,
            ("throughput", "latency")),
     Figure("fsyncs_s", "broker fsyncs/s", "/s", True, ("throughput", "latency"), 0,
@@ -948,6 +955,10 @@ def figures_of(record: dict) -> dict[str, float]:
     if lat["count"]:
         out["p50_us"] = lat["p50"]
         out["p99_us"] = lat["p99"]
+    arrival = r.get("arrival_latency_us")
+    if arrival and arrival["count"]:
+        out["arrival_p50_us"] = arrival["p50"]
+        out["arrival_p99_us"] = arrival["p99"]
     if received:
         out["loadgen_us"] = r["loadgen_cpu_s"] * 1e6 / received
     if r.get("churners"):
@@ -1053,7 +1064,7 @@ def median_of(summary, scenario, label, key):
 
 HEADLINE = {
     "throughput": ["cpu_us", "deliveries_s", "lost_pct"],
-    "latency": ["p50_us", "p99_us", "cpu_us", "lost_pct"],
+    "latency": ["p50_us", "p99_us", "arrival_p50_us", "arrival_p99_us", "cpu_us", "lost_pct"],
     "conn": ["rss_per_conn", "connects_s", "connect_p99_ms"],
     "subs": ["subs_s", "suback_p99_us", "cpu_us_sub", "unsubs_s"],
 }
@@ -1087,6 +1098,8 @@ def headline_table(summary: dict, labels: list[str], pairs: list[tuple[str, str]
             f = FIG[key]
             vals = {l: median_of(summary, s.key, l, key) for l in labels}
             if key == "lost_pct" and not any(vals.values()):
+                continue
+            if f.when_present and all(v is None for v in vals.values()):
                 continue
             name = f"{f.label} ({f.unit}, {'lower' if f.lower_is_better else 'higher'} is better)" \
                 if f.unit else f.label
@@ -1704,7 +1717,10 @@ def report(meta: dict, records: list[dict], out: Path) -> int:
     md += ["", "## Summary", "",
            "Medians; ratios are one broker's median over another's (for \"lower is better\" "
            "figures, below 1× is better). Broker CPU per delivery is the broker's user + system "
-           "time over the measured phase divided by the messages delivered."
+           "time over the measured phase divided by the messages delivered. Latency is from "
+           "the publisher's send to the subscriber's read in the load generator; arrival is to "
+           "the kernel's receive time of the message at the subscriber (`SO_TIMESTAMPNS`), "
+           "without the load generator's own wake-up and backlog."
            + (f" `{meta['aa']}-b` is a second instance of `{meta['aa']}` (same binary, same "
               f"settings): `{meta['aa']}-b ÷ {meta['aa']}` shows the noise." if meta["aa"] else ""),
            ""]

@@ -143,6 +143,10 @@ impl Client {
         let tcp = open(options).await?;
         tcp.set_nodelay(true)?;
         let stream = match &options.tls {
+            #[cfg(target_os = "linux")]
+            None if options.receive_timestamps => {
+                Stream::Stamped(Box::new(crate::stamped::StampedTcp::new(tcp)?))
+            }
             None => Stream::Tcp(tcp),
             Some(tls) => Stream::tls(tcp, tls, &options.host).await?,
         };
@@ -301,6 +305,20 @@ impl Client {
             pending_acks: self.pending_acks.clone(),
             outgoing,
             next_packet_id: self.next_packet_id,
+        }
+    }
+
+    /// When the last bytes read reached this machine, in nanoseconds since the Unix epoch, as
+    /// the kernel saw them arrive (`CLOCK_REALTIME`): with
+    /// [`ConnectOptions::receive_timestamps`], else `None`. Packets decoded from one read share
+    /// the time of its last segment. `None` also for the first reads on a system where no
+    /// socket asked for receive times before: the kernel turns them on a moment later.
+    #[must_use]
+    pub fn received_ns(&self) -> Option<u64> {
+        match &self.stream {
+            #[cfg(target_os = "linux")]
+            Stream::Stamped(s) => s.received_ns(),
+            _ => None,
         }
     }
 

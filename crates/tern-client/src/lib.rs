@@ -20,6 +20,8 @@
 mod client;
 mod error;
 mod options;
+#[cfg(target_os = "linux")]
+mod stamped;
 mod tls;
 
 pub use client::{Client, Event, SessionState};

@@ -62,6 +62,10 @@ pub struct ConnectOptions {
     /// subscribes with No Local and Retain As Published instead). A broker that does not know
     /// the bit refuses the connection with an unsupported protocol version.
     pub bridge: bool,
+    /// Keep the kernel's receive time of what the client reads ([`crate::Client::received_ns`]):
+    /// when a message reached the machine, however long this process took to get to it. Plain
+    /// TCP on Linux only: elsewhere, and over TLS, there is no receive time.
+    pub receive_timestamps: bool,
 }
 
 impl ConnectOptions {
@@ -96,6 +100,7 @@ impl ConnectOptions {
             tls: None,
             manual_acks: false,
             bridge: false,
+            receive_timestamps: false,
         }
     }
 

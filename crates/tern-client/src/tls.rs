@@ -241,6 +241,9 @@ impl ServerCertVerifier for AnyServerName {
 /// The connection's byte stream: plain TCP, or TLS over TCP.
 pub(crate) enum Stream {
     Tcp(TcpStream),
+    /// Plain TCP with the kernel's receive times ([`crate::ConnectOptions::receive_timestamps`]).
+    #[cfg(target_os = "linux")]
+    Stamped(Box<crate::stamped::StampedTcp>),
     Tls(Box<TlsStream<TcpStream>>),
     /// A stream of the caller's making ([`crate::Client::connect_stream`]).
     Other(Box<dyn AnyStream>),
@@ -275,6 +278,8 @@ impl AsyncRead for Stream {
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(target_os = "linux")]
+            Self::Stamped(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Self::Other(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
@@ -289,6 +294,8 @@ impl AsyncWrite for Stream {
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(target_os = "linux")]
+            Self::Stamped(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Self::Other(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
@@ -297,6 +304,8 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(target_os = "linux")]
+            Self::Stamped(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Self::Other(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
@@ -305,6 +314,8 @@ impl AsyncWrite for Stream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(target_os = "linux")]
+            Self::Stamped(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Self::Other(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }

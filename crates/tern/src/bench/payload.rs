@@ -4,7 +4,7 @@
 //! monotonic clock (nanoseconds since the run's start) and carried in the payload gives the
 //! publish-to-delivery latency without any clock synchronisation.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Bytes of the header: publisher index (u32), sequence number (u32), send time (u64
 /// nanoseconds since the run's start), all big-endian.
@@ -14,14 +14,29 @@ pub(crate) const HEADER_LEN: usize = 16;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     start: Instant,
+    /// The wall-clock time of the start, in nanoseconds since the Unix epoch: where the
+    /// kernel's receive times (`CLOCK_REALTIME`) fall on this clock.
+    wall_start_ns: u64,
 }
 
 impl Clock {
     /// A clock starting now.
     pub(crate) fn start() -> Self {
+        let start = Instant::now();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Self {
-            start: Instant::now(),
+            start,
+            wall_start_ns: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
         }
+    }
+
+    /// A wall-clock time (nanoseconds since the Unix epoch) on this clock; `None` before the
+    /// start. The two clocks are adjusted at the same rate, so they stay apart by the same
+    /// amount unless the wall clock is stepped during the run.
+    pub(crate) fn wall_to_clock_ns(&self, wall_ns: u64) -> Option<u64> {
+        wall_ns.checked_sub(self.wall_start_ns)
     }
 
     /// Nanoseconds since the start.

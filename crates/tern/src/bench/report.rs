@@ -36,6 +36,7 @@
 //! | `sent_per_s` | `sent` / (last send − start of publishing) |
 //! | `received_per_s` | `received` / (last receive − start of publishing): deliveries per second |
 //! | `latency_us` | publish-to-delivery latency in µs from the payload's send time: `count`, `min`, `mean`, `p50`, `p90`, `p99`, `p999`, `max` (all 0 without samples; not measured for sub) |
+//! | `arrival_latency_us` | publish-to-arrival latency in µs: from the payload's send time to the kernel's receive time of the message at the subscriber (`SO_TIMESTAMPNS`; Linux, plain TCP), so without the load generator's own wake-ups and backlog. Messages decoded from one read share the time of its last segment. Same fields; all 0 where not measured |
 //! | `connect` | `attempted`, `connected`, `failed`, `per_s` (connected / (last CONNACK − first attempt)), `p50_ms`, `p99_ms`, `max_ms` (TCP connect to CONNACK) |
 //! | `loadgen_cpu_s` | CPU time (user + system) of this process over the whole run |
 //! | `loadgen_cpu_user_s`, `loadgen_cpu_system_s` | its two parts |
@@ -102,6 +103,7 @@ pub(crate) struct Report {
     pub sent_per_s: f64,
     pub received_per_s: f64,
     pub latency_us: Percentiles,
+    pub arrival_latency_us: Percentiles,
     pub connect: ConnectReport,
     pub loadgen_cpu_s: f64,
     pub loadgen_cpu_user_s: f64,
@@ -267,6 +269,7 @@ impl Report {
             sent_per_s: per_s(sent, last_send.saturating_sub(t0)),
             received_per_s: per_s(received, last_receive.saturating_sub(t0)),
             latency_us: Percentiles::of(&o.latency),
+            arrival_latency_us: Percentiles::of(&o.arrival_latency),
             connect: ConnectReport {
                 attempted: o.connect_attempted,
                 connected,
@@ -383,14 +386,20 @@ impl Report {
                     self.duplicates, self.out_of_order, self.unexpected, self.malformed
                 ),
             );
-            let l = &self.latency_us;
-            row(
-                "latency µs",
-                format!(
-                    "p50 {} p90 {} p99 {} p99.9 {} max {} ({} samples)",
-                    l.p50, l.p90, l.p99, l.p999, l.max, l.count
-                ),
-            );
+            for (name, l) in [
+                ("latency µs", &self.latency_us),
+                ("arrival µs", &self.arrival_latency_us),
+            ] {
+                if l.count > 0 || name == "latency µs" {
+                    row(
+                        name,
+                        format!(
+                            "p50 {} p90 {} p99 {} p99.9 {} max {} ({} samples)",
+                            l.p50, l.p90, l.p99, l.p999, l.max, l.count
+                        ),
+                    );
+                }
+            }
         }
         if self.churners > 0 {
             row(

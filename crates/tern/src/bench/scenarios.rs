@@ -49,6 +49,8 @@ pub(crate) struct Outcome {
     pub domains: Vec<DomainCounts>,
     /// Publish-to-delivery latency (µs).
     pub latency: Histogram<u64>,
+    /// Publish-to-arrival latency (µs): to the kernel's receive time at the subscriber.
+    pub arrival_latency: Histogram<u64>,
     /// Connection set-up latency, TCP connect to CONNACK (µs).
     pub connect_latency: Histogram<u64>,
     pub connect_attempted: u64,
@@ -74,6 +76,7 @@ struct Ctx {
     next_connect: Mutex<Instant>,
     handshakes: Semaphore,
     latency: LatencySink,
+    arrival_latency: LatencySink,
     connect_latency: LatencySink,
     first_attempt_ns: AtomicU64,
     last_connack_ns: AtomicU64,
@@ -156,6 +159,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         next_connect: Mutex::new(Instant::now()),
         handshakes: Semaphore::new(plan.connect_concurrency),
         latency: LatencySink::new(8),
+        arrival_latency: LatencySink::new(8),
         connect_latency: LatencySink::new(8),
         first_attempt_ns: AtomicU64::new(u64::MAX),
         last_connack_ns: AtomicU64::new(0),
@@ -399,6 +403,7 @@ fn finish(
         expected,
         domains,
         latency: ctx.latency.merged(),
+        arrival_latency: ctx.arrival_latency.merged(),
         connect_latency: ctx.connect_latency.merged(),
         connect_attempted: ctx.live.connected.load(Relaxed) + ctx.live.failed.load(Relaxed),
         connect_failed: ctx.live.failed.load(Relaxed),
@@ -467,12 +472,14 @@ impl Ctx {
     }
 
     /// Connects client `id`, the `n`-th connection of the run (for the source address) and
-    /// number `index` of its role (for the user name).
+    /// number `index` of its role (for the user name); a subscriber keeps the kernel's receive
+    /// times (`stamped`).
     async fn connect(
         &self,
         id: String,
         n: usize,
         index: usize,
+        stamped: bool,
         errors: &mut Errors,
     ) -> Option<Client> {
         let plan = &self.plan;
@@ -490,6 +497,7 @@ impl Ctx {
             options.session_expiry = Some(plan.session_expiry);
         }
         options.connect_timeout = plan.connect_timeout;
+        options.receive_timestamps = stamped;
         let began = self.clock.now_ns();
         self.first_attempt_ns.fetch_min(began, Relaxed);
         match Client::connect(&options).await {
@@ -534,6 +542,7 @@ async fn hold(ctx: Arc<Ctx>, i: usize, ready: Ready) -> SubscriberOutcome {
             format!("{}-c{i}", ctx.plan.client_id_prefix),
             i,
             i,
+            false,
             &mut out.errors,
         )
         .await;
@@ -570,6 +579,7 @@ async fn subscriber(ctx: Arc<Ctx>, i: usize, ready: Ready) -> SubscriberOutcome 
             format!("{}-s{i}", plan.client_id_prefix),
             i,
             i,
+            true,
             &mut out.errors,
         )
         .await
@@ -605,6 +615,7 @@ async fn subscriber(ctx: Arc<Ctx>, i: usize, ready: Ready) -> SubscriberOutcome 
     };
     let external = ctx.routing == Routing::External;
     let mut latency = ctx.latency.recorder(i);
+    let mut arrival_latency = ctx.arrival_latency.recorder(i);
     let mut unique = 0u64;
     // Waited on across the loop: made anew for each message, it cost the token's lock twice.
     let stop = ctx.stop.cancelled();
@@ -618,6 +629,9 @@ async fn subscriber(ctx: Arc<Ctx>, i: usize, ready: Ready) -> SubscriberOutcome 
         // Everything already decoded arrived together: one receive time for the batch, and the
         // token is looked at again only after it.
         let now = ctx.clock.now_ns();
+        let arrived = client
+            .received_ns()
+            .and_then(|ns| ctx.clock.wall_to_clock_ns(ns));
         loop {
             match event {
                 Ok(Event::Message(p)) => {
@@ -634,6 +648,10 @@ async fn subscriber(ctx: Arc<Ctx>, i: usize, ready: Ready) -> SubscriberOutcome 
                             if !external && matches!(delivery, Delivery::New | Delivery::Duplicate)
                             {
                                 latency.record(now.saturating_sub(h.sent_ns) / 1000);
+                                if let Some(arrived) = arrived {
+                                    arrival_latency
+                                        .record(arrived.saturating_sub(h.sent_ns) / 1000);
+                                }
                             }
                         }
                     }
@@ -790,6 +808,7 @@ async fn publisher(ctx: Arc<Ctx>, j: usize, topics: Topics, ready: Ready) -> Pub
             format!("{}-p{j}", plan.client_id_prefix),
             plan.subscribers + j,
             j,
+            false,
             &mut out.errors,
         )
         .await;
