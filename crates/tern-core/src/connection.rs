@@ -97,10 +97,11 @@ impl Refusal {
     }
 }
 
-/// A PUBLISH whose copies are partly queued: the rest, and its acknowledgement, follow the
-/// handoff.
+/// A PUBLISH whose copies are partly queued, or whose acknowledgement waits for the copies
+/// to be written first: the rest and the acknowledgement follow the handoff.
 struct StagedPublish {
-    rest: RemainingCopies,
+    /// The copies left to queue; `None` once all are.
+    rest: Option<RemainingCopies>,
     routed: Routed,
     qos: QoS,
     packet_id: Option<PacketId>,
@@ -287,8 +288,10 @@ impl Connection {
     /// copies of only the first few (where the store keeps none of them) and waits, with the
     /// rest of the input, for [`Connection::handle_handoff`]; the runtime lets the woken
     /// connections run in between. Their copies leave while the rest are queued, instead of
-    /// after a whole fan-out has been queued. Once per read: a read of many packets is load,
-    /// where handing over more often would cost more than it saves.
+    /// after a whole fan-out has been queued. A QoS 1/2 PUBLISH whose copies woke a connection
+    /// also waits for the handoff before its acknowledgement, so that the copy is written
+    /// first. Once per read: a read of many packets is load, where handing over more often
+    /// would cost more than it saves.
     pub fn arm_handoff(&mut self) {
         self.handoff_armed = true;
     }
@@ -313,19 +316,19 @@ impl Connection {
         let Some(staged) = self.staged.as_mut() else {
             return;
         };
-        staged.routed.woke = false;
-        let mut more = self
-            .broker
-            .publish_rest(&mut staged.rest, n, &mut staged.routed);
-        if more && staged.routed.woke {
-            return;
+        if let Some(rest) = staged.rest.as_mut() {
+            staged.routed.woke = false;
+            let mut more = self.broker.publish_rest(rest, n, &mut staged.routed);
+            if more && staged.routed.woke {
+                return;
+            }
+            if more {
+                more = self
+                    .broker
+                    .publish_rest(rest, usize::MAX, &mut staged.routed);
+            }
+            debug_assert!(!more);
         }
-        if more {
-            more = self
-                .broker
-                .publish_rest(&mut staged.rest, usize::MAX, &mut staged.routed);
-        }
-        debug_assert!(!more);
         let Some(staged) = self.staged.take() else {
             return;
         };
@@ -1136,7 +1139,10 @@ impl Connection {
             && (p.qos == QoS::AtMostOnce || !self.broker.persistence().is_enabled())
         {
             let (routed, rest) = self.broker.publish_first(message, now, COPIES_PER_TURN);
-            if let Some(rest) = rest {
+            // A QoS 1/2 message whose copies woke connections waits for them before its
+            // acknowledgement too: after an idle spell the first packet written pays for
+            // waking the receiving side's core, and the copy should not wait behind that.
+            if rest.is_some() || (routed.woke && p.qos != QoS::AtMostOnce) {
                 self.staged = Some(Box::new(StagedPublish {
                     rest,
                     routed,

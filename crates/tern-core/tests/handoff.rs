@@ -97,6 +97,40 @@ fn mqtt5_3_3_4_1_puback_of_a_handed_over_publish_comes_after_its_last_copy() {
 }
 
 #[test]
+fn mqtt5_3_3_4_1_puback_of_a_publish_that_woke_its_subscriber_follows_the_handoff() {
+    let (mut subs, mut publisher, now) = fan_out(None, 1, "t", QoS::AtLeastOnce);
+    let before = wake_counts(&subs);
+
+    publisher.conn.arm_handoff();
+    publisher.send(publish("t", b"m", QoS::AtLeastOnce, 3, None), now);
+    assert_eq!(woken(&subs, &before), 1, "the copy is queued at once");
+    assert!(publisher.conn.wants_handoff());
+    assert!(publisher.drain(now).is_empty(), "PUBACK before the handoff");
+    publisher.conn.handle_handoff();
+    assert!(!publisher.conn.wants_handoff());
+    assert!(
+        matches!(publisher.drain(now).as_slice(), [Packet::PubAck(a)] if a.packet_id == pid(3))
+    );
+    assert_eq!(subs[0].publishes(now).len(), 1);
+
+    // A subscriber already woken (its first copy not taken yet): nothing to wait for.
+    publisher.send(publish("t", b"1", QoS::AtLeastOnce, 4, None), now);
+    publisher.conn.arm_handoff();
+    publisher.send(publish("t", b"2", QoS::AtLeastOnce, 5, None), now);
+    assert!(!publisher.conn.wants_handoff());
+    assert_eq!(publisher.drain(now).len(), 2);
+}
+
+#[test]
+fn a_qos0_message_to_one_subscriber_has_nothing_to_hand_over() {
+    let (mut subs, mut publisher, now) = fan_out(None, 1, "t", QoS::AtMostOnce);
+    publisher.conn.arm_handoff();
+    publisher.send(publish("t", b"m", QoS::AtMostOnce, 0, None), now);
+    assert!(!publisher.conn.wants_handoff());
+    assert_eq!(subs[0].publishes(now).len(), 1);
+}
+
+#[test]
 fn a_qos1_message_the_store_keeps_is_queued_for_everyone_at_once() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::auto());
     let broker = Broker::with_store(BrokerConfig::default(), Some(store));
