@@ -36,7 +36,7 @@
 //! | `sent_per_s` | `sent` / (last send − start of publishing) |
 //! | `received_per_s` | `received` / (last receive − start of publishing): deliveries per second |
 //! | `latency_us` | publish-to-delivery latency in µs from the payload's send time: `count`, `min`, `mean`, `p50`, `p90`, `p99`, `p999`, `max` (all 0 without samples; not measured for sub) |
-//! | `arrival_latency_us` | publish-to-arrival latency in µs: from the payload's send time to the kernel's receive time of the message at the subscriber (`SO_TIMESTAMPNS`; Linux, plain TCP), so without the load generator's own wake-ups and backlog. Messages decoded from one read share the time of its last segment. Same fields; all 0 where not measured |
+//! | `arrival_latency_us` | publish-to-arrival latency in µs: from the payload's send time to the kernel's receive time of the message at the subscriber (`SO_TIMESTAMPNS`; Linux, plain TCP), so without the load generator's own wake-ups and backlog. Measured by up to 16 subscribers spread evenly over the indices (a timed read costs the load generator more). Messages decoded from one read share the time of its last segment. Same fields; all 0 where not measured |
 //! | `connect` | `attempted`, `connected`, `failed`, `per_s` (connected / (last CONNACK − first attempt)), `p50_ms`, `p99_ms`, `max_ms` (TCP connect to CONNACK) |
 //! | `loadgen_cpu_s` | CPU time (user + system) of this process over the whole run |
 //! | `loadgen_cpu_user_s`, `loadgen_cpu_system_s` | its two parts |
