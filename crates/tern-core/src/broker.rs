@@ -26,7 +26,7 @@ use crate::session::{
     SubscriptionRecord,
 };
 use crate::store::{DeliveryState, Lsn, Snapshot, Store, StoreOp, WillRecord};
-use crate::subscriptions::{Match, Subscriber, SubscriptionTree};
+use crate::subscriptions::{Match, Plain, Subscriber, SubscriptionTree};
 use crate::timers::Timers;
 use crate::{AclSlot, BrokerConfig};
 
@@ -476,19 +476,37 @@ impl Broker {
         n: usize,
         routed: &mut Routed,
     ) -> bool {
-        let left = &rest.subscriptions[rest.next..];
-        for same_session in left.chunk_by(same_session).take(n) {
-            rest.next += same_session.len();
+        self.queue_copies(
+            &rest.subscriptions,
+            &mut rest.next,
+            &rest.message,
+            n,
+            routed,
+        )
+    }
+
+    /// Queues the copies of `message` for the next `n` sessions of `subscriptions` (those of
+    /// one session adjacent) from `*next`; whether any are left.
+    fn queue_copies(
+        &self,
+        subscriptions: &[Subscriber],
+        next: &mut usize,
+        message: &Arc<Message>,
+        n: usize,
+        routed: &mut Routed,
+    ) -> bool {
+        for same_session in subscriptions[*next..].chunk_by(same_session).take(n) {
+            *next += same_session.len();
             // One filter's list is not filtered beforehand: each session is alone in it.
             if let [subscriber] = same_session
-                && !takes(subscriber, &rest.message)
+                && !takes(subscriber, message)
             {
                 continue;
             }
-            let delivery = Self::copy_for(same_session, &rest.message, None);
+            let delivery = Self::copy_for(same_session, message, None);
             self.enqueue(&same_session[0].session, delivery, routed);
         }
-        rest.next < rest.subscriptions.len()
+        *next < subscriptions.len()
     }
 
     /// Routes `message`, queuing the copies of the first `first` sessions among those of its
@@ -523,11 +541,11 @@ impl Broker {
             return (routed, None);
         }
         let tree = self.subs();
-        let mut lists: Vec<&Arc<Vec<Subscriber>>> = Vec::new();
+        let mut lists: Vec<&Plain> = Vec::new();
         tree.for_each_match(&message.topic, |m| match m {
-            Match::Plain(list) => {
-                routed.matched += list.len();
-                lists.push(list);
+            Match::Plain(plain) => {
+                routed.matched += plain.as_slice().len();
+                lists.push(plain);
             }
             Match::Shared(group) => {
                 routed.matched += 1;
@@ -539,38 +557,48 @@ impl Broker {
         if routed.matched == 0 && !sys {
             inc(&self.inner.metrics.publish_no_subscribers, 1);
         }
-        let subscriptions = match lists.as_slice() {
+        let merged;
+        let (subscriptions, shared) = match lists.as_slice() {
             [] => return (routed, None),
             // A session has one subscription per filter: through one filter, none matched
             // twice, and the copies left for later can keep the list itself.
-            [one] => Arc::clone(one),
+            [one] => (one.as_slice(), one.shared()),
             // A session that matched through several filters gets one copy: sorted by
             // session, its subscriptions are adjacent.
             several => {
                 let mut all: Vec<Subscriber> = several
                     .iter()
-                    .flat_map(|list| list.iter())
+                    .flat_map(|plain| plain.as_slice())
                     .filter(|s| takes(s, &message))
                     .cloned()
                     .collect();
                 all.sort_unstable_by_key(|s| Arc::as_ptr(&s.session));
-                Arc::new(all)
+                merged = Arc::new(all);
+                (merged.as_slice(), Some(&merged))
             }
         };
         // Still under the index's lock: a publish that matched a subscription queues its first
         // copies before an unsubscribe can remove it.
-        let mut copies = RemainingCopies {
-            message,
-            subscriptions,
-            next: 0,
-        };
-        let mut more = self.publish_rest(&mut copies, first, &mut routed);
+        let mut next = 0;
+        let mut more = self.queue_copies(subscriptions, &mut next, &message, first, &mut routed);
         // Only when the first copies woke connections is there anything to wait for: busy
         // ones are served at once.
-        if more && !routed.woke {
-            more = self.publish_rest(&mut copies, usize::MAX, &mut routed);
+        if more
+            && routed.woke
+            && let Some(shared) = shared
+        {
+            let rest = RemainingCopies {
+                subscriptions: Arc::clone(shared),
+                message,
+                next,
+            };
+            return (routed, Some(rest));
         }
-        (routed, more.then_some(copies))
+        if more {
+            more = self.queue_copies(subscriptions, &mut next, &message, usize::MAX, &mut routed);
+        }
+        debug_assert!(!more);
+        (routed, None)
     }
 
     /// The number of subscriptions `topic` matches (a shared group counts once), found as
@@ -582,7 +610,7 @@ impl Broker {
         let mut n = 0;
         self.subs().for_each_match(topic, |m| {
             n += match m {
-                Match::Plain(list) => list.len(),
+                Match::Plain(plain) => plain.as_slice().len(),
                 Match::Shared(_) => 1,
             }
         });

@@ -63,59 +63,117 @@ impl SharedGroup {
 
 /// What a topic matched.
 pub(crate) enum Match<'a> {
-    /// The plain subscriptions of one filter: one per session.
-    Plain(&'a Arc<Vec<Subscriber>>),
+    /// The plain subscriptions of one filter.
+    Plain(&'a Plain),
     Shared(&'a SharedGroup),
 }
 
-/// The plain subscriptions of one filter. The list is shared, copy on write, with the large
-/// fan-outs still queuing their copies (`Broker::publish_first`): they keep the list itself,
-/// not a copy of it.
+/// The plain subscriptions of one filter, one per session.
 #[derive(Default)]
-struct Plain {
-    list: Arc<Vec<Subscriber>>,
-    /// Where each session's subscription is in `list`.
-    position: FastMap<ByteString, usize>,
+pub(crate) enum Plain {
+    #[default]
+    None,
+    /// Most filters have one subscriber: kept inline, with no list or index to allocate or
+    /// to follow when matching.
+    One(Subscriber),
+    /// The list is shared, copy on write, with the large fan-outs still queuing their copies
+    /// (`Broker::publish_first`): they keep the list itself, not a copy of it.
+    Many {
+        list: Arc<Vec<Subscriber>>,
+        /// Where each session's subscription is in `list`.
+        position: FastMap<ByteString, usize>,
+    },
 }
 
 impl Plain {
     fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        matches!(self, Self::None)
+    }
+
+    /// The subscriptions, in no particular order.
+    pub(crate) fn as_slice(&self) -> &[Subscriber] {
+        match self {
+            Self::None => &[],
+            Self::One(s) => std::slice::from_ref(s),
+            Self::Many { list, .. } => list,
+        }
+    }
+
+    /// The list a fan-out can keep: with several subscriptions.
+    pub(crate) fn shared(&self) -> Option<&Arc<Vec<Subscriber>>> {
+        match self {
+            Self::Many { list, .. } => Some(list),
+            _ => None,
+        }
     }
 
     /// Adds or replaces a session's subscription; returns whether it existed.
     fn insert(&mut self, subscriber: Subscriber) -> bool {
-        let list = Arc::make_mut(&mut self.list);
-        match self.position.entry(subscriber.session.client_id.clone()) {
-            Entry::Occupied(at) => {
-                list[*at.get()] = subscriber;
+        match self {
+            Self::None => {
+                *self = Self::One(subscriber);
+                false
+            }
+            Self::One(s) if s.session.client_id == subscriber.session.client_id => {
+                *s = subscriber;
                 true
             }
-            Entry::Vacant(at) => {
-                // Most filters have one subscriber: no room for more until a second comes.
-                if list.capacity() == 0 {
-                    list.reserve_exact(1);
-                }
-                at.insert(list.len());
-                list.push(subscriber);
+            Self::One(s) => {
+                let position = [
+                    (s.session.client_id.clone(), 0),
+                    (subscriber.session.client_id.clone(), 1),
+                ]
+                .into_iter()
+                .collect();
+                let list = Arc::new(vec![s.clone(), subscriber]);
+                *self = Self::Many { list, position };
                 false
+            }
+            Self::Many { list, position } => {
+                let list = Arc::make_mut(list);
+                match position.entry(subscriber.session.client_id.clone()) {
+                    Entry::Occupied(at) => {
+                        list[*at.get()] = subscriber;
+                        true
+                    }
+                    Entry::Vacant(at) => {
+                        at.insert(list.len());
+                        list.push(subscriber);
+                        false
+                    }
+                }
             }
         }
     }
 
     /// Removes a session's subscription; returns whether it existed.
     fn remove(&mut self, client_id: &str) -> bool {
-        let Some(at) = self.position.remove(client_id) else {
-            return false;
-        };
-        let list = Arc::make_mut(&mut self.list);
-        list.swap_remove(at);
-        if let Some(moved) = list.get(at)
-            && let Some(position) = self.position.get_mut(&*moved.session.client_id)
-        {
-            *position = at;
+        match self {
+            Self::None => false,
+            Self::One(s) => {
+                let found = *s.session.client_id == *client_id;
+                if found {
+                    *self = Self::None;
+                }
+                found
+            }
+            Self::Many { list, position } => {
+                let Some(at) = position.remove(client_id) else {
+                    return false;
+                };
+                let list = Arc::make_mut(list);
+                list.swap_remove(at);
+                if let Some(moved) = list.get(at)
+                    && let Some(p) = position.get_mut(&*moved.session.client_id)
+                {
+                    *p = at;
+                }
+                if let [last] = list.as_slice() {
+                    *self = Self::One(last.clone());
+                }
+                true
+            }
         }
-        true
     }
 }
 
@@ -134,7 +192,7 @@ impl Node {
     /// Reports the node's subscriptions.
     fn emit<'a>(&'a self, f: &mut impl FnMut(Match<'a>)) {
         if !self.subscribers.is_empty() {
-            f(Match::Plain(&self.subscribers.list));
+            f(Match::Plain(&self.subscribers));
         }
         for g in self.shared.values() {
             f(Match::Shared(g));
@@ -315,7 +373,12 @@ mod tests {
     fn matched(tree: &SubscriptionTree, topic: &str) -> Vec<String> {
         let mut out = Vec::new();
         tree.for_each_match(topic, |m| match m {
-            Match::Plain(list) => out.extend(list.iter().map(|s| s.session.client_id.to_string())),
+            Match::Plain(plain) => out.extend(
+                plain
+                    .as_slice()
+                    .iter()
+                    .map(|s| s.session.client_id.to_string()),
+            ),
             Match::Shared(g) => out.push(g.key.to_string()),
         });
         out.sort();
@@ -364,8 +427,8 @@ mod tests {
     fn plain_list(tree: &SubscriptionTree, topic: &str) -> Arc<Vec<Subscriber>> {
         let mut list = None;
         tree.for_each_match(topic, |m| {
-            if let Match::Plain(l) = m {
-                list = Some(Arc::clone(l));
+            if let Match::Plain(p) = m {
+                list = p.shared().cloned();
             }
         });
         list.unwrap()
@@ -384,20 +447,51 @@ mod tests {
     fn a_kept_list_is_not_changed_by_later_subscriptions() {
         let mut tree = SubscriptionTree::default();
         let key = ByteString::new();
-        for id in ["a", "b", "c"] {
+        for id in ["a", "b", "c", "d"] {
             tree.insert("t", None, &key, subscriber(id));
         }
         let kept = plain_list(&tree, "t");
         assert!(tree.remove("t", None, "a"));
-        tree.insert("t", None, &key, subscriber("d"));
-        assert_eq!(ids(&kept), ["a", "b", "c"]);
-        assert_eq!(matched(&tree, "t"), ["b", "c", "d"]);
+        tree.insert("t", None, &key, subscriber("e"));
+        assert_eq!(ids(&kept), ["a", "b", "c", "d"]);
+        assert_eq!(matched(&tree, "t"), ["b", "c", "d", "e"]);
         drop(kept);
         // Without a kept list, changes are made in place.
         let before = Arc::as_ptr(&plain_list(&tree, "t"));
         assert!(tree.remove("t", None, "c"));
         assert_eq!(Arc::as_ptr(&plain_list(&tree, "t")), before);
-        assert_eq!(matched(&tree, "t"), ["b", "d"]);
+        assert_eq!(matched(&tree, "t"), ["b", "d", "e"]);
+    }
+
+    #[test]
+    fn a_single_subscription_is_held_inline_and_a_second_makes_a_list() {
+        let mut tree = SubscriptionTree::default();
+        let key = ByteString::new();
+        let kind = |tree: &SubscriptionTree| {
+            let mut kind = "none";
+            tree.for_each_match("t", |m| {
+                if let Match::Plain(p) = m {
+                    kind = if p.shared().is_some() { "list" } else { "one" };
+                }
+            });
+            kind
+        };
+        tree.insert("t", None, &key, subscriber("x"));
+        assert_eq!(
+            (kind(&tree), matched(&tree, "t")),
+            ("one", vec!["x".to_owned()])
+        );
+        assert!(tree.insert("t", None, &key, subscriber("x")), "replaced");
+        tree.insert("t", None, &key, subscriber("y"));
+        assert_eq!(kind(&tree), "list");
+        assert!(tree.remove("t", None, "x"));
+        assert_eq!(
+            (kind(&tree), matched(&tree, "t")),
+            ("one", vec!["y".to_owned()])
+        );
+        assert!(!tree.remove("t", None, "x"));
+        assert!(tree.remove("t", None, "y"));
+        assert!(tree.root.is_empty());
     }
 
     fn level() -> impl Strategy<Value = String> {
