@@ -118,7 +118,7 @@ pub struct Routed {
 /// [`Broker::publish_first`] leaves to queue.
 pub(crate) struct RemainingCopies {
     message: Arc<Message>,
-    /// One filter's list itself, or the sorted union of several.
+    /// One filter's list itself, or what is left of the sorted union of several.
     subscriptions: Arc<Vec<Subscriber>>,
     /// How many of them have their copy queued.
     next: usize,
@@ -469,44 +469,78 @@ impl Broker {
     }
 
     /// Queues the copies of the next `n` sessions that [`Self::publish_first`] left, adding to
-    /// what it routed; whether any are left.
+    /// what it routed, and of all the others too if those woke no connection (they are busy
+    /// already: waiting for them gains nothing); whether any are left.
     pub(crate) fn publish_rest(
         &self,
         rest: &mut RemainingCopies,
         n: usize,
         routed: &mut Routed,
     ) -> bool {
-        self.queue_copies(
-            &rest.subscriptions,
-            &mut rest.next,
-            &rest.message,
-            n,
-            routed,
-        )
+        let RemainingCopies {
+            message,
+            subscriptions,
+            next,
+        } = rest;
+        routed.woke = false;
+        let mut more = self.queue_copies(subscriptions, next, message, n, routed);
+        if more && !routed.woke {
+            more = self.queue_copies(subscriptions, next, message, usize::MAX, routed);
+        }
+        more
     }
 
     /// Queues the copies of `message` for the next `n` sessions of `subscriptions` (those of
     /// one session adjacent) from `*next`; whether any are left.
-    fn queue_copies(
+    fn queue_copies<S: Borrow<Subscriber>>(
         &self,
-        subscriptions: &[Subscriber],
+        subscriptions: &[S],
         next: &mut usize,
         message: &Arc<Message>,
         n: usize,
         routed: &mut Routed,
     ) -> bool {
-        for same_session in subscriptions[*next..].chunk_by(same_session).take(n) {
-            *next += same_session.len();
+        let left = &subscriptions[*next..];
+        for same in left
+            .chunk_by(|a, b| same_session(a.borrow(), b.borrow()))
+            .take(n)
+        {
+            *next += same.len();
             // One filter's list is not filtered beforehand: each session is alone in it.
-            if let [subscriber] = same_session
-                && !takes(subscriber, message)
+            if let [subscriber] = same
+                && !takes(subscriber.borrow(), message)
             {
                 continue;
             }
-            let delivery = Self::copy_for(same_session, message, None);
-            self.enqueue(&same_session[0].session, delivery, routed);
+            let delivery = Self::copy_for(same, message, None);
+            self.enqueue(&same[0].borrow().session, delivery, routed);
         }
         *next < subscriptions.len()
+    }
+
+    /// Queues the copies of the first `first` sessions of `subscriptions`, and of the others
+    /// too unless those woke connections: then what is left, as `keep` makes it from the
+    /// message and the number of subscriptions served.
+    fn queue_first<S: Borrow<Subscriber>>(
+        &self,
+        subscriptions: &[S],
+        message: Arc<Message>,
+        first: usize,
+        routed: &mut Routed,
+        keep: impl FnOnce(Arc<Message>, usize) -> RemainingCopies,
+    ) -> Option<RemainingCopies> {
+        let mut next = 0;
+        let mut more = self.queue_copies(subscriptions, &mut next, &message, first, routed);
+        // Only when the first copies woke connections is there anything to wait for: busy
+        // ones are served at once.
+        if more && routed.woke {
+            return Some(keep(message, next));
+        }
+        if more {
+            more = self.queue_copies(subscriptions, &mut next, &message, usize::MAX, routed);
+        }
+        debug_assert!(!more);
+        None
     }
 
     /// Routes `message`, queuing the copies of the first `first` sessions among those of its
@@ -544,7 +578,7 @@ impl Broker {
         let mut lists: Vec<&Plain> = Vec::new();
         tree.for_each_match(&message.topic, |m| match m {
             Match::Plain(plain) => {
-                routed.matched += plain.as_slice().len();
+                routed.matched += plain.len();
                 lists.push(plain);
             }
             Match::Shared(group) => {
@@ -557,48 +591,48 @@ impl Broker {
         if routed.matched == 0 && !sys {
             inc(&self.inner.metrics.publish_no_subscribers, 1);
         }
-        let merged;
-        let (subscriptions, shared) = match lists.as_slice() {
-            [] => return (routed, None),
+        // Still under the index's lock: a publish that matched a subscription queues its first
+        // copies before an unsubscribe can remove it.
+        let rest = match lists.as_slice() {
+            [] => None,
             // A session has one subscription per filter: through one filter, none matched
             // twice, and the copies left for later can keep the list itself.
-            [one] => (one.as_slice(), one.shared()),
+            [one] => self.queue_first(
+                one.as_slice(),
+                message,
+                first,
+                &mut routed,
+                |message, next| {
+                    let subscriptions = match one.shared() {
+                        Some(list) => Arc::clone(list),
+                        None => Arc::new(one.as_slice().to_vec()),
+                    };
+                    RemainingCopies {
+                        message,
+                        subscriptions,
+                        next,
+                    }
+                },
+            ),
             // A session that matched through several filters gets one copy: sorted by
-            // session, its subscriptions are adjacent.
+            // session, its subscriptions are adjacent. Only what is left is copied out.
             several => {
-                let mut all: Vec<Subscriber> = several
+                let mut all: Vec<&Subscriber> = several
                     .iter()
                     .flat_map(|plain| plain.as_slice())
                     .filter(|s| takes(s, &message))
-                    .cloned()
                     .collect();
                 all.sort_unstable_by_key(|s| Arc::as_ptr(&s.session));
-                merged = Arc::new(all);
-                (merged.as_slice(), Some(&merged))
+                self.queue_first(&all, message, first, &mut routed, |message, next| {
+                    RemainingCopies {
+                        message,
+                        subscriptions: Arc::new(all[next..].iter().map(|s| (*s).clone()).collect()),
+                        next: 0,
+                    }
+                })
             }
         };
-        // Still under the index's lock: a publish that matched a subscription queues its first
-        // copies before an unsubscribe can remove it.
-        let mut next = 0;
-        let mut more = self.queue_copies(subscriptions, &mut next, &message, first, &mut routed);
-        // Only when the first copies woke connections is there anything to wait for: busy
-        // ones are served at once.
-        if more
-            && routed.woke
-            && let Some(shared) = shared
-        {
-            let rest = RemainingCopies {
-                subscriptions: Arc::clone(shared),
-                message,
-                next,
-            };
-            return (routed, Some(rest));
-        }
-        if more {
-            more = self.queue_copies(subscriptions, &mut next, &message, usize::MAX, &mut routed);
-        }
-        debug_assert!(!more);
-        (routed, None)
+        (routed, rest)
     }
 
     /// The number of subscriptions `topic` matches (a shared group counts once), found as
@@ -610,7 +644,7 @@ impl Broker {
         let mut n = 0;
         self.subs().for_each_match(topic, |m| {
             n += match m {
-                Match::Plain(plain) => plain.as_slice().len(),
+                Match::Plain(plain) => plain.len(),
                 Match::Shared(_) => 1,
             }
         });

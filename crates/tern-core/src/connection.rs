@@ -316,18 +316,10 @@ impl Connection {
         let Some(staged) = self.staged.as_mut() else {
             return;
         };
-        if let Some(rest) = staged.rest.as_mut() {
-            staged.routed.woke = false;
-            let mut more = self.broker.publish_rest(rest, n, &mut staged.routed);
-            if more && staged.routed.woke {
-                return;
-            }
-            if more {
-                more = self
-                    .broker
-                    .publish_rest(rest, usize::MAX, &mut staged.routed);
-            }
-            debug_assert!(!more);
+        if let Some(rest) = staged.rest.as_mut()
+            && self.broker.publish_rest(rest, n, &mut staged.routed)
+        {
+            return;
         }
         let Some(staged) = self.staged.take() else {
             return;

@@ -90,6 +90,11 @@ impl Plain {
         matches!(self, Self::None)
     }
 
+    /// How many sessions subscribed.
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
     /// The subscriptions, in no particular order.
     pub(crate) fn as_slice(&self) -> &[Subscriber] {
         match self {
