@@ -185,11 +185,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("tern-worker")
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime::broker_runtime(None).context("cannot start the async runtime")?;
     // After a restart, a session whose owner had a user name stays that user's, if some
     // listener checks credentials (see `BrokerConfig::recovered_owners_authenticated`).
     config.broker.recovered_owners_authenticated = listeners.iter().any(|l| l.policy.authenticate);

@@ -19,6 +19,7 @@ mod process;
 mod prometheus;
 pub mod proxy_protocol;
 mod reload;
+mod runtime;
 pub mod server;
 mod sys_topics;
 pub mod tls;
