@@ -483,9 +483,23 @@ impl Broker {
             next,
         } = rest;
         routed.woke = false;
-        let mut more = self.queue_copies(subscriptions, next, message, n, routed);
+        self.queue_turn(subscriptions, next, message, n, routed)
+    }
+
+    /// Queues the copies of the next `n` sessions of `subscriptions` from `*next`, and of all
+    /// the others too if those woke no connection: only woken connections are worth waiting
+    /// for, busy ones are served at once. Whether any are left.
+    fn queue_turn<S: Borrow<Subscriber>>(
+        &self,
+        subscriptions: &[S],
+        next: &mut usize,
+        message: &Arc<Message>,
+        n: usize,
+        routed: &mut Routed,
+    ) -> bool {
+        let more = self.queue_copies(subscriptions, next, message, n, routed);
         if more && !routed.woke {
-            more = self.queue_copies(subscriptions, next, message, usize::MAX, routed);
+            return self.queue_copies(subscriptions, next, message, usize::MAX, routed);
         }
         more
     }
@@ -530,17 +544,8 @@ impl Broker {
         keep: impl FnOnce(Arc<Message>, usize) -> RemainingCopies,
     ) -> Option<RemainingCopies> {
         let mut next = 0;
-        let mut more = self.queue_copies(subscriptions, &mut next, &message, first, routed);
-        // Only when the first copies woke connections is there anything to wait for: busy
-        // ones are served at once.
-        if more && routed.woke {
-            return Some(keep(message, next));
-        }
-        if more {
-            more = self.queue_copies(subscriptions, &mut next, &message, usize::MAX, routed);
-        }
-        debug_assert!(!more);
-        None
+        let more = self.queue_turn(subscriptions, &mut next, &message, first, routed);
+        more.then(|| keep(message, next))
     }
 
     /// Routes `message`, queuing the copies of the first `first` sessions among those of its

@@ -181,19 +181,19 @@ where
         let mut deciding: Option<Deciding> = None;
         let mut exchange: Option<Box<Exchange>> = None;
 
-        // Set when this task was the first polled after its worker woke up (see
-        // `runtime::first_since_unpark`): it yields before doing anything else.
+        // Set by the select below when this task is the first polled since its worker woke
+        // up: it may have run ahead of others that became readable before it
+        // (`runtime::first_since_unpark`). It yields at the top of the loop, where awaiting
+        // keeps no branch's future alive in the task.
         let mut step_back = false;
 
         loop {
             if std::mem::take(&mut step_back) {
-                let mut yielded = false;
-                poll_fn(|cx| yield_once(&mut yielded, cx)).await;
+                yield_once().await;
             }
             if conn.wants_handoff() {
                 // A PUBLISH just read woke other connections: they write their copies first.
-                let mut yielded = false;
-                poll_fn(|cx| yield_once(&mut yielded, cx)).await;
+                yield_once().await;
                 let now = Instant::now();
                 conn.handle_handoff();
                 let until = decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
@@ -393,16 +393,19 @@ fn poll_first_since_unpark() -> Poll<()> {
     }
 }
 
-/// Pending once, then ready: the task goes to the back of the scheduler's queue, behind the
+/// Ready on its second poll: the task goes to the back of the scheduler's queue, behind the
 /// tasks it has woken. (`tokio::task::yield_now` would also wait for the next poll of the I/O
 /// driver, a system call.)
-fn yield_once(yielded: &mut bool, cx: &mut Context<'_>) -> Poll<()> {
-    if std::mem::replace(yielded, true) {
-        Poll::Ready(())
-    } else {
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
+fn yield_once() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    poll_fn(move |cx| {
+        if std::mem::replace(&mut yielded, true) {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
 }
 
 /// What one write step did.

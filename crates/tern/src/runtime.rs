@@ -52,6 +52,9 @@ mod tests {
 
     use super::{broker_runtime, first_since_unpark};
 
+    /// Bounds every wait of the test.
+    const WAIT: Duration = Duration::from_secs(10);
+
     /// Two connections that become readable while the worker is busy are served in the order
     /// their data came, when the task that tokio polls first steps back as `drive` does.
     #[test]
@@ -80,20 +83,25 @@ mod tests {
             for ready in waiting {
                 ready.await.expect("task started");
             }
-            // Occupy the only worker while both sockets become readable, one after the other,
-            // so that one poll of the I/O driver reports both.
+            // Hold the only worker until both sockets are readable, one after the other, so
+            // that one poll of the I/O driver reports both.
             let (busy, busy_rx) = oneshot::channel();
+            let (written, written_rx) = std::sync::mpsc::channel::<()>();
             let blocker = tokio::spawn(async move {
                 busy.send(()).expect("test waits");
-                std::thread::sleep(Duration::from_millis(200));
+                written_rx.recv_timeout(WAIT).expect("sockets written");
             });
             busy_rx.await.expect("worker busy");
             for writer in &mut writers {
                 writer.write_all(b"x").await.expect("write");
             }
+            written.send(()).expect("blocker waits");
             blocker.await.expect("blocker");
             for task in tasks {
-                task.await.expect("task");
+                tokio::time::timeout(WAIT, task)
+                    .await
+                    .expect("task ran in time")
+                    .expect("task");
             }
             Arc::try_unwrap(order)
                 .expect("only owner")
