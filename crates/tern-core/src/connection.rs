@@ -32,7 +32,8 @@ pub struct ConnectionInfo {
     /// The user name a TLS listener derived from the client's certificate
     /// (`use_identity_as_username`, `use_subject_as_username`). When set, it replaces the User
     /// Name of CONNECT and no password is checked: the certificate has already proved it.
-    pub certificate_username: Option<ByteString>,
+    /// Boxed: most connections have none, and every connection keeps its `ConnectionInfo`.
+    pub certificate_username: Option<Box<ByteString>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +150,8 @@ pub struct Connection {
     awaiting_lsn: Lsn,
     connect_deadline: Instant,
     last_received: Instant,
-    keep_alive: Option<Duration>,
+    /// The keep-alive in seconds (0: none).
+    keep_alive: u16,
     session: Option<Arc<Session>>,
     client_id: ByteString,
     /// The user name access checks use (from CONNECT, the certificate or the grant).
@@ -163,7 +165,7 @@ pub struct Connection {
     /// Session Expiry Interval granted at CONNECT (for the DISCONNECT rule of §3.14.2.2.2).
     connect_session_expiry: u32,
     /// How many QoS 1/2 deliveries may be unacknowledged: min(client Receive Maximum, ours).
-    send_window: usize,
+    send_window: u16,
     client_max_packet_size: u32,
     client_topic_alias_max: u16,
     /// Whether Reason Strings may go on acknowledgements (MQTT-3.1.2-29).
@@ -206,7 +208,7 @@ impl Connection {
             awaiting_lsn: 0,
             connect_deadline,
             last_received: now,
-            keep_alive: None,
+            keep_alive: 0,
             session: None,
             client_id: ByteString::new(),
             username: None,
@@ -254,7 +256,7 @@ impl Connection {
     /// when keep-alive is off.
     #[must_use]
     pub fn keep_alive(&self) -> Option<Duration> {
-        self.keep_alive
+        (self.keep_alive > 0).then(|| Duration::from_secs(u64::from(self.keep_alive)))
     }
 
     /// Whether CONNECT has been accepted and the connection is not closing.
@@ -347,7 +349,7 @@ impl Connection {
         match self.phase {
             Phase::AwaitingConnect | Phase::Authenticating => Some(self.connect_deadline),
             Phase::Connected => {
-                let keep_alive = self.keep_alive.map(|ka| self.last_received + ka * 3 / 2);
+                let keep_alive = self.keep_alive().map(|ka| self.last_received + ka * 3 / 2);
                 match (keep_alive, self.auth_expires_at) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -373,7 +375,7 @@ impl Connection {
                 );
             }
             Phase::Connected => {
-                if let Some(ka) = self.keep_alive
+                if let Some(ka) = self.keep_alive()
                     && now >= self.last_received + ka * 3 / 2
                 {
                     tracing::debug!(client = %self.client_id, "keep-alive expired");
@@ -590,7 +592,7 @@ impl Connection {
         let has_credentials = c.username.is_some() || c.password.is_some();
         if method.is_none() {
             // A certificate already proved who the client is (`use_identity_as_username`).
-            if let Some(name) = self.info.certificate_username.clone() {
+            if let Some(name) = self.info.certificate_username.as_deref().cloned() {
                 let grant = Grant {
                     username: Some(name),
                     ..Grant::default()
@@ -828,7 +830,7 @@ impl Connection {
         } else {
             c.keep_alive
         };
-        self.keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
+        self.keep_alive = keep_alive;
 
         let expiry = if v5 {
             c.properties.session_expiry_interval.unwrap_or(0)
@@ -880,7 +882,7 @@ impl Connection {
         self.session = Some(attached.session);
 
         let client_receive_max = c.properties.receive_maximum.unwrap_or(u16::MAX);
-        self.send_window = usize::from(client_receive_max.min(cfg.max_inflight_messages.max(1)));
+        self.send_window = client_receive_max.min(cfg.max_inflight_messages.max(1));
         self.client_max_packet_size = c.properties.maximum_packet_size.unwrap_or(u32::MAX);
         self.client_topic_alias_max = c.properties.topic_alias_maximum.unwrap_or(0);
         self.request_problem_information = c.properties.request_problem_information.unwrap_or(true);
@@ -1602,7 +1604,7 @@ impl Connection {
             if st.inflight[index].sent_by == generation {
                 continue;
             }
-            if in_window >= self.send_window {
+            if in_window >= usize::from(self.send_window) {
                 return; // the rest, and new deliveries, wait for acknowledgements
             }
             let entry = &mut st.inflight[index];
@@ -1623,7 +1625,7 @@ impl Connection {
         }
         while out.len() < high_water {
             let Some(front) = st.queue.front() else { break };
-            if front.qos != QoS::AtMostOnce && st.inflight.len() >= self.send_window {
+            if front.qos != QoS::AtMostOnce && st.inflight.len() >= usize::from(self.send_window) {
                 break; // MQTT-3.3.4-9: the rest waits for acknowledgements
             }
             let Some(delivery) = st.pop_queued() else {

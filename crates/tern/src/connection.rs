@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Deciding, Exchange, SharedAuthenticator};
+use crate::deadlines::Registration;
 use crate::limits::{PublishLimiter, whole_publish_len};
 
 /// Smallest read buffer; an idle connection keeps only this much (a PINGREQ is 2 bytes). 64
@@ -39,7 +40,7 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// settled, or the session is taken over. A flag and the task's waker rather than a `Notify`:
 /// waiting on a `Notify` keeps a waiter node (64 bytes) in every connection's task.
 #[derive(Default)]
-struct TaskWaker {
+pub(crate) struct TaskWaker {
     woken: AtomicBool,
     task: AtomicWaker,
 }
@@ -48,6 +49,12 @@ impl Wake for TaskWaker {
     fn wake(&self) {
         self.woken.store(true, Ordering::Release);
         self.task.wake();
+    }
+}
+
+impl crate::deadlines::Wakeable for TaskWaker {
+    fn wake_up(&self) {
+        Wake::wake(self);
     }
 }
 
@@ -66,6 +73,9 @@ impl TaskWaker {
         }
     }
 }
+
+/// The deadlines of a server's connections.
+pub(crate) type Deadlines = crate::deadlines::Deadlines<TaskWaker>;
 
 /// Tells the connections of a listener to close (server shutdown, the listener removed): a
 /// flag each connection checks on every turn of its loop, and the wakers of all of them.
@@ -124,6 +134,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// The same, for established connections.
     pub(crate) closing: Arc<Closing>,
+    /// The connections' deadlines (CONNECT, keep-alive, authentication expiry).
+    pub(crate) deadlines: Arc<Deadlines>,
     /// Whether connections and disconnections are logged at info level.
     pub(crate) log_connections: bool,
     /// The authentication sources (the listener's own, or the server's).
@@ -170,13 +182,10 @@ where
         // stream may accept a write while keeping part of it buffered when the socket is full:
         // without a flush that tail would wait for the next write.
         let mut unflushed = false;
-        // One timer, moved only when the deadline comes earlier; a later deadline just lets it
-        // fire early, and the state machine re-arms it.
-        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-        let sleep = tokio::time::sleep_until(far());
-        tokio::pin!(sleep);
-        // Whether the timer is set to a deadline of the state machine (`sleep.deadline()`).
-        let mut armed = false;
+        // The deadline registered with the server's timer, registered again only when the
+        // state machine's comes earlier; a later one is registered when the first wakes the
+        // task (`deadlines`).
+        let mut armed: Option<Registration> = None;
         // An authentication decision being made, and what the exchange keeps between steps.
         let mut deciding: Option<Deciding> = None;
         let mut exchange: Option<Box<Exchange>> = None;
@@ -206,6 +215,17 @@ where
                 conn.handle_shutdown(Instant::now());
             }
             let now = Instant::now();
+            if armed.is_some_and(|r| now >= r.at) {
+                armed = None;
+                if paused.is_some() {
+                    // What is held back in the buffer counts for keep-alive.
+                    conn.handle_input_pending(now);
+                }
+                conn.handle_timeout(now);
+                if conn.is_closing() {
+                    announced.end(crate::logging::Ending::TimedOut);
+                }
+            }
             while wbuf.len() < WRITE_HIGH_WATER
                 && conn.poll_transmit(now, &mut wbuf, WRITE_HIGH_WATER)
             {}
@@ -229,11 +249,13 @@ where
                         .decide(request, exchange.take()),
                 );
             }
-            if let Some(deadline) = conn.poll_timeout().map(tokio::time::Instant::from)
-                && (!armed || deadline < sleep.deadline())
+            if let Some(deadline) = conn.poll_timeout()
+                && armed.is_none_or(|r| deadline < r.at)
             {
-                sleep.as_mut().reset(deadline);
-                armed = true;
+                if let Some(old) = armed {
+                    shared.deadlines.cancel(old, &waker);
+                }
+                armed = Some(shared.deadlines.register(deadline, &waker));
             }
             if rbuf.capacity() - rbuf.len() < read_chunk / 2 {
                 rbuf.reserve(read_chunk);
@@ -301,30 +323,19 @@ where
                     let until = decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
                     paused = pause_until(until);
                 }
+                // Deliveries, the server's timer, the session taken over.
                 () = poll_fn(|cx| waker.poll_woken(cx)) => {}
-                () = &mut sleep, if armed => {
-                    armed = false;
-                    sleep.as_mut().reset(far());
-                    let now = Instant::now();
-                    if paused.is_some() {
-                        // What is held back in the buffer counts for keep-alive.
-                        conn.handle_input_pending(now);
-                    }
-                    conn.handle_timeout(now);
-                    if conn.is_closing() {
-                        announced.end(crate::logging::Ending::TimedOut);
-                    }
-                }
             }
+        }
+        if let Some(registration) = armed {
+            shared.deadlines.cancel(registration, &waker);
         }
 
         // Flush what is left (a CONNACK refusal, a DISCONNECT), bounded in time.
         let pending = wbuf.len();
-        // Both closing steps run on the loop's timer: `tokio::time::timeout` would keep a
-        // second one, 112 bytes, in every connection's task (see the size test below).
-        sleep
-            .as_mut()
-            .reset(tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT);
+        // One timer for both closing steps, allocated now: a `Sleep` in the future itself
+        // would take 112 bytes in every connection's task (see the size test below).
+        let mut sleep = Box::pin(tokio::time::sleep(CLOSE_FLUSH_TIMEOUT));
         tokio::select! {
             biased;
             _ = async {
@@ -562,9 +573,9 @@ mod tests {
     }
 
     /// The task of a plain MQTT connection is this future in an allocation with tokio's task
-    /// header and trailer (about 112 bytes), rounded up to 128 bytes: at most 784 bytes keeps it
-    /// in 896. An idle connection costs little more than its task (`bench/idle-connections.py`),
-    /// so a larger future should be a decision, not an accident (see `drive`).
+    /// header and trailer (112 bytes), rounded up to 128 bytes. An idle connection costs little
+    /// more than its task (`bench/idle-connections.py`), so a larger future should be a
+    /// decision, not an accident (see `drive`).
     #[tokio::test]
     async fn a_plain_connection_task_stays_small() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -577,6 +588,7 @@ mod tests {
             broker: Broker::new(BrokerConfig::default()),
             shutdown: CancellationToken::new(),
             closing: Arc::default(),
+            deadlines: Arc::default(),
             log_connections: false,
             authenticator: SharedAuthenticator::default(),
             unaddressed: "test".into(),
@@ -585,9 +597,9 @@ mod tests {
         let task = drive(stream, ConnectionInfo::default(), shared, None::<Box<()>>);
         let size = std::mem::size_of_val(&task);
         // Tokio adds 112 bytes of its own to the task (120 with `--cfg tokio_unstable`, which
-        // tokio-console needs) and rounds it up to 128: up to 776 bytes the task takes 896
-        // either way; 8 more and, with that flag, 1,024.
-        assert!(size <= 776, "the connection future is {size} bytes");
+        // tokio-console needs) and rounds it up to 128: up to 648 bytes the task takes 768
+        // either way (it took 896 with a `Sleep` of its own, before `deadlines`).
+        assert!(size <= 648, "the connection future is {size} bytes");
         drop(client);
     }
 }

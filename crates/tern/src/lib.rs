@@ -11,6 +11,7 @@ mod bridge;
 pub mod cli;
 pub mod config;
 mod connection;
+mod deadlines;
 pub mod limits;
 pub mod logging;
 mod metrics_view;

@@ -154,6 +154,8 @@ struct ListenersInner {
     tracker: TaskTracker,
     /// Connection limits across listeners and per source address.
     gate: Arc<Gate>,
+    /// The deadlines of every listener's connections, on one timer.
+    deadlines: Arc<connection::Deadlines>,
     state: std::sync::Mutex<ListenersState>,
 }
 
@@ -294,6 +296,7 @@ impl Listeners {
                 cancel: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 gate: Gate::new(ConnectionLimits::default()),
+                deadlines: Arc::default(),
                 state: std::sync::Mutex::new(ListenersState {
                     started: false,
                     log_connections: true,
@@ -509,6 +512,7 @@ impl ListenersInner {
             broker: self.broker.clone(),
             shutdown: cancel.clone(),
             closing: closing.clone(),
+            deadlines: self.deadlines.clone(),
             log_connections,
             authenticator: spec
                 .authenticator
@@ -1082,7 +1086,7 @@ where
     match handshake {
         Ok(Ok(accepted)) => {
             let mut info = own.info(remote);
-            info.certificate_username = accepted.certificate_username;
+            info.certificate_username = accepted.certificate_username.map(Box::new);
             Some(establish_mqtt(accepted.stream, info, own.clone(), places))
         }
         Ok(Err(e)) => {

@@ -65,6 +65,7 @@ impl LocalSide {
             broker: broker.clone(),
             shutdown: cancel.clone(),
             closing: Arc::default(),
+            deadlines: Arc::default(),
             // The bridge logs its own connections.
             log_connections: false,
             authenticator: Arc::new(ArcSwap::from_pointee(authenticator)),
