@@ -20,8 +20,8 @@ use crate::auth::{Deciding, Exchange, SharedAuthenticator};
 use crate::deadlines::Registration;
 use crate::limits::{PublishLimiter, whole_publish_len};
 
-/// Smallest read buffer; an idle connection keeps only this much (a PINGREQ is 2 bytes). 64
-/// rather than 128 saves 64 bytes per idle connection (`bench/idle-connections.py`); a larger
+/// Smallest read size, and the stack buffer a connection that only sees a trickle (a PINGREQ
+/// is 2 bytes) reads into, keeping no read buffer between reads (`poll_read_into`); a larger
 /// CONNECT takes one more read, and the buffer doubles while reads fill it.
 const MIN_READ_BUFFER: usize = 64;
 /// Largest read buffer, reached by doubling while reads fill the buffer.
@@ -168,7 +168,8 @@ where
     let mut limiter = PublishLimiter::new(shared.broker.config(), started);
     let mut decoder = Decoder::new(shared.broker.config().max_packet_size);
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut rbuf = BytesMut::with_capacity(MIN_READ_BUFFER);
+    // Allocated when the first bytes arrive (see `poll_read_into`).
+    let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
     async move {
         // Whether the connection was logged as connected, then how it ended.
@@ -257,7 +258,13 @@ where
                 }
                 armed = Some(shared.deadlines.register(deadline, &waker));
             }
-            if rbuf.capacity() - rbuf.len() < read_chunk / 2 {
+            if rbuf.is_empty() && read_chunk == MIN_READ_BUFFER {
+                // Only a trickle comes in (pings, acknowledgements): wait without a buffer, as
+                // an idle connection does (`poll_read_into`).
+                if rbuf.capacity() > 0 {
+                    rbuf = BytesMut::new();
+                }
+            } else if rbuf.capacity() - rbuf.len() < read_chunk / 2 {
                 rbuf.reserve(read_chunk);
             }
             tokio::select! {
@@ -292,7 +299,7 @@ where
                     let until = decode_all(&mut decoder, &mut rbuf, &mut conn, &mut limiter, now);
                     paused = pause_until(until);
                 }
-                result = reader.read_buf(&mut rbuf),
+                result = poll_fn(|cx| poll_read_into(&mut reader, &mut rbuf, cx)),
                     if !conn.awaits_auth_decision() && paused.is_none() =>
                 {
                     let now = Instant::now();
@@ -417,6 +424,25 @@ fn yield_once() -> impl Future<Output = ()> {
             Poll::Pending
         }
     })
+}
+
+/// Reads into `rbuf`; when it has no room (an idle connection keeps no read buffer), into
+/// a small buffer on the stack first, so that the buffer is allocated only once bytes have
+/// arrived: a read buffer allocated while waiting would take 64 bytes in every idle connection.
+fn poll_read_into<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    rbuf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    if rbuf.capacity() > rbuf.len() {
+        // The future only borrows: dropping it when the read is pending loses nothing.
+        return std::pin::pin!(reader.read_buf(rbuf)).poll(cx);
+    }
+    let mut stack = [0u8; MIN_READ_BUFFER];
+    let mut small = tokio::io::ReadBuf::new(&mut stack);
+    ready!(Pin::new(reader).poll_read(cx, &mut small))?;
+    rbuf.extend_from_slice(small.filled());
+    Poll::Ready(Ok(small.filled().len()))
 }
 
 /// What one write step did.
