@@ -155,7 +155,7 @@ fn describe(broker: &Broker, session: &Session) -> Option<SessionInfo> {
     Some(SessionInfo {
         client_id: session.client_id.clone(),
         username: st.username.clone(),
-        connection: st.link.as_ref().map(|link| {
+        connection: st.link().map(|link| {
             let info = &link.info;
             ClientConnection {
                 remote_addr: info.remote_addr,
@@ -167,14 +167,14 @@ fn describe(broker: &Broker, session: &Session) -> Option<SessionInfo> {
             }
         }),
         expiry_interval: st.expiry_interval,
-        disconnected_at: st.disconnected_at,
+        disconnected_at: st.disconnected_at(),
         subscriptions: st.subscriptions.len(),
         queued: st.queue.len(),
         queued_bytes: st.queued_bytes,
         inflight: st.inflight.len(),
         awaiting_rel: st.incoming_qos2.len(),
         durable: st.durable,
-        mount_point: st.mount_point.clone(),
+        mount_point: st.mount_point.as_deref().cloned(),
     })
 }
 

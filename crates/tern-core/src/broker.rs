@@ -22,8 +22,8 @@ use crate::metrics::{DropReason, Metrics, inc, is_broker_sys};
 use crate::persistence::Persistence;
 use crate::retained::RetainedStore;
 use crate::session::{
-    Awaiting, Delivery, Enqueued, Inflight, Link, QueueBudget, Registered, Session, SessionState,
-    SubscriptionRecord,
+    Awaiting, Delivery, Enqueued, Inflight, Link, Presence, QueueBudget, Registered, Session,
+    SessionState, SubscriptionRecord,
 };
 use crate::store::{DeliveryState, Lsn, Snapshot, Store, StoreOp, WillRecord};
 use crate::subscriptions::{Match, Plain, Subscriber, SubscriptionTree};
@@ -402,12 +402,9 @@ impl Broker {
                     continue;
                 };
                 let mut st = session.lock();
-                let Some(since) = st.disconnected_at else {
+                let Some(since) = st.disconnected_at() else {
                     continue;
                 };
-                if st.link.is_some() {
-                    continue;
-                }
                 let expiry = self.session_lifetime(st.expiry_interval);
                 let expired = expiry.is_some_and(|e| since + e <= now);
                 let will_due = st.will.as_ref().is_some_and(|w| {
@@ -734,7 +731,7 @@ impl Broker {
         };
         let topic = &delivery.message.topic;
         if let Some(mount_point) = &st.mount_point
-            && !topic.starts_with(&**mount_point)
+            && !topic.starts_with(&***mount_point)
         {
             // Outside the listener's mount point: invisible to its clients (a subscription
             // made through another listener, or `prefix/#` matching `prefix` itself).
@@ -750,7 +747,7 @@ impl Broker {
             record_drop(DropReason::NotAuthorized);
             return;
         }
-        if st.link.is_none() && delivery.qos == QoS::AtMostOnce && !cfg.queue_qos0_messages {
+        if st.link().is_none() && delivery.qos == QoS::AtMostOnce && !cfg.queue_qos0_messages {
             record_drop(DropReason::Offline);
             return;
         }
@@ -778,7 +775,7 @@ impl Broker {
         // empty queue needs to wake it.
         if was_empty
             && !st.queue.is_empty()
-            && let Some(link) = &st.link
+            && let Some(link) = st.link()
         {
             link.waker.wake();
             routed.woke = true;
@@ -900,7 +897,7 @@ impl Broker {
                     self.inner.config.recovered_owners_authenticated && record.username.is_some();
                 st.username = record.username;
                 st.will = record.will.map(Box::new);
-                st.disconnected_at = Some(since);
+                st.set_offline(since);
                 for (filter, options, identifier) in snap.subscriptions {
                     let (share, plain) = split_key(&filter);
                     let sub = Subscriber {
@@ -1033,7 +1030,7 @@ impl Broker {
                 // Deadlines that passed before the timer task got to them (just after a
                 // restart, say) count now: an expired session is not resumed, a will whose
                 // delay passed is published.
-                if let (None, Some(since)) = (&st.link, st.disconnected_at) {
+                if let Some(since) = st.disconnected_at() {
                     let expired = self
                         .session_lifetime(st.expiry_interval)
                         .is_some_and(|l| since + l <= now);
@@ -1050,7 +1047,7 @@ impl Broker {
                         return None;
                     }
                 }
-                if let Some(old) = st.link.take() {
+                if let Some(old) = st.take_link() {
                     replaced_live = true;
                     // A live connection is taken over: its will goes out now if it has no delay
                     // or if the session is about to end with it.
@@ -1089,19 +1086,18 @@ impl Broker {
             });
             {
                 let mut st = session.lock();
-                st.link = Some(link);
-                st.disconnected_at = None;
+                st.presence = Presence::Online(link);
                 st.expiry_interval = expiry_interval;
                 st.will = will;
                 st.username = owner.username;
                 st.client_acl = owner.acl;
                 st.owner_authenticated = owner.authenticated;
                 st.acl = Some(owner.listener_acl.unwrap_or_else(|| self.inner.acl.clone()));
-                if owner.mount_point != st.mount_point {
+                if owner.mount_point.as_ref() != st.mount_point.as_deref() {
                     if let Some(mount_point) = &owner.mount_point {
                         self.drop_outside(&session, &mut st, mount_point);
                     }
-                    st.mount_point = owner.mount_point;
+                    st.mount_point = owner.mount_point.map(Box::new);
                 }
                 session.set_online(true);
                 self.persist_session(&session, &mut st);
@@ -1137,9 +1133,8 @@ impl Broker {
             if !st.is_current(generation) {
                 return;
             }
-            st.link = None;
+            st.set_offline(now);
             session.set_online(false);
-            st.disconnected_at = Some(now);
             self.inner
                 .metrics
                 .connections
@@ -1355,7 +1350,7 @@ impl Broker {
     /// cleaned up after the locks are released.
     fn end_locked(&self, session: &Session, st: &mut SessionState) -> EndedSession {
         st.ended = true;
-        if let Some(link) = st.link.take() {
+        if let Some(link) = st.take_link() {
             link.waker.wake();
         }
         session.set_online(false);
@@ -1367,7 +1362,7 @@ impl Broker {
         }
         EndedSession {
             client_id: session.client_id.clone(),
-            subscriptions: st.subscriptions.drain().map(|(k, _)| k).collect(),
+            subscriptions: std::mem::take(&mut st.subscriptions).into_keys().collect(),
             redeliveries: st.take_shared_redeliveries(),
         }
     }
@@ -1461,7 +1456,7 @@ impl Broker {
                 return crate::AdminDisconnect::NoSession;
             };
             let mut st = session.lock();
-            if let Some(link) = st.link.as_mut() {
+            if let Some(link) = st.link_mut() {
                 // The connection sees the flag when woken, sends DISCONNECT 0x98 and detaches
                 // like any connection the server closes.
                 link.info.kicked = true;

@@ -1579,7 +1579,7 @@ impl Connection {
             self.write_control(out);
             return;
         }
-        if st.link.as_ref().is_some_and(|l| l.info.kicked) {
+        if st.link().is_some_and(|l| l.info.kicked) {
             // Disconnected by an administrator (`Broker::admin_disconnect`).
             drop(st);
             self.fail(

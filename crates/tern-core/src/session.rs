@@ -1,7 +1,7 @@
 //! Session state: what the broker keeps for a client id across connections (MQTT §4.1).
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -146,6 +146,17 @@ pub(crate) struct Link {
     pub(crate) info: Box<crate::admin::LinkInfo>,
 }
 
+/// Whether a connection is attached to a session, or since when none is: one field, as the two
+/// never hold at once (the session's size decides its allocation's size class; see the test
+/// `a_session_stays_in_its_size_class`).
+pub(crate) enum Presence {
+    /// Not attached yet (a session being set up), or ended.
+    Detached,
+    Online(Link),
+    /// Since when no connection is attached.
+    Offline(Instant),
+}
+
 /// A subscription as the session remembers it (for resumption and replacement).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SubscriptionRecord {
@@ -212,10 +223,13 @@ pub(crate) enum Enqueued {
 }
 
 pub(crate) struct SessionState {
-    pub(crate) link: Option<Link>,
+    pub(crate) presence: Presence,
     /// Set once the session is removed from the registry; nothing is queued to it after that.
     pub(crate) ended: bool,
-    pub(crate) subscriptions: HashMap<ByteString, SubscriptionRecord>,
+    /// A `BTreeMap`: 24 bytes against an empty `HashMap`'s 48 in every session (see
+    /// `a_session_stays_in_its_size_class`); a session's own filters are few, and the
+    /// subscription index, not this, routes messages.
+    pub(crate) subscriptions: BTreeMap<ByteString, SubscriptionRecord>,
     /// Deliveries not yet sent, oldest first.
     pub(crate) queue: VecDeque<Delivery>,
     pub(crate) queued_bytes: usize,
@@ -230,8 +244,6 @@ pub(crate) struct SessionState {
     pub(crate) incoming_qos2: BTreeMap<u16, Lsn>,
     /// Session Expiry Interval in seconds; `u32::MAX` never expires.
     pub(crate) expiry_interval: u32,
-    /// When the last connection went away.
-    pub(crate) disconnected_at: Option<Instant>,
     /// The Will of the attached (or last) connection, until published or discarded.
     /// Boxed: most sessions have none, and it is large.
     pub(crate) will: Option<Box<WillRecord>>,
@@ -246,8 +258,9 @@ pub(crate) struct SessionState {
     /// listener is not known: every listener's rules must then allow its deliveries.
     pub(crate) acl: Option<Arc<crate::AclSlot>>,
     /// The mount point of the listener the attached (or last) connection came through. Every
-    /// queued or in-flight delivery has a topic that starts with it.
-    pub(crate) mount_point: Option<ByteString>,
+    /// queued or in-flight delivery has a topic that starts with it. Boxed: most listeners
+    /// have none.
+    pub(crate) mount_point: Option<Box<ByteString>>,
     /// Whether the owner proved its user name: the session can then be taken over only by the
     /// same user, authenticated. For a session recovered from the store, whose owner's proof
     /// is not kept, see `BrokerConfig::recovered_owners_authenticated`.
@@ -262,9 +275,9 @@ pub(crate) struct SessionState {
 impl SessionState {
     fn new(expiry_interval: u32, budget: Arc<QueueBudget>) -> Self {
         Self {
-            link: None,
+            presence: Presence::Detached,
             ended: false,
-            subscriptions: HashMap::new(),
+            subscriptions: BTreeMap::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
             budget,
@@ -272,7 +285,6 @@ impl SessionState {
             next_packet_id: 1,
             incoming_qos2: BTreeMap::new(),
             expiry_interval,
-            disconnected_at: None,
             will: None,
             durable: false,
             next_seq: 1,
@@ -302,17 +314,53 @@ impl SessionState {
             client_id: client_id.clone(),
             expiry_interval: self.expiry_interval,
             username: self.username.clone(),
-            disconnected_at: self.disconnected_at,
+            disconnected_at: self.disconnected_at(),
             will: self.will.as_deref().cloned(),
         }
     }
 
     pub(crate) fn is_current(&self, generation: u64) -> bool {
-        !self.ended
-            && self
-                .link
-                .as_ref()
-                .is_some_and(|l| l.generation == generation)
+        !self.ended && self.link().is_some_and(|l| l.generation == generation)
+    }
+
+    /// The attached connection.
+    pub(crate) fn link(&self) -> Option<&Link> {
+        match &self.presence {
+            Presence::Online(link) => Some(link),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn link_mut(&mut self) -> Option<&mut Link> {
+        match &mut self.presence {
+            Presence::Online(link) => Some(link),
+            _ => None,
+        }
+    }
+
+    /// Detaches the attached connection, if any, without saying since when (see
+    /// [`SessionState::set_offline`]).
+    pub(crate) fn take_link(&mut self) -> Option<Link> {
+        match std::mem::replace(&mut self.presence, Presence::Detached) {
+            Presence::Online(link) => Some(link),
+            other => {
+                self.presence = other;
+                None
+            }
+        }
+    }
+
+    /// When the last connection went away, while none is attached.
+    pub(crate) fn disconnected_at(&self) -> Option<Instant> {
+        match self.presence {
+            Presence::Offline(since) => Some(since),
+            _ => None,
+        }
+    }
+
+    /// No connection attached since `since` (one that was is dropped).
+    pub(crate) fn set_offline(&mut self, since: Instant) {
+        self.presence = Presence::Offline(since);
     }
 
     /// Adds a delivery within the bounds. At the bound a QoS 0 delivery is refused; a QoS 1/2
@@ -495,5 +543,19 @@ impl Drop for SessionState {
             .fetch_sub(self.queue.len(), Ordering::Relaxed);
         self.budget
             .release_inflight(self.inflight.len(), self.inflight_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connected client keeps one session in an `Arc` (16 bytes of counts added);
+    /// allocations are made in size classes 64 bytes apart here (320, 384), so a session grows
+    /// the memory of every idle connection by 64 bytes as soon as it passes a class.
+    #[test]
+    fn a_session_stays_in_its_size_class() {
+        let size = std::mem::size_of::<Session>() + 16;
+        assert!(size <= 320, "a session's allocation takes {size} bytes");
     }
 }
