@@ -256,7 +256,12 @@ impl Shared {
             return; // the run goes on: nothing more can be taken
         }
         let (start, end) = (q.run_start, q.next);
-        if end > start.max(q.first) {
+        // Whether the run held back operations, which the writer may take now. Most runs hold
+        // none (a PUBLISH with no durable recipient submits nothing), and then the writer has
+        // nothing new to see: waking it anyway cost a futex call per PUBLISH, and a wake-up of
+        // the writer thread.
+        let held_back = end > start.max(q.first);
+        if held_back {
             q.runs.push_back((start, end));
         }
         let lifted = mem::replace(&mut q.barrier, false);
@@ -264,7 +269,9 @@ impl Shared {
         if lifted {
             self.quiet.notify_all();
         }
-        self.ready.notify_one();
+        if held_back {
+            self.ready.notify_one();
+        }
     }
 
     pub(crate) fn durability(&self, lsn: Lsn) -> Durability {
