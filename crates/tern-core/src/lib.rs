@@ -40,7 +40,7 @@ pub use admin::{
 pub use auth::{AuthDecision, AuthRequest, AuthStage, Grant};
 pub use broker::{Broker, Routed, Wake};
 pub use config::{AclSlot, BrokerConfig, ListenerPolicy, ProtocolVersions};
-pub use connection::{Connection, ConnectionInfo};
+pub use connection::{Connection, ConnectionInfo, HANDOFF_AFTER_IDLE};
 pub use memory_store::MemoryStore;
 pub use message::Message;
 pub use metrics::{

@@ -12,7 +12,12 @@ use std::time::Instant;
 
 use common::*;
 use tern_codec::{Ack, Packet, QoS, ReasonCode};
-use tern_core::{Broker, BrokerConfig, MemoryStore, Store};
+use tern_core::{Broker, BrokerConfig, HANDOFF_AFTER_IDLE, MemoryStore, Store};
+
+/// A read after an idle spell since `now` (the publisher's last packet): it arms the handoff.
+fn idle(now: Instant) -> Instant {
+    now + HANDOFF_AFTER_IDLE
+}
 
 /// `n` subscribers of `filter`, each with its own session, connected at `now`.
 fn subscribers(broker: &Broker, n: usize, filter: &str, qos: QoS, now: Instant) -> Vec<Sim> {
@@ -51,7 +56,7 @@ fn a_fan_out_to_20_is_queued_8_at_a_time_and_each_subscriber_gets_one_copy() {
     let (mut subs, mut publisher, now) = fan_out(None, 20, "t", QoS::AtMostOnce);
     let before = wake_counts(&subs);
 
-    publisher.conn.arm_handoff();
+    publisher.conn.arm_handoff(idle(now));
     publisher.send(publish("t", b"m", QoS::AtMostOnce, 0, None), now);
     assert!(publisher.conn.wants_handoff());
     assert_eq!(woken(&subs, &before), 8);
@@ -75,7 +80,7 @@ fn mqtt5_3_3_4_1_puback_of_a_handed_over_publish_comes_after_its_last_copy() {
     // Without a store a QoS 1 message is handed over too: nothing of it is kept.
     let (mut subs, mut publisher, now) = fan_out(None, 12, "t", QoS::AtLeastOnce);
 
-    publisher.conn.arm_handoff();
+    publisher.conn.arm_handoff(idle(now));
     publisher.send(publish("t", b"m", QoS::AtLeastOnce, 5, None), now);
     assert!(publisher.conn.wants_handoff());
     assert!(
@@ -101,7 +106,7 @@ fn mqtt5_3_3_4_1_puback_of_a_publish_that_woke_its_subscriber_follows_the_handof
     let (mut subs, mut publisher, now) = fan_out(None, 1, "t", QoS::AtLeastOnce);
     let before = wake_counts(&subs);
 
-    publisher.conn.arm_handoff();
+    publisher.conn.arm_handoff(idle(now));
     publisher.send(publish("t", b"m", QoS::AtLeastOnce, 3, None), now);
     assert_eq!(woken(&subs, &before), 1, "the copy is queued at once");
     assert!(publisher.conn.wants_handoff());
@@ -115,7 +120,7 @@ fn mqtt5_3_3_4_1_puback_of_a_publish_that_woke_its_subscriber_follows_the_handof
 
     // A subscriber already woken (its first copy not taken yet): nothing to wait for.
     publisher.send(publish("t", b"1", QoS::AtLeastOnce, 4, None), now);
-    publisher.conn.arm_handoff();
+    publisher.conn.arm_handoff(idle(now));
     publisher.send(publish("t", b"2", QoS::AtLeastOnce, 5, None), now);
     assert!(!publisher.conn.wants_handoff());
     assert_eq!(publisher.drain(now).len(), 2);
@@ -124,7 +129,7 @@ fn mqtt5_3_3_4_1_puback_of_a_publish_that_woke_its_subscriber_follows_the_handof
 #[test]
 fn a_qos0_message_to_one_subscriber_has_nothing_to_hand_over() {
     let (mut subs, mut publisher, now) = fan_out(None, 1, "t", QoS::AtMostOnce);
-    publisher.conn.arm_handoff();
+    publisher.conn.arm_handoff(idle(now));
     publisher.send(publish("t", b"m", QoS::AtMostOnce, 0, None), now);
     assert!(!publisher.conn.wants_handoff());
     assert_eq!(subs[0].publishes(now).len(), 1);
@@ -137,7 +142,7 @@ fn a_qos1_message_the_store_keeps_is_queued_for_everyone_at_once() {
     let (subs, mut publisher, now) = fan_out(Some(broker), 12, "t", QoS::AtLeastOnce);
     let before = wake_counts(&subs);
 
-    publisher.conn.arm_handoff();
+    publisher.conn.arm_handoff(idle(now));
     publisher.send(publish("t", b"m", QoS::AtLeastOnce, 5, None), now);
     assert!(!publisher.conn.wants_handoff());
     assert_eq!(woken(&subs, &before), 12);
@@ -151,7 +156,7 @@ fn a_qos1_message_the_store_keeps_is_queued_for_everyone_at_once() {
 fn mqtt5_4_6_0_6_only_the_first_publish_after_arming_is_handed_over_and_order_holds() {
     let (mut subs, mut publisher, now) = fan_out(None, 12, "t", QoS::AtMostOnce);
 
-    publisher.conn.arm_handoff();
+    publisher.conn.arm_handoff(idle(now));
     publisher.send(publish("t", b"1", QoS::AtMostOnce, 0, None), now);
     assert!(publisher.conn.wants_handoff());
     publisher.conn.handle_handoff();
@@ -172,7 +177,7 @@ fn subscribers_already_busy_get_their_copies_without_a_handoff() {
     // A first message nobody has taken yet: every connection has been woken already.
     publisher.send(publish("t", b"1", QoS::AtMostOnce, 0, None), now);
 
-    publisher.conn.arm_handoff();
+    publisher.conn.arm_handoff(idle(now));
     publisher.send(publish("t", b"2", QoS::AtMostOnce, 0, None), now);
     assert!(!publisher.conn.wants_handoff());
     for s in &mut subs {
@@ -184,13 +189,41 @@ fn subscribers_already_busy_get_their_copies_without_a_handoff() {
 fn a_publisher_lost_before_its_handoff_still_reaches_every_subscriber() {
     let (mut subs, mut publisher, now) = fan_out(None, 20, "t", QoS::AtMostOnce);
 
-    publisher.conn.arm_handoff();
+    publisher.conn.arm_handoff(idle(now));
     publisher.send(publish("t", b"m", QoS::AtMostOnce, 0, None), now);
     assert!(publisher.conn.wants_handoff());
     publisher.lose(now);
     for s in &mut subs {
         assert_eq!(s.publishes(now).len(), 1);
     }
+}
+
+/// Under load (a read soon after the client's last packet) the handoff costs more than it
+/// saves: the whole fan-out is queued at once, and a QoS 1 PUBLISH is acknowledged at once.
+#[test]
+fn a_read_soon_after_the_last_packet_hands_nothing_over() {
+    let (mut subs, mut publisher, now) = fan_out(None, 20, "t", QoS::AtLeastOnce);
+    let before = wake_counts(&subs);
+    let soon = now + HANDOFF_AFTER_IDLE / 2;
+
+    publisher.conn.arm_handoff(soon);
+    publisher.send(publish("t", b"m", QoS::AtLeastOnce, 3, None), soon);
+    assert!(!publisher.conn.wants_handoff());
+    assert_eq!(woken(&subs, &before), 20);
+    assert!(matches!(
+        publisher.drain(soon).as_slice(),
+        [Packet::PubAck(_)]
+    ));
+
+    // After an idle spell (the subscribers have taken their copies) the next read arms it
+    // again.
+    for s in &mut subs {
+        assert_eq!(s.publishes(soon).len(), 1);
+    }
+    let later = soon + HANDOFF_AFTER_IDLE;
+    publisher.conn.arm_handoff(later);
+    publisher.send(publish("t", b"n", QoS::AtLeastOnce, 4, None), later);
+    assert!(publisher.conn.wants_handoff());
 }
 
 #[test]
@@ -204,7 +237,7 @@ fn mqtt5_3_3_4_2_overlapping_subscriptions_in_a_handed_over_fan_out_give_one_cop
     }
     let mut publisher = Sim::connected(&broker, connect5("pub", true, None), now);
 
-    publisher.conn.arm_handoff();
+    publisher.conn.arm_handoff(idle(now));
     publisher.send(publish("a/b", b"m", QoS::AtLeastOnce, 9, None), now);
     while publisher.conn.wants_handoff() {
         publisher.conn.handle_handoff();

@@ -300,7 +300,7 @@ where
                     let now = Instant::now();
                     shared.broker.metrics().add_bytes_received(n);
                     read_chunk = next_read_chunk(read_chunk, n);
-                    conn.arm_handoff();
+                    conn.arm_handoff(now);
                     let until =
                         decode_all(&mut decoder, &mut io.rbuf, &mut conn, &mut limiter, now);
                     io.paused = pause_until(until);
