@@ -51,6 +51,22 @@ fn wake_counts(subs: &[Sim]) -> Vec<usize> {
     subs.iter().map(|s| s.waker.count()).collect()
 }
 
+/// Nothing was handed over: every subscriber's copy was queued in one step and the QoS 1
+/// PUBLISH is acknowledged at once.
+fn assert_queued_at_once_and_acknowledged(
+    publisher: &mut Sim,
+    subs: &[Sim],
+    before: &[usize],
+    now: Instant,
+) {
+    assert!(!publisher.conn.wants_handoff());
+    assert_eq!(woken(subs, before), subs.len());
+    assert!(matches!(
+        publisher.drain(now).as_slice(),
+        [Packet::PubAck(_)]
+    ));
+}
+
 #[test]
 fn a_fan_out_to_20_is_queued_8_at_a_time_and_each_subscriber_gets_one_copy() {
     let (mut subs, mut publisher, now) = fan_out(None, 20, "t", QoS::AtMostOnce);
@@ -144,12 +160,7 @@ fn a_qos1_message_the_store_keeps_is_queued_for_everyone_at_once() {
 
     publisher.conn.arm_handoff(idle(now));
     publisher.send(publish("t", b"m", QoS::AtLeastOnce, 5, None), now);
-    assert!(!publisher.conn.wants_handoff());
-    assert_eq!(woken(&subs, &before), 12);
-    assert!(matches!(
-        publisher.drain(now).as_slice(),
-        [Packet::PubAck(_)]
-    ));
+    assert_queued_at_once_and_acknowledged(&mut publisher, &subs, &before, now);
 }
 
 #[test]
@@ -208,12 +219,7 @@ fn a_read_soon_after_the_last_packet_hands_nothing_over() {
 
     publisher.conn.arm_handoff(soon);
     publisher.send(publish("t", b"m", QoS::AtLeastOnce, 3, None), soon);
-    assert!(!publisher.conn.wants_handoff());
-    assert_eq!(woken(&subs, &before), 20);
-    assert!(matches!(
-        publisher.drain(soon).as_slice(),
-        [Packet::PubAck(_)]
-    ));
+    assert_queued_at_once_and_acknowledged(&mut publisher, &subs, &before, soon);
 
     // After an idle spell (the subscribers have taken their copies) the next read arms it
     // again.

@@ -204,8 +204,7 @@ where
                 yield_once().await;
                 let now = Instant::now();
                 conn.handle_handoff();
-                let until = decode_all(&mut decoder, &mut io.rbuf, &mut conn, &mut limiter, now);
-                io.paused = pause_until(until);
+                io.decode(&mut decoder, &mut conn, &mut limiter, now);
                 continue;
             }
             if !shutting_down && shared.closing.is_closed() {
@@ -284,9 +283,7 @@ where
                     let now = Instant::now();
                     conn.handle_auth_decision(decision, now);
                     // Packets the client sent after CONNECT wait in the buffer until it is in.
-                    let until =
-                        decode_all(&mut decoder, &mut io.rbuf, &mut conn, &mut limiter, now);
-                    io.paused = pause_until(until);
+                    io.decode(&mut decoder, &mut conn, &mut limiter, now);
                 }
                 Event::Read(Ok(0)) => {
                     announced.end(crate::logging::Ending::ClosedByClient);
@@ -301,18 +298,14 @@ where
                     shared.broker.metrics().add_bytes_received(n);
                     read_chunk = next_read_chunk(read_chunk, n);
                     conn.arm_handoff(now);
-                    let until =
-                        decode_all(&mut decoder, &mut io.rbuf, &mut conn, &mut limiter, now);
-                    io.paused = pause_until(until);
+                    io.decode(&mut decoder, &mut conn, &mut limiter, now);
                     if io.rbuf.is_empty() && io.rbuf.capacity() > read_chunk * 4 {
                         io.rbuf = BytesMut::with_capacity(read_chunk);
                     }
                 }
                 Event::Resumed => {
                     let now = Instant::now();
-                    let until =
-                        decode_all(&mut decoder, &mut io.rbuf, &mut conn, &mut limiter, now);
-                    io.paused = pause_until(until);
+                    io.decode(&mut decoder, &mut conn, &mut limiter, now);
                 }
                 Event::Woken => {}
             }
@@ -387,6 +380,19 @@ enum Event {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
+    /// Decodes and handles every complete packet read ([`decode_all`]), and pauses reading
+    /// while a rate limit holds the next PUBLISH back.
+    fn decode(
+        &mut self,
+        decoder: &mut Decoder,
+        conn: &mut Connection,
+        limiter: &mut Option<Box<PublishLimiter>>,
+        now: Instant,
+    ) {
+        let until = decode_all(decoder, &mut self.rbuf, conn, limiter, now);
+        self.paused = until.map(|at| Box::pin(tokio::time::sleep_until(at.into())));
+    }
+
     /// Flushes what is left (a CONNACK refusal, a DISCONNECT) and shuts the stream down, then
     /// lingers, each step bounded in time; returns the bytes written.
     async fn close(&mut self) -> usize {
@@ -513,11 +519,6 @@ fn poll_slot<F: Future + Unpin>(slot: &mut Option<F>, cx: &mut Context<'_>) -> P
         Some(future) => Pin::new(future).poll(cx),
         None => Poll::Pending,
     }
-}
-
-/// A timer for a pause of reading until `until`, if there is one.
-fn pause_until(until: Option<Instant>) -> Option<Pin<Box<tokio::time::Sleep>>> {
-    until.map(|at| Box::pin(tokio::time::sleep_until(at.into())))
 }
 
 /// Decodes and handles every complete packet in `buf`; a decoding error ends the connection.
